@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def camera_crop() -> tuple[np.ndarray, np.ndarray]:
+    """A 128x128 crop of scikit-image's camera, clean and with Gaussian noise (sigma 25/255)."""
+    from skimage import data, img_as_float
+
+    clean = img_as_float(data.camera())[200:328, 200:328]
+    noisy = clean + 25 / 255 * np.random.default_rng(1234).standard_normal(clean.shape)
+    return clean, noisy
+
+
+@pytest.fixture(scope="session")
+def astronaut_crop() -> tuple[np.ndarray, np.ndarray]:
+    """A 96x96x3 crop of scikit-image's astronaut, clean and noisy (sigma 25/255)."""
+    from skimage import data, img_as_float
+
+    clean = img_as_float(data.astronaut())[40:136, 180:276]
+    noisy = clean + 25 / 255 * np.random.default_rng(1239).standard_normal(clean.shape)
+    return clean, noisy

@@ -1,0 +1,75 @@
+"""tvdenoise: total-variation (ROF) image denoising, a command-line tool and a PyTorch library.
+
+>>> import tvdenoise as tvd
+>>> tvd.total_variation  # doctest: +ELLIPSIS
+<function total_variation at ...>
+
+The public names are loaded on first use, so ``tvdenoise --help`` never pays for importing
+torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "total_variation": "tvdenoise.tv",
+    "TVLoss": "tvdenoise.tv",
+    "denoise": "tvdenoise.denoising",
+    "load_image": "tvdenoise.image_io",
+    "save_image": "tvdenoise.image_io",
+    "ImageFile": "tvdenoise.image_io",
+    "SolveRecord": "tvdenoise.solvers.base",
+    "IterationInfo": "tvdenoise.solvers.base",
+    "TVDenoiseError": "tvdenoise.errors",
+    "InvalidParameterError": "tvdenoise.errors",
+    "ImageReadError": "tvdenoise.errors",
+    "ImageWriteError": "tvdenoise.errors",
+    "ConfigError": "tvdenoise.errors",
+}
+
+__all__ = [
+    "ConfigError",
+    "ImageFile",
+    "ImageReadError",
+    "ImageWriteError",
+    "InvalidParameterError",
+    "IterationInfo",
+    "SolveRecord",
+    "TVDenoiseError",
+    "TVLoss",
+    "__version__",
+    "denoise",
+    "load_image",
+    "save_image",
+    "total_variation",
+]
+
+if TYPE_CHECKING:
+    from .denoising import denoise
+    from .errors import (
+        ConfigError,
+        ImageReadError,
+        ImageWriteError,
+        InvalidParameterError,
+        TVDenoiseError,
+    )
+    from .image_io import ImageFile, load_image, save_image
+    from .solvers.base import IterationInfo, SolveRecord
+    from .tv import TVLoss, total_variation
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tvdenoise' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,133 @@
+"""Finite differences on the pixel grid: the only place they are defined.
+
+Conventions (DESIGN section 2): forward differences with a Neumann boundary, per channel,
+
+    D_k u[..., i, ...] = u[..., i + 1, ...] - u[..., i, ...]  for i < n_k - 1; 0 at i = n_k - 1,
+
+along each of the last ``ndim`` axes (k = 0 is the first spatial axis, rows for 2-D images).
+The divergence is the exact negative adjoint, ``<D u, p> = <u, -div p>`` for all u and p,
+which is what makes the dual (Chambolle) and primal-dual (Chambolle-Pock) solvers exact.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["divergence", "gradient", "squared_norm"]
+
+
+def _zeros_slice(x: torch.Tensor, dim: int) -> torch.Tensor:
+    shape = list(x.shape)
+    shape[dim] = 1
+    return x.new_zeros(shape)
+
+
+def gradient(u: torch.Tensor, ndim: int = 2) -> torch.Tensor:
+    """Forward differences of ``u`` along its last ``ndim`` axes, Neumann boundary.
+
+    Parameters
+    ----------
+    u : torch.Tensor
+        Tensor of shape ``(..., *spatial)`` with ``len(spatial) == ndim``.
+    ndim : int
+        Number of trailing spatial axes (2 for images, 3 for volumes).
+
+    Returns
+    -------
+    torch.Tensor
+        Shape ``(..., ndim, *spatial)``; component ``k`` holds the differences along spatial
+        axis ``k``, and its last entry along that axis is 0.
+
+    Examples
+    --------
+    >>> import torch
+    >>> gradient(torch.tensor([[0.0, 1.0, 3.0]]))
+    tensor([[[0., 0., 0.]],
+    <BLANKLINE>
+            [[1., 2., 0.]]])
+    """
+    if ndim < 1 or u.dim() < ndim:
+        raise ValueError(f"gradient needs at least {ndim} axes, got shape {tuple(u.shape)}")
+    components = []
+    for k in range(ndim):
+        dim = u.dim() - ndim + k
+        if u.shape[dim] < 2:
+            components.append(torch.zeros_like(u))
+            continue
+        diff = torch.diff(u, dim=dim)
+        components.append(torch.cat([diff, _zeros_slice(u, dim)], dim=dim))
+    return torch.stack(components, dim=u.dim() - ndim)
+
+
+def divergence(p: torch.Tensor, ndim: int = 2) -> torch.Tensor:
+    """Backward-difference divergence, the negative adjoint of :func:`gradient`.
+
+    ``div p = sum_k B_k p_k`` with ``B_k q[0] = q[0]``, ``B_k q[i] = q[i] - q[i - 1]`` for
+    ``0 < i < n - 1`` and ``B_k q[n - 1] = -q[n - 2]`` along spatial axis ``k``; the last entry
+    of ``p_k`` along its axis is ignored, so ``<gradient(u), p> = -<u, divergence(p)>`` holds for
+    every ``p``.
+
+    Parameters
+    ----------
+    p : torch.Tensor
+        Shape ``(..., ndim, *spatial)``, as returned by :func:`gradient`.
+    ndim : int
+        Number of trailing spatial axes.
+
+    Returns
+    -------
+    torch.Tensor
+        Shape ``(..., *spatial)``.
+    """
+    if p.dim() < ndim + 1 or p.shape[p.dim() - ndim - 1] != ndim:
+        raise ValueError(f"divergence expects shape (..., {ndim}, *spatial), got {tuple(p.shape)}")
+    component_dim = p.dim() - ndim - 1
+    result: torch.Tensor | None = None
+    for k in range(ndim):
+        q = p.select(component_dim, k)
+        dim = q.dim() - ndim + k
+        n = q.shape[dim]
+        if n < 2:
+            term = torch.zeros_like(q)
+        else:
+            inner = q.narrow(dim, 0, n - 1)
+            zero = _zeros_slice(q, dim)
+            term = torch.cat([inner, zero], dim=dim) - torch.cat([zero, inner], dim=dim)
+        result = term if result is None else result + term
+    assert result is not None
+    return result
+
+
+def squared_norm(g: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    """Sum of squares of ``g`` over ``dims`` (kept as size-1 axes)."""
+    return (g * g).sum(dim=dims, keepdim=True)
+
+
+def safe_power(s: torch.Tensor, exponent: float) -> torch.Tensor:
+    """``s ** exponent`` for ``s >= 0``, with value 0 and a finite (zero) gradient where s = 0.
+
+    ``sqrt`` and other powers below 1 have an infinite derivative at 0; autograd would turn it
+    into NaN on flat regions. The double ``where`` keeps both the value and the gradient finite.
+    """
+    positive = s > 0
+    safe = torch.where(positive, s, torch.ones_like(s))
+    return torch.where(positive, safe.pow(exponent), torch.zeros_like(s))
+
+
+def coupled_squared_norm(g: torch.Tensor, tv: str, color: str) -> torch.Tensor:
+    """The squared magnitude that TV raises to ``beta / 2``, for a gradient ``g``.
+
+    ``g`` has shape ``(N, C, ndim, *spatial)``. Returns, keeping size-1 axes:
+
+    - isotropic, channelwise: ``sum_k g_k^2`` per channel, shape ``(N, C, 1, *spatial)``
+    - isotropic, vectorial: ``sum_c sum_k g_ck^2``, shape ``(N, 1, 1, *spatial)``
+    - anisotropic, channelwise: ``g_ck^2``, shape ``(N, C, ndim, *spatial)``
+    - anisotropic, vectorial: ``sum_c g_ck^2``, shape ``(N, 1, ndim, *spatial)``
+    """
+    if tv == "isotropic":
+        dims: tuple[int, ...] = (2,) if color == "channelwise" else (1, 2)
+    elif color == "channelwise":
+        return g * g
+    else:
+        dims = (1,)
+    return squared_norm(g, dims)

@@ -1,0 +1,156 @@
+"""What every solver shares: the problem, the per-iteration report, the result record."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from ..fidelity import Fidelity
+from ..tv import tv_map
+
+
+@dataclass(frozen=True)
+class Problem:
+    """``min_u fidelity(u, f) + weight * TV_beta(u)`` for a batch ``f`` of shape (N, C, H, W)."""
+
+    f: torch.Tensor
+    weight: float
+    beta: float
+    tv: str
+    color: str
+    fidelity: Fidelity
+    eps: float = 0.0
+
+    def tv_value(self, u: torch.Tensor, eps: float | None = None) -> torch.Tensor:
+        """Per-sample TV of ``u`` (float64), with this problem's smoothing unless given."""
+        terms = tv_map(u, self.beta, self.tv, self.color, self.eps if eps is None else eps)
+        return terms.double().sum(dim=(1, 2, 3, 4))
+
+    def energy(self, u: torch.Tensor, eps: float | None = None) -> torch.Tensor:
+        """Per-sample energy of ``u`` in float64."""
+        return self.fidelity.value(u, self.f) + self.weight * self.tv_value(u, eps)
+
+
+@dataclass(frozen=True)
+class IterationInfo:
+    """What a solver reports to the callback at an evaluated iteration.
+
+    ``energy`` is summed over the batch; ``gap`` is the largest relative primal-dual gap (or
+    certified bound) over the batch, None where the solver has none; ``relative_change`` is
+    ``||u_k - u_{k-1}|| / ||u_k||``.
+    """
+
+    iteration: int
+    energy: float
+    gap: float | None
+    relative_change: float | None
+    seconds: float
+
+
+Callback = Callable[[IterationInfo], object]
+
+
+@dataclass
+class SolveRecord:
+    """How a solve went: the figures a report or a user needs."""
+
+    solver: str
+    iterations: int
+    energy: float
+    gap: float | None
+    relative_change: float | None
+    converged: bool
+    seconds: float
+    stop_reason: str
+    local_minimum: bool = False
+    eps: float = 0.0
+    history: list[IterationInfo] = field(default_factory=list)
+
+    @property
+    def energies(self) -> list[float]:
+        """Energy at each evaluated iteration (see ``history`` for the iteration numbers)."""
+        return [h.energy for h in self.history]
+
+
+class Monitor:
+    """Shared book-keeping: timing, callback, stopping on tol / max_iter / time_limit."""
+
+    def __init__(
+        self,
+        solver: str,
+        max_iter: int,
+        tol: float,
+        callback: Callback | None,
+        check_every: int,
+        time_limit: float | None,
+    ) -> None:
+        self.solver = solver
+        self.max_iter = max_iter
+        self.tol = tol
+        self.callback = callback
+        self.check_every = check_every
+        self.time_limit = time_limit
+        self.start = time.perf_counter()
+        self.history: list[IterationInfo] = []
+        self.stop_reason = "max_iter"
+        self.converged = False
+
+    def due(self, iteration: int) -> bool:
+        return iteration % self.check_every == 0 or iteration == self.max_iter
+
+    def report(
+        self,
+        iteration: int,
+        energy: torch.Tensor,
+        gap: float | None,
+        relative_change: float | None,
+        criterion: float,
+    ) -> bool:
+        """Record one evaluation; return True when the solver should stop."""
+        info = IterationInfo(
+            iteration=iteration,
+            energy=float(energy.sum()),
+            gap=gap,
+            relative_change=relative_change,
+            seconds=time.perf_counter() - self.start,
+        )
+        self.history.append(info)
+        if self.callback is not None:
+            self.callback(info)
+        if not math.isfinite(info.energy):
+            self.stop_reason = "diverged"
+            return True
+        if criterion <= self.tol:
+            self.converged = True
+            self.stop_reason = "tol"
+            return True
+        if self.time_limit is not None and info.seconds >= self.time_limit:
+            self.stop_reason = "time_limit"
+            return True
+        return False
+
+    def record(self, iterations: int, **extra: object) -> SolveRecord:
+        last = self.history[-1]
+        return SolveRecord(
+            solver=self.solver,
+            iterations=iterations,
+            energy=last.energy,
+            gap=last.gap,
+            relative_change=last.relative_change,
+            converged=self.converged,
+            seconds=time.perf_counter() - self.start,
+            stop_reason=self.stop_reason,
+            history=self.history,
+            **extra,  # type: ignore[arg-type]
+        )
+
+
+def relative_change(u: torch.Tensor, previous: torch.Tensor) -> float:
+    """``||u - previous|| / ||u||`` over the whole batch (0 when both are 0)."""
+    num = torch.linalg.vector_norm((u - previous).double())
+    den = torch.linalg.vector_norm(u.double())
+    return float(num / den) if den > 0 else float(num)
