@@ -180,3 +180,23 @@ def test_bad_input_shapes_and_dtypes_are_rejected() -> None:
         tvd.total_variation(torch.zeros(3, 3, dtype=torch.int64))
     with pytest.raises(InvalidParameterError, match="dimensions"):
         tvd.total_variation(torch.zeros(3))
+
+
+def test_tensorflow_convention_anisotropic_sum_per_image() -> None:
+    # tf.image.total_variation: per image, sum of |differences| over H, W and C (NHWC input).
+    nhwc = torch.randn(2, 5, 6, 3, dtype=torch.float64)
+    reference = (nhwc[:, 1:] - nhwc[:, :-1]).abs().sum(dim=(1, 2, 3)) + (
+        nhwc[:, :, 1:] - nhwc[:, :, :-1]
+    ).abs().sum(dim=(1, 2, 3))
+    ours = tvd.total_variation(nhwc.permute(0, 3, 1, 2), tv="anisotropic", color="channelwise")
+    torch.testing.assert_close(ours, reference)
+
+
+def test_kornia_convention_per_channel_sum() -> None:
+    # kornia.losses.total_variation: one value per (N, C), anisotropic, not summed over C.
+    x = torch.randn(2, 3, 5, 6, dtype=torch.float64)
+    reference = (x[..., 1:, :] - x[..., :-1, :]).abs().sum(dim=(-2, -1)) + (
+        x[..., :, 1:] - x[..., :, :-1]
+    ).abs().sum(dim=(-2, -1))
+    per_pixel = tvd.total_variation(x, tv="anisotropic", color="channelwise", reduction="none")
+    torch.testing.assert_close(per_pixel.sum(dim=(-2, -1)), reference)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -44,7 +45,7 @@ def solve(
     init: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, SolveRecord]:
     """Run the named solver (``"auto"`` picks the fastest exact choice) on ``problem``."""
-    options = dict(
+    options: dict[str, Any] = dict(
         max_iter=max_iter,
         tol=tol,
         callback=callback,
