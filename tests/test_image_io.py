@@ -694,3 +694,14 @@ def test_conversion_errors_are_the_project_error() -> None:
         to_float(np.zeros(2, np.complex64))
     with pytest.raises(InvalidParameterError, match="dtype"):
         from_float(np.zeros(2), np.complex64)
+
+
+def test_lzw_sixteen_bit_rgb_tiff_is_read_exactly(tmp_path: Path) -> None:
+    # Scanners write LZW-compressed 16-bit colour TIFFs; imagecodecs (a dependency) decodes them.
+    import tifffile
+
+    pixels = np.random.default_rng(5).integers(0, 65536, (20, 30, 3), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "scan.tif", pixels, compression="lzw", photometric="rgb")
+    loaded = load_image(tmp_path / "scan.tif")
+    assert loaded.pixels.dtype == np.uint16
+    np.testing.assert_array_equal(loaded.pixels, pixels)

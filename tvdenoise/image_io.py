@@ -199,8 +199,10 @@ def to_float(pixels: np.ndarray) -> np.ndarray:
     if kind == "b":
         return pixels.astype(np.float32)
     if kind in "ui":
-        float_type = np.float32 if pixels.dtype.itemsize <= 2 else np.float64
-        return pixels.astype(float_type) / float_type(np.iinfo(pixels.dtype).max)
+        maximum = float(np.iinfo(pixels.dtype).max)
+        if pixels.dtype.itemsize <= 2:
+            return pixels.astype(np.float32) / np.float32(maximum)
+        return pixels.astype(np.float64) / maximum
     if kind == "f":
         if pixels.dtype in (np.float32, np.float64):
             return pixels
@@ -515,7 +517,7 @@ def _decode_with_pillow(data: bytes, image_format: str, name: str) -> _Decoded:
     from PIL import Image
 
     try:
-        image = Image.open(io.BytesIO(data), formats=[image_format])
+        image: Image.Image = Image.open(io.BytesIO(data), formats=[image_format])
         image.load()
     except Image.DecompressionBombError as error:
         raise ImageReadError(f"{name}: image too large to decode safely ({error})") from None
@@ -626,7 +628,9 @@ def _decode_tiff_with_tifffile(data: bytes, name: str) -> _Decoded:
         raise ImageReadError(f"{name}: cannot decode TIFF image (truncated or corrupt)") from None
     with tiff:
         try:
-            pages = [page for page in tiff.pages if not int(page.subfiletype) & 1]
+            # Reduced-resolution pages (thumbnails, pyramid levels) do not count as images.
+            every_page: list[Any] = list(tiff.pages)
+            pages = [page for page in every_page if not int(page.subfiletype) & 1]
         except Exception:
             raise ImageReadError(
                 f"{name}: cannot decode TIFF image (truncated or corrupt)"
