@@ -224,3 +224,57 @@ def test_installed_console_script_in_a_real_subprocess(grey_png, tmp_path: Path)
         [sys.executable, "-m", "tvdenoise", "--version"], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0 and done.stdout.strip() == f"tvdenoise {__version__}"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--solver", "chambolle_pock", "--beta", "2"], "chambolle_pock needs beta = 1"),
+        (["-o", "out.xyz"], "unsupported"),
+        (["-o", "-"], "not supported yet"),
+    ],
+)
+def test_usage_errors_are_found_before_any_work(
+    grey_png, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: list[str], message: str
+) -> None:
+    path, _ = grey_png
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, [str(path), *extra])
+    assert result.exit_code == 2
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grey.png"]
+
+
+def test_stdin_and_folders_are_usage_errors(grey_png, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["-"])
+    assert result.exit_code == 2 and "not supported yet" in result.stderr
+    result = runner.invoke(app, [str(tmp_path)])
+    assert result.exit_code == 2 and "is a folder" in result.stderr
+
+
+def test_several_inputs_need_an_output_folder_not_a_file(tmp_path: Path) -> None:
+    _, noisy = _noisy_pair(16)
+    names = []
+    for name in ("a.png", "b.png"):
+        Image.fromarray(np.round(noisy * 255).astype(np.uint8)).save(tmp_path / name)
+        names.append(str(tmp_path / name))
+    result = runner.invoke(app, [*names, "-o", str(tmp_path / "result.png")])
+    assert result.exit_code == 2 and "output folder" in result.stderr
+    assert not (tmp_path / "result.png").exists()
+    result = runner.invoke(app, [*names, "-o", str(tmp_path / "results")])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == [
+        "a_denoised.png",
+        "b_denoised.png",
+    ]
+
+
+def test_progress_bar_is_drawn_on_a_terminal(grey_png) -> None:
+    path, _ = grey_png
+    result = runner.invoke(
+        app, [str(path), "--tol", "0", "--max-iter", "40"], env={"TTY_COMPATIBLE": "1"}
+    )
+    assert result.exit_code == 0, result.output
+    assert "/40 it" in result.stderr and "━" in result.stderr  # the live bar, on stderr
+    assert "not converged (max_iter)" in result.stderr
+    assert result.stdout == ""

@@ -95,7 +95,7 @@ def test_denoise_rejects_nan_and_bad_types() -> None:
         tvd.denoise(bad)
     with pytest.raises(InvalidParameterError, match="numpy array, a PIL image or a torch tensor"):
         tvd.denoise([[0.0, 1.0]])
-    with pytest.raises(InvalidParameterError, match="floating point"):
+    with pytest.raises(InvalidParameterError, match="floating-point"):
         tvd.denoise(torch.zeros(4, 4, dtype=torch.int32))
 
 
@@ -111,3 +111,18 @@ def test_cuda_and_cpu_results_agree(camera_crop) -> None:
     gpu = tvd.denoise(torch.from_numpy(noisy).float().cuda(), tol=1e-6, device="cuda")
     assert gpu.device.type == "cuda"
     assert torch.allclose(gpu.cpu(), cpu, atol=1e-4)
+
+
+def test_denoise_never_writes_gradients_into_the_callers_tensor() -> None:
+    x = torch.rand(1, 1, 12, 12, requires_grad=True)
+    tvd.denoise(x, solver="gd", max_iter=5)
+    assert x.grad is None
+
+
+def test_descent_solvers_at_beta_one_use_smoothing_and_converge(camera_crop) -> None:
+    _, noisy = camera_crop
+    exact = tvd.denoise(noisy, weight=0.1, tol=1e-6)
+    smooth, record = tvd.denoise(noisy, weight=0.1, solver="accelerated", return_record=True)
+    assert record.converged and record.eps == pytest.approx(1e-3)
+    # eps = 1e-3 barely moves the minimiser (differences are ~0.1 at the noise scale).
+    assert np.abs(smooth - exact).max() < 0.02

@@ -11,7 +11,6 @@ from scipy.fft import dctn, idctn
 
 from tvdenoise.fidelity import L2Fidelity
 from tvdenoise.solvers import IterationInfo, Problem, solve
-from tvdenoise.tv import total_variation
 
 
 def _problem(
@@ -27,13 +26,32 @@ def _problem(
 
 
 def _to_hwc(u: torch.Tensor) -> np.ndarray:
-    return u[0].permute(1, 2, 0).numpy()
+    return u[0].permute(1, 2, 0).detach().numpy()
+
+
+def _numpy_tv(u: np.ndarray, beta: float, tv: str, color: str, eps: float) -> float:
+    """TV_beta of an (H, W, C) array written from DESIGN section 2 with numpy alone."""
+    dy = np.zeros_like(u)
+    dx = np.zeros_like(u)
+    dy[:-1] = np.diff(u, axis=0)
+    dx[:, :-1] = np.diff(u, axis=1)
+    if tv == "isotropic":
+        squares = dy**2 + dx**2
+        if color == "vectorial":
+            squares = squares.sum(axis=2)
+        return float(((squares + eps**2) ** (beta / 2)).sum())
+    total = 0.0
+    for d in (dy, dx):
+        squares = d**2 if color == "channelwise" else (d**2).sum(axis=2)
+        total += float(((squares + eps**2) ** (beta / 2)).sum())
+    return total
 
 
 def _reference_energy(u: torch.Tensor, problem: Problem, eps: float) -> float:
-    """Energy computed from tvdenoise.tv's public functional, independently of the solver."""
-    tv = total_variation(u[0], problem.beta, problem.tv, problem.color, eps)
-    return float(0.5 * ((u - problem.f) ** 2).sum() + problem.weight * tv)
+    """E(u) = 1/2 ||u - f||^2 + weight * TV_beta(u), independently of the package's code."""
+    u_hwc, f_hwc = _to_hwc(u).astype(np.float64), _to_hwc(problem.f).astype(np.float64)
+    tv = _numpy_tv(u_hwc, problem.beta, problem.tv, problem.color, eps)
+    return 0.5 * float(((u_hwc - f_hwc) ** 2).sum()) + problem.weight * tv
 
 
 def test_beta1_grey_matches_scikit_image_chambolle(camera_crop) -> None:
@@ -139,17 +157,61 @@ def test_chambolle_pock_gap_certifies_distance_to_minimiser(camera_crop) -> None
     assert 0.5 * float(((u - u_star) ** 2).sum()) <= gap_abs * (1 + 1e-6)
 
 
-def test_batched_solve_equals_individual_solves(camera_crop) -> None:
+@pytest.mark.parametrize(
+    ("solver", "beta", "eps", "max_iter", "tol"),
+    [
+        ("chambolle_pock", 1.0, 0.0, 20000, 1e-10),
+        ("accelerated", 1.5, 1e-3, 20000, 1e-12),
+        ("gd", 1.5, 1e-3, 200, 0.0),
+        ("adam", 1.5, 1e-3, 200, 0.0),
+    ],
+)
+def test_batched_solve_equals_individual_solves(
+    camera_crop, solver: str, beta: float, eps: float, max_iter: int, tol: float
+) -> None:
     _, noisy = camera_crop
-    a, b = noisy[:32, :32], noisy[32:64, :32]
-    batch = _problem(a)
-    batch = Problem(
-        torch.cat([batch.f, _problem(b).f]), 0.1, 1.0, "isotropic", "channelwise", L2Fidelity()
+    a, b = (
+        _problem(noisy[:32, :32], beta=beta, eps=eps),
+        _problem(noisy[32:64, :32] * 0.5, beta=beta, eps=eps),
     )
-    u, _ = solve(batch, max_iter=20000, tol=1e-10)
-    ua, _ = solve(_problem(a), max_iter=20000, tol=1e-10)
-    ub, _ = solve(_problem(b), max_iter=20000, tol=1e-10)
+    batch = Problem(torch.cat([a.f, b.f]), 0.1, beta, "isotropic", "channelwise", L2Fidelity(), eps)
+    options = {"max_iter": max_iter, "tol": tol}
+    u, _ = solve(batch, solver, **options)
+    ua, _ = solve(a, solver, **options)
+    ub, _ = solve(b, solver, **options)
     assert torch.allclose(u[0], ua[0], atol=1e-4) and torch.allclose(u[1], ub[0], atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("solver", "beta", "max_iter"),
+    [
+        ("chambolle_pock", 1.0, 137),
+        ("accelerated", 0.7, 124),
+        ("accelerated", 1.5, 53),
+        ("gd", 1.5, 31),
+        ("adam", 1.5, 31),
+        ("auto", 0.6, 77),
+    ],
+)
+def test_record_describes_the_returned_image(
+    camera_crop, solver: str, beta: float, max_iter: int
+) -> None:
+    # Whatever stops the solver (tol, cap, restart on the last step), the record's energy is
+    # the energy of the image returned, and its iterations are those that were run.
+    _, noisy = camera_crop
+    eps = 0.0 if beta == 1.0 else 1e-2
+    problem = _problem(noisy[:48, :48], beta=beta, eps=eps)
+    seen: list[IterationInfo] = []
+    u, record = solve(problem, solver, max_iter=max_iter, tol=0.0, callback=seen.append)
+    assert record.energy == pytest.approx(_reference_energy(u, problem, eps), rel=1e-9)
+    assert seen[-1].iteration == record.iterations
+    if solver == "auto":  # the beta = 1 warm start, then max_iter iterations at beta < 1
+        assert record.iterations > max_iter and record.stop_reason == "max_iter"
+    elif record.stop_reason == "max_iter":
+        assert record.iterations == max_iter
+    else:  # float64 rounding reached before the cap: no step lowers the energy
+        assert record.stop_reason == "line_search" and record.gap < 1e-12
+    assert [i.iteration for i in seen] == sorted({i.iteration for i in seen})
 
 
 @pytest.mark.parametrize("solver", ["gd", "adam"])
@@ -166,15 +228,40 @@ def test_autograd_solvers_lower_energy_towards_exact_minimum(camera_crop, solver
     assert (final - exact_record.energy) <= 0.05 * (start - exact_record.energy)
 
 
-def test_callback_sees_every_evaluation_and_record_is_complete(camera_crop) -> None:
+@pytest.mark.parametrize(
+    ("solver", "beta", "eps"),
+    [
+        ("chambolle_pock", 1.0, 0.0),
+        ("accelerated", 1.5, 1e-3),
+        ("gd", 1.5, 1e-3),
+        ("adam", 1.5, 1e-3),
+    ],
+)
+def test_callback_sees_every_evaluation_and_record_is_complete(
+    camera_crop, solver: str, beta: float, eps: float
+) -> None:
     _, noisy = camera_crop
     seen: list[IterationInfo] = []
-    _, record = solve(_problem(noisy), max_iter=500, tol=1e-4, callback=seen.append, check_every=1)
+    tol = 1e-4 if solver in ("chambolle_pock", "accelerated") else 1e-3
+    _, record = solve(
+        _problem(noisy, beta=beta, eps=eps),
+        solver,
+        max_iter=3000,
+        tol=tol,
+        callback=seen.append,
+        check_every=1,
+    )
     assert [info.iteration for info in seen] == list(range(1, record.iterations + 1))
-    assert record.converged and record.stop_reason == "tol"
-    assert record.gap is not None and record.gap <= 1e-4
+    assert record.converged and record.stop_reason == "tol" and record.solver == solver
     assert record.seconds > 0 and record.energy == seen[-1].energy
-    assert all(info.gap is not None for info in seen)
+    assert all(b.seconds >= a.seconds for a, b in itertools.pairwise(seen))
+    if solver in ("chambolle_pock", "accelerated"):
+        # Exact methods report a certified relative gap.
+        assert record.gap is not None and record.gap <= tol
+        assert all(info.gap is not None for info in seen)
+    else:
+        assert record.gap is None and record.relative_change is not None
+        assert record.relative_change <= tol
 
 
 def test_iteration_cap_and_time_limit_stop_without_convergence(camera_crop) -> None:

@@ -1,15 +1,25 @@
-"""Argument checks shared by the public functions (messages name the argument and the value)."""
+"""Option names, defaults and checks shared by the library and the CLI (no torch import).
+
+Messages name the option, the value received and what is allowed, e.g.
+``weight must be > 0, got -0.1``; the CLI asks for flag names (``--weight``) instead.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any
 
 from .errors import InvalidParameterError
 
 TV_KINDS = ("isotropic", "anisotropic")
 COLOR_COUPLINGS = ("vectorial", "channelwise")
 REDUCTIONS = ("sum", "mean", "none")
+FIDELITY_NAMES = ("l2",)
+SOLVER_NAMES = ("auto", "chambolle_pock", "accelerated", "gd", "adam")
+EXACT_SOLVERS = ("auto", "chambolle_pock")
+DEFAULT_MAX_ITER = 2000
+DEFAULT_TOL = 1e-4
 
 
 def choice(name: str, value: object, allowed: Iterable[str]) -> str:
@@ -46,3 +56,59 @@ def _number(name: str, value: object) -> float:
     if not math.isfinite(number):
         raise InvalidParameterError(f"{name} must be finite, got {value!r}")
     return number
+
+
+def default_eps(beta: float, solver: str = "auto") -> float:
+    """Smoothing used when none is given.
+
+    None where the energy allows an exact or a smooth solve: beta = 1 with the exact
+    primal-dual method, and beta >= 2 (differentiable). Otherwise a little, so descent methods
+    see a gradient that is Lipschitz: 1e-3 for 1 <= beta < 2, 1e-2 for beta < 1.
+    """
+    if (beta == 1.0 and solver in EXACT_SOLVERS) or beta >= 2.0:
+        return 0.0
+    return 1e-3 if beta >= 1.0 else 1e-2
+
+
+def validate_options(
+    *,
+    weight: Any,
+    beta: Any,
+    tv: Any,
+    color: Any,
+    fidelity: Any,
+    solver: Any,
+    max_iter: Any,
+    tol: Any,
+    eps: Any = None,
+    flags: bool = False,
+) -> dict[str, Any]:
+    """Check the denoising options together; return them normalised, ``eps`` resolved.
+
+    With ``flags=True`` messages use the CLI's names (``--max-iter``) instead of the keywords.
+    """
+
+    def name(keyword: str) -> str:
+        return "--" + keyword.replace("_", "-") if flags else keyword
+
+    options: dict[str, Any] = {
+        "weight": positive(name("weight"), weight),
+        "beta": positive(name("beta"), beta),
+        "tv": choice(name("tv"), tv, TV_KINDS),
+        "color": choice(name("color"), color, COLOR_COUPLINGS),
+        "fidelity": choice(name("fidelity"), fidelity, FIDELITY_NAMES),
+        "solver": choice(name("solver"), solver, SOLVER_NAMES),
+        "max_iter": positive_int(name("max_iter"), max_iter),
+        "tol": non_negative(name("tol"), tol),
+    }
+    options["eps"] = (
+        default_eps(options["beta"], options["solver"])
+        if eps is None
+        else non_negative(name("eps"), eps)
+    )
+    if options["solver"] == "chambolle_pock" and (options["beta"] != 1.0 or options["eps"] != 0):
+        raise InvalidParameterError(
+            f"{name('solver')} chambolle_pock needs beta = 1 and eps = 0, got "
+            f"beta={options['beta']:g}, eps={options['eps']:g}; use auto or accelerated"
+        )
+    return options

@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from .solvers.base import IterationInfo, SolveRecord
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
-SOLVER_CHOICES = ("auto", "chambolle_pock", "accelerated", "gd", "adam")
 DEVICE_HELP = "auto (CUDA when available), cpu, cuda or cuda:N."
 
 app = typer.Typer(
@@ -45,12 +44,31 @@ class Job:
 
 
 def _plan(inputs: list[str], output: str | None) -> list[Job]:
-    """Map each input to its output path; raise InvalidParameterError on clashes."""
+    """Map each input to its output path, or raise InvalidParameterError (a usage error).
+
+    Everything that can be known before any work is checked here: stdin/stdout, folders given
+    as files, output formats, and two inputs that would be written to one output.
+    """
+    from .image_io import output_format_for
+
+    if "-" in inputs or output == "-":
+        raise InvalidParameterError(
+            "reading from stdin or writing to stdout (-) is not supported yet"
+        )
     sources = [Path(name) for name in inputs]
+    for source in sources:
+        if source.is_dir():
+            raise InvalidParameterError(f"{source}: is a folder; give image files")
     out_dir: Path | None = None
     if output is not None:
         out = Path(output)
-        if len(sources) > 1 or out.is_dir() or output.endswith(("/", os.sep)):
+        if out.is_dir() or output.endswith(("/", os.sep)):
+            out_dir = out
+        elif len(sources) > 1:
+            if out.suffix:
+                raise InvalidParameterError(
+                    f"-o {output}: several inputs need an output folder, not a file"
+                )
             out_dir = out
     jobs = []
     for source in sources:
@@ -62,6 +80,10 @@ def _plan(inputs: list[str], output: str | None) -> list[Job]:
         jobs.append(Job(source, target))
     seen: dict[Path, Path] = {}
     for job in jobs:
+        try:
+            output_format_for(job.target)
+        except TVDenoiseError as error:
+            raise InvalidParameterError(str(error)) from None
         key = job.target.resolve()
         if key in seen:
             raise InvalidParameterError(
@@ -116,9 +138,12 @@ def run(
     beta: float = typer.Option(1.0, "--beta", help="Exponent on the gradient magnitude, > 0."),
     tv: str = typer.Option("isotropic", "--tv", help="isotropic or anisotropic."),
     color: str = typer.Option("vectorial", "--color", help="vectorial or channelwise."),
-    solver: str = typer.Option("auto", "--solver", help=", ".join(SOLVER_CHOICES) + "."),
-    max_iter: int = typer.Option(2000, "--max-iter", help="Iteration cap."),
-    tol: float = typer.Option(1e-4, "--tol", help="Relative gap (or bound) to stop at."),
+    fidelity: str = typer.Option("l2", "--fidelity", help="Data term: l2 (Gaussian noise)."),
+    solver: str = typer.Option("auto", "--solver", help=", ".join(_validate.SOLVER_NAMES) + "."),
+    max_iter: int = typer.Option(_validate.DEFAULT_MAX_ITER, "--max-iter", help="Iteration cap."),
+    tol: float = typer.Option(
+        _validate.DEFAULT_TOL, "--tol", help="Relative gap (or its bound) to stop at."
+    ),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or summaries."),
@@ -128,31 +153,25 @@ def run(
 ) -> None:
     err = Console(stderr=True, highlight=False)
     try:
-        _validate.positive("--weight", weight)
-        _validate.positive("--beta", beta)
-        _validate.choice("--tv", tv, _validate.TV_KINDS)
-        _validate.choice("--color", color, _validate.COLOR_COUPLINGS)
-        _validate.choice("--solver", solver, SOLVER_CHOICES)
-        _validate.positive_int("--max-iter", max_iter)
-        _validate.non_negative("--tol", tol)
+        options = _validate.validate_options(
+            weight=weight,
+            beta=beta,
+            tv=tv,
+            color=color,
+            fidelity=fidelity,
+            solver=solver,
+            max_iter=max_iter,
+            tol=tol,
+            flags=True,
+        )
         jobs = _plan(inputs, output)
         from .denoising import resolve_device
 
-        resolved_device = resolve_device(device)
+        options["device"] = resolve_device(device)
     except InvalidParameterError as error:
         err.print(f"tvdenoise: error: {error}", markup=False, soft_wrap=True)
         raise typer.Exit(EXIT_USAGE) from None
 
-    options: dict[str, Any] = dict(
-        weight=weight,
-        beta=beta,
-        tv=tv,
-        color=color,
-        solver=solver,
-        max_iter=max_iter,
-        tol=tol,
-        device=resolved_device,
-    )
     failures = _process(jobs, options, overwrite=overwrite, quiet=quiet, err=err)
     raise typer.Exit(EXIT_FAILURES if failures else EXIT_OK)
 

@@ -8,23 +8,14 @@ import numpy as np
 import torch
 
 from . import _validate
+from ._validate import DEFAULT_MAX_ITER, DEFAULT_TOL
 from .errors import InvalidParameterError
-from .fidelity import FIDELITIES, get_fidelity
+from .fidelity import get_fidelity
 from .image_io import from_float, to_float
-from .solvers import SOLVER_NAMES, Callback, Problem, solve
+from .solvers import Callback, Problem, solve
+from .tv import as_batch
 
-__all__ = ["DEFAULT_MAX_ITER", "DEFAULT_TOL", "default_eps", "denoise", "resolve_device"]
-
-DEFAULT_MAX_ITER = 2000
-DEFAULT_TOL = 1e-4
-
-
-def default_eps(beta: float) -> float:
-    """Smoothing used when none is given: none where the energy allows an exact or smooth
-    solve (beta = 1 by the primal-dual method, beta >= 2 is differentiable), else small."""
-    if beta == 1.0 or beta >= 2.0:
-        return 0.0
-    return 1e-3 if beta > 1.0 else 1e-2
+__all__ = ["denoise", "resolve_device"]
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -47,26 +38,14 @@ def resolve_device(device: str | torch.device) -> torch.device:
 def _to_batch(image: Any) -> tuple[torch.Tensor, Any]:
     """Convert ``image`` to a float tensor (N, C, H, W) and a function that converts back."""
     if isinstance(image, torch.Tensor):
-        if image.dim() not in (2, 3, 4):
-            raise InvalidParameterError(
-                "image tensor must be (H, W), (C, H, W) or (N, C, H, W), "
-                f"got shape {tuple(image.shape)}"
-            )
-        if not image.is_floating_point():
-            raise InvalidParameterError(
-                f"image tensor must be floating point, got dtype {image.dtype}"
-            )
         shape, device, float_dtype = image.shape, image.device, image.dtype
-        batch = image
-        while batch.dim() < 4:
-            batch = batch.unsqueeze(0)
+        # detach: the solvers must never write gradients into the caller's tensor.
+        batch = as_batch(image.detach(), "image")
         return batch, lambda u: u.reshape(shape).to(device=device, dtype=float_dtype)
 
-    try:
-        from PIL import Image as PILImage
-    except ImportError:  # pragma: no cover - pillow is a dependency
-        PILImage = None  # type: ignore[assignment]
-    if PILImage is not None and isinstance(image, PILImage.Image):
+    from PIL import Image as PILImage
+
+    if isinstance(image, PILImage.Image):
         return _pil_to_batch(image)
 
     if isinstance(image, np.ndarray):
@@ -142,8 +121,10 @@ def denoise(
     ----------
     image : numpy.ndarray, PIL.Image.Image or torch.Tensor
         ``(H, W)`` or ``(H, W, C)`` array (integers are scaled to [0, 1] by their dtype's
-        maximum, floats used as they are), a PIL image (alpha kept unchanged), or a float tensor
-        ``(H, W)``, ``(C, H, W)`` or ``(N, C, H, W)``.
+        maximum, floats used as they are), a PIL image (its alpha is kept unchanged), or a
+        float tensor ``(H, W)``, ``(C, H, W)`` or ``(N, C, H, W)``. Every channel of an array
+        or tensor is denoised, a fourth one too: to keep an alpha channel untouched, pass a
+        PIL image or split the alpha off first.
     weight : float
         Regularisation strength lambda, > 0; with beta = 1 and ``color="channelwise"`` it means
         what it means in scikit-image's ``denoise_tv_chambolle``.
@@ -165,8 +146,9 @@ def denoise(
     dtype : torch.dtype
         Working precision, float32 (default) or float64.
     eps : float, optional
-        Smoothing of the TV term; by default 0 for beta = 1 and beta >= 2, 1e-3 for
-        1 < beta < 2 and 1e-2 for beta < 1 (see :func:`default_eps`).
+        Smoothing of the TV term. By default 0 for beta >= 2 and for beta = 1 with the exact
+        solvers (``auto``, ``chambolle_pock``); otherwise 1e-3 for 1 <= beta < 2 and 1e-2 for
+        beta < 1, so descent methods see a smooth energy.
     callback : callable, optional
         Called with a :class:`tvdenoise.solvers.IterationInfo` at every evaluated iteration.
     check_every : int
@@ -199,18 +181,20 @@ def denoise(
     >>> bool(clean.std() < noisy.std())
     True
     """
-    weight = _validate.positive("weight", weight)
-    beta = _validate.positive("beta", beta)
-    tv = _validate.choice("tv", tv, _validate.TV_KINDS)
-    color = _validate.choice("color", color, _validate.COLOR_COUPLINGS)
-    fidelity = _validate.choice("fidelity", fidelity, FIDELITIES)
-    solver = _validate.choice("solver", solver, SOLVER_NAMES)
-    max_iter = _validate.positive_int("max_iter", max_iter)
-    tol = _validate.non_negative("tol", tol)
+    options = _validate.validate_options(
+        weight=weight,
+        beta=beta,
+        tv=tv,
+        color=color,
+        fidelity=fidelity,
+        solver=solver,
+        max_iter=max_iter,
+        tol=tol,
+        eps=eps,
+    )
     check_every = _validate.positive_int("check_every", check_every)
     if time_limit is not None:
         time_limit = _validate.positive("time_limit", time_limit)
-    eps = default_eps(beta) if eps is None else _validate.non_negative("eps", eps)
     if dtype not in (torch.float32, torch.float64):
         raise InvalidParameterError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
 
@@ -219,13 +203,22 @@ def denoise(
         raise InvalidParameterError("image contains NaN or infinite values")
     target = batch.device if device is None else resolve_device(device)
     f = batch.to(device=target, dtype=dtype)
-    problem = Problem(f, weight, beta, tv, color, get_fidelity(fidelity), eps)
-    with torch.no_grad() if solver not in ("gd", "adam") else torch.enable_grad():
+    problem = Problem(
+        f,
+        options["weight"],
+        options["beta"],
+        options["tv"],
+        options["color"],
+        get_fidelity(options["fidelity"]),
+        options["eps"],
+    )
+    autograd = options["solver"] in ("gd", "adam")
+    with torch.enable_grad() if autograd else torch.no_grad():
         u, record = solve(
             problem,
-            solver,
-            max_iter=max_iter,
-            tol=tol,
+            options["solver"],
+            max_iter=options["max_iter"],
+            tol=options["tol"],
             callback=callback,
             check_every=check_every,
             time_limit=time_limit,

@@ -10,6 +10,8 @@ from typing import Protocol
 
 import torch
 
+from . import _validate
+
 __all__ = ["FIDELITIES", "Fidelity", "L2Fidelity", "get_fidelity"]
 
 
@@ -46,10 +48,9 @@ class L2Fidelity:
 
 
 FIDELITIES: dict[str, Fidelity] = {"l2": L2Fidelity()}
+assert tuple(FIDELITIES) == _validate.FIDELITY_NAMES
 
 
 def get_fidelity(name: str) -> Fidelity:
     """The fidelity registered under ``name`` (``"l2"``)."""
-    from . import _validate
-
-    return FIDELITIES[_validate.choice("fidelity", name, FIDELITIES)]
+    return FIDELITIES[_validate.choice("fidelity", name, _validate.FIDELITY_NAMES)]

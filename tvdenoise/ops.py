@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["divergence", "gradient", "squared_norm"]
+__all__ = ["coupled_squared_norm", "divergence", "gradient", "safe_power"]
 
 
 def _zeros_slice(x: torch.Tensor, dim: int) -> torch.Tensor:
@@ -98,11 +98,6 @@ def divergence(p: torch.Tensor, ndim: int = 2) -> torch.Tensor:
     return result
 
 
-def squared_norm(g: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
-    """Sum of squares of ``g`` over ``dims`` (kept as size-1 axes)."""
-    return (g * g).sum(dim=dims, keepdim=True)
-
-
 def safe_power(s: torch.Tensor, exponent: float) -> torch.Tensor:
     """``s ** exponent`` for ``s >= 0``, with value 0 and a finite (zero) gradient where s = 0.
 
@@ -124,10 +119,11 @@ def coupled_squared_norm(g: torch.Tensor, tv: str, color: str) -> torch.Tensor:
     - anisotropic, channelwise: ``g_ck^2``, shape ``(N, C, ndim, *spatial)``
     - anisotropic, vectorial: ``sum_c g_ck^2``, shape ``(N, 1, ndim, *spatial)``
     """
+    squares = g * g
+    if tv == "anisotropic" and color == "channelwise":
+        return squares
     if tv == "isotropic":
         dims: tuple[int, ...] = (2,) if color == "channelwise" else (1, 2)
-    elif color == "channelwise":
-        return g * g
     else:
         dims = (1,)
-    return squared_norm(g, dims)
+    return squares.sum(dim=dims, keepdim=True)

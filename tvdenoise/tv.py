@@ -21,22 +21,18 @@ from .ops import coupled_squared_norm, gradient, safe_power
 __all__ = ["TVLoss", "total_variation", "tv_map"]
 
 
-def as_batch(x: torch.Tensor) -> torch.Tensor:
+def as_batch(x: torch.Tensor, name: str = "x") -> torch.Tensor:
     """View a 2-D ``(H, W)``, 3-D ``(C, H, W)`` or 4-D ``(N, C, H, W)`` tensor as 4-D."""
     if not isinstance(x, torch.Tensor):
-        raise InvalidParameterError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        raise InvalidParameterError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if not x.is_floating_point():
-        raise InvalidParameterError(f"x must be a floating-point tensor, got dtype {x.dtype}")
-    if x.dim() == 2:
-        return x[None, None]
-    if x.dim() == 3:
-        return x[None]
-    if x.dim() == 4:
-        return x
-    raise InvalidParameterError(
-        "x must have 2 (H, W), 3 (C, H, W) or 4 (N, C, H, W) dimensions, "
-        f"got shape {tuple(x.shape)}"
-    )
+        raise InvalidParameterError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    if x.dim() not in (2, 3, 4):
+        raise InvalidParameterError(
+            f"{name} must have 2 (H, W), 3 (C, H, W) or 4 (N, C, H, W) dimensions, "
+            f"got shape {tuple(x.shape)}"
+        )
+    return x.reshape((1,) * (4 - x.dim()) + tuple(x.shape))
 
 
 def tv_map(

@@ -11,16 +11,25 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import torch
 
+from .. import _validate
 from .accelerated import solve_accelerated
 from .autograd import solve_autograd
 from .base import Callback, IterationInfo, Problem, SolveRecord
 from .primal_dual import solve_primal_dual
 
-__all__ = ["SOLVERS", "Callback", "IterationInfo", "Problem", "SolveRecord", "solve"]
+__all__ = [
+    "SOLVERS",
+    "Callback",
+    "IterationInfo",
+    "Problem",
+    "SolveRecord",
+    "solve",
+]
 
 SolverFunction = Callable[..., tuple[torch.Tensor, SolveRecord]]
 
@@ -30,7 +39,7 @@ SOLVERS: dict[str, SolverFunction] = {
     "gd": functools.partial(solve_autograd, optimizer="sgd"),
     "adam": functools.partial(solve_autograd, optimizer="adam"),
 }
-SOLVER_NAMES = ("auto", *SOLVERS)
+assert ("auto", *SOLVERS) == _validate.SOLVER_NAMES
 
 
 def solve(
@@ -44,7 +53,14 @@ def solve(
     time_limit: float | None = None,
     init: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, SolveRecord]:
-    """Run the named solver (``"auto"`` picks the fastest exact choice) on ``problem``."""
+    """Run the named solver (``"auto"`` picks the fastest exact choice) on ``problem``.
+
+    For beta < 1 with ``"auto"`` (and no ``init``), the beta = 1 minimiser is computed first
+    as the starting point; its iterations and seconds are included in the record, and the
+    callback sees both stages (iteration numbers continue across them; the first stage reports
+    the beta = 1 energy). The record's ``history`` holds the beta < 1 stage only, so its
+    energies are all of the energy that was minimised.
+    """
     options: dict[str, Any] = dict(
         max_iter=max_iter,
         tol=tol,
@@ -52,20 +68,22 @@ def solve(
         check_every=check_every,
         time_limit=time_limit,
     )
-    exact_beta_one = problem.beta == 1.0 and problem.eps == 0.0
-    if solver == "chambolle_pock" and not exact_beta_one:
-        from ..errors import InvalidParameterError
-
-        raise InvalidParameterError(
-            "solver 'chambolle_pock' needs beta = 1 and eps = 0, got "
-            f"beta={problem.beta}, eps={problem.eps}; use solver 'auto' or 'accelerated'"
-        )
     if solver != "auto":
         return SOLVERS[solver](problem, init=init, **options)
-    if exact_beta_one:
+    if problem.beta == 1.0 and problem.eps == 0.0:
         return solve_primal_dual(problem, init=init, **options)
-    if problem.beta < 1.0 and init is None:
-        # Non-convex: start from the convex beta = 1 minimiser, a good basin for the descent.
-        start = Problem(problem.f, problem.weight, 1.0, problem.tv, problem.color, problem.fidelity)
-        init, _ = solve_primal_dual(start, max_iter=max_iter, tol=max(tol, 1e-4))
-    return solve_accelerated(problem, init=init, **options)
+    if problem.beta >= 1.0 or init is not None:
+        return solve_accelerated(problem, init=init, **options)
+    # Non-convex: start from the convex beta = 1 minimiser, a good basin for the descent.
+    convex = replace(problem, beta=1.0, eps=0.0)
+    init, first = solve_primal_dual(convex, **{**options, "tol": max(tol, 1e-4)})
+    remaining_time = None if time_limit is None else max(time_limit - first.seconds, 1e-9)
+    u, second = solve_accelerated(
+        problem,
+        init=init,
+        **{**options, "time_limit": remaining_time},
+        iteration_offset=first.iterations,
+    )
+    second.iterations += first.iterations
+    second.seconds += first.seconds
+    return u, second

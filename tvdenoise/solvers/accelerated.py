@@ -64,35 +64,65 @@ def solve_accelerated(
     check_every: int = 10,
     time_limit: float | None = None,
     init: torch.Tensor | None = None,
+    iteration_offset: int = 0,
 ) -> tuple[torch.Tensor, SolveRecord]:
-    """Minimise the smoothed energy by monotone accelerated gradient descent."""
+    """Minimise the smoothed energy by monotone accelerated gradient descent.
+
+    ``iteration_offset`` is added to the iteration numbers reported to the callback (for a
+    solve that continues another one).
+    """
     f = problem.f
     convex = problem.beta >= 1.0
+    # For a mu-strongly convex energy, E(u) - E* <= ||grad E(u)||^2 / (2 mu).
+    mu = problem.fidelity.strong_convexity
+    certified = convex and mu > 0
     monitor = Monitor("accelerated", max_iter, tol, callback, check_every, time_limit)
     u = f.clone() if init is None else init.clone()
+    u_previous = u
     energy_u = problem.energy(u)
     y = u
     energy_y = energy_u
     t = 1.0
     lipschitz = 1.0
     iteration = 0
+    reported = -1
+
+    def evaluate(iteration: int) -> bool:
+        grad_u = energy_gradient(problem, u)
+        scale = 2.0 * (mu if certified else 1.0)
+        bound = _batch_dot(grad_u, grad_u) / (scale * energy_u.abs().clamp(min=1e-300))
+        measure = float(bound.max())
+        return monitor.report(
+            iteration + iteration_offset,
+            energy_u,
+            measure if certified else None,
+            relative_change(u, u_previous),
+            measure,
+        )
+
     for iteration in range(1, max_iter + 1):
         grad_y = energy_gradient(problem, y)
         grad_sq = _batch_dot(grad_y, grad_y)
         # Backtracking: accept when the sufficient-decrease condition holds for every sample.
+        accepted = False
         for _ in range(60):
             candidate = y - grad_y / lipschitz
             energy_c = problem.energy(candidate)
-            if bool(
-                (energy_c <= energy_y - grad_sq / (2.0 * lipschitz) + 1e-12 * energy_y.abs()).all()
-            ):
+            decrease = energy_y - grad_sq / (2.0 * lipschitz) + 1e-12 * energy_y.abs()
+            if bool((energy_c <= decrease).all()):
+                accepted = True
                 break
             lipschitz *= 2.0
-        if bool((energy_c > energy_u).any()) and y is not u:
+        rises = bool((energy_c > energy_u).any())
+        if rises and y is not u:
             # Momentum overshot: restart from u with a plain gradient step next time.
             t = 1.0
             y, energy_y = u, energy_u
             continue
+        if not accepted or rises:
+            # No step lowers the energy any more (rounding at this precision): stop here.
+            monitor.stop_reason = "line_search"
+            break
         t_next = (1.0 + math.sqrt(1.0 + 4.0 * t * t)) / 2.0
         u_previous = u
         u, energy_u = candidate, energy_c
@@ -101,17 +131,9 @@ def solve_accelerated(
         t = t_next
         lipschitz *= 0.9
         if monitor.due(iteration):
-            grad_u = energy_gradient(problem, u)
-            bound = _batch_dot(grad_u, grad_u) / (2.0 * energy_u.abs().clamp(min=1e-300))
-            measure = float(bound.max())
-            if monitor.report(
-                iteration,
-                energy_u,
-                measure if convex else None,
-                relative_change(u, u_previous),
-                measure,
-            ):
+            reported = iteration
+            if evaluate(iteration):
                 break
-    if not monitor.history:
-        monitor.report(iteration, energy_u, None, None, math.inf)
+    if reported != iteration:  # the last iteration was a restart or a failed line search
+        evaluate(iteration)
     return u, monitor.record(iteration, eps=problem.eps, local_minimum=not convex)

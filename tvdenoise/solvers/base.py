@@ -25,14 +25,10 @@ class Problem:
     fidelity: Fidelity
     eps: float = 0.0
 
-    def tv_value(self, u: torch.Tensor, eps: float | None = None) -> torch.Tensor:
-        """Per-sample TV of ``u`` (float64), with this problem's smoothing unless given."""
-        terms = tv_map(u, self.beta, self.tv, self.color, self.eps if eps is None else eps)
-        return terms.double().sum(dim=(1, 2, 3, 4))
-
-    def energy(self, u: torch.Tensor, eps: float | None = None) -> torch.Tensor:
-        """Per-sample energy of ``u`` in float64."""
-        return self.fidelity.value(u, self.f) + self.weight * self.tv_value(u, eps)
+    def energy(self, u: torch.Tensor) -> torch.Tensor:
+        """Per-sample energy of ``u`` (with this problem's smoothing), summed in float64."""
+        terms = tv_map(u, self.beta, self.tv, self.color, self.eps)
+        return self.fidelity.value(u, self.f) + self.weight * terms.double().sum(dim=(1, 2, 3, 4))
 
 
 @dataclass(frozen=True)
