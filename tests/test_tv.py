@@ -200,3 +200,20 @@ def test_kornia_convention_per_channel_sum() -> None:
     ).abs().sum(dim=(-2, -1))
     per_pixel = tvd.total_variation(x, tv="anisotropic", color="channelwise", reduction="none")
     torch.testing.assert_close(per_pixel.sum(dim=(-2, -1)), reference)
+
+
+def test_kornia_mean_convention_per_channel() -> None:
+    # kornia's reduction="mean": per (N, C), each direction's |differences| averaged over
+    # that direction's own count, then added; README gives the per-channel call.
+    x = torch.randn(2, 3, 5, 6, dtype=torch.float64)
+    reference = (x[..., 1:, :] - x[..., :-1, :]).abs().mean(dim=(-2, -1)) + (
+        x[..., :, 1:] - x[..., :, :-1]
+    ).abs().mean(dim=(-2, -1))
+    ours = torch.stack(
+        [
+            tvd.total_variation(x[:, c : c + 1], tv="anisotropic", reduction="mean")
+            for c in range(3)
+        ],
+        1,
+    )
+    torch.testing.assert_close(ours, reference)
