@@ -822,13 +822,19 @@ def encode_image(
     image_format = _normalise_format(format, name)
     if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
         raise InvalidParameterError(f"quality must be an integer from 1 to 100, got {quality!r}")
+    pixels, alpha, metadata = _parts(image, name)
+    return _encode(pixels, alpha, image_format, metadata, quality, name)
+
+
+def _parts(
+    image: ImageFile | np.ndarray, name: str
+) -> tuple[np.ndarray, np.ndarray | None, Mapping[str, Any]]:
+    """Pixels, alpha (split off a 2- or 4-channel array) and metadata of what is to be saved."""
     if isinstance(image, ImageFile):
         pixels, alpha = _split_alpha(image.pixels, image.alpha, name)
-        metadata: Mapping[str, Any] = image.metadata
-    else:
-        pixels, alpha = _split_alpha(np.asarray(image), None, name)
-        metadata = {}
-    return _encode(pixels, alpha, image_format, metadata, quality, name)
+        return pixels, alpha, image.metadata
+    pixels, alpha = _split_alpha(np.asarray(image), None, name)
+    return pixels, alpha, {}
 
 
 def _split_alpha(
@@ -1172,12 +1178,7 @@ def save_image(
     else:
         image_format = output_format_for(name)
 
-    if isinstance(image, ImageFile):
-        pixels, alpha = _split_alpha(image.pixels, image.alpha, name)
-        own_metadata: Mapping[str, Any] = image.metadata
-    else:
-        pixels, alpha = _split_alpha(np.asarray(image), None, name)
-        own_metadata = {}
+    pixels, alpha, own_metadata = _parts(image, name)
     metadata: dict[str, Any] = {}
     if like is not None:
         metadata.update(like.metadata)
