@@ -130,21 +130,38 @@ def _summary(job: Job, record: SolveRecord) -> str:
     ),
 )
 def run(
-    inputs: list[str] = typer.Argument(..., metavar="INPUT...", help="Image files."),
+    inputs: list[str] = typer.Argument(
+        ..., metavar="INPUT", help="Image files.", show_default=False
+    ),
     output: str | None = typer.Option(
-        None, "--output", "-o", help="Output file (one input) or folder."
+        None, "--output", "-o", metavar="PATH", help="Output file (one input) or folder."
     ),
-    weight: float = typer.Option(0.1, "--weight", "-w", help="Regularisation weight, > 0."),
-    beta: float = typer.Option(1.0, "--beta", help="Exponent on the gradient magnitude, > 0."),
-    tv: str = typer.Option("isotropic", "--tv", help="isotropic or anisotropic."),
-    color: str = typer.Option("vectorial", "--color", help="vectorial or channelwise."),
-    fidelity: str = typer.Option("l2", "--fidelity", help="Data term: l2 (Gaussian noise)."),
-    solver: str = typer.Option("auto", "--solver", help=", ".join(_validate.SOLVER_NAMES) + "."),
-    max_iter: int = typer.Option(_validate.DEFAULT_MAX_ITER, "--max-iter", help="Iteration cap."),
+    weight: float = typer.Option(
+        0.1, "--weight", "-w", metavar="FLOAT", help="Regularisation weight, > 0."
+    ),
+    beta: float = typer.Option(
+        1.0, "--beta", metavar="FLOAT", help="Exponent on the gradient magnitude, > 0."
+    ),
+    tv: str = typer.Option("isotropic", "--tv", metavar="KIND", help="isotropic or anisotropic."),
+    color: str = typer.Option(
+        "vectorial", "--color", metavar="COUPLING", help="vectorial or channelwise."
+    ),
+    fidelity: str = typer.Option(
+        "l2", "--fidelity", metavar="NAME", help="Data term: l2 (Gaussian noise)."
+    ),
+    solver: str = typer.Option(
+        "auto", "--solver", metavar="NAME", help=", ".join(_validate.SOLVER_NAMES) + "."
+    ),
+    max_iter: int = typer.Option(
+        _validate.DEFAULT_MAX_ITER, "--max-iter", metavar="N", help="Iteration cap."
+    ),
     tol: float = typer.Option(
-        _validate.DEFAULT_TOL, "--tol", help="Relative gap (or its bound) to stop at."
+        _validate.DEFAULT_TOL,
+        "--tol",
+        metavar="FLOAT",
+        help="Relative gap (or its bound) to stop at.",
     ),
-    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    device: str = typer.Option("auto", "--device", metavar="DEVICE", help=DEVICE_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or summaries."),
     version: bool = typer.Option(
