@@ -106,9 +106,15 @@ def validate_options(
         if eps is None
         else non_negative(name("eps"), eps)
     )
-    if options["solver"] == "chambolle_pock" and (options["beta"] != 1.0 or options["eps"] != 0):
-        raise InvalidParameterError(
-            f"{name('solver')} chambolle_pock needs beta = 1 and eps = 0, got "
-            f"beta={options['beta']:g}, eps={options['eps']:g}; use auto or accelerated"
-        )
+    solver_applies(options["solver"], options["beta"], options["eps"], name("solver"))
     return options
+
+
+def solver_applies(solver: str, beta: float, eps: float, name: str = "solver") -> None:
+    """Refuse a solver that cannot solve the problem: the exact primal-dual method is for
+    beta = 1 without smoothing only."""
+    if solver == "chambolle_pock" and (beta != 1.0 or eps != 0):
+        raise InvalidParameterError(
+            f"{name} chambolle_pock needs beta = 1 and eps = 0, got "
+            f"beta={beta:g}, eps={eps:g}; use auto or accelerated"
+        )

@@ -26,7 +26,7 @@ import math
 
 import torch
 
-from ..errors import InvalidParameterError
+from .. import _validate
 from ..ops import coupled_squared_norm, divergence, gradient
 from .base import Callback, Monitor, Problem, SolveRecord, relative_change
 
@@ -60,11 +60,7 @@ def solve_primal_dual(
     gamma: float | None = None,
 ) -> tuple[torch.Tensor, SolveRecord]:
     """Solve the beta = 1 problem exactly; stop when the relative primal-dual gap <= tol."""
-    if problem.beta != 1.0 or problem.eps != 0.0:
-        raise InvalidParameterError(
-            "solver 'chambolle_pock' needs beta = 1 and eps = 0, got "
-            f"beta={problem.beta:g}, eps={problem.eps:g}; use solver 'auto' or 'accelerated'"
-        )
+    _validate.solver_applies("chambolle_pock", problem.beta, problem.eps)
     f = problem.f
     weight, tv, color = problem.weight, problem.tv, problem.color
     fidelity = problem.fidelity
