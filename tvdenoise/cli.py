@@ -1,24 +1,36 @@
 """The ``tvdenoise`` command: argument handling and terminal output, nothing else.
 
 Heavy modules (torch, numpy, Pillow) are imported inside the command, so ``--help`` and
-``--version`` return at once.
+``--version`` return at once. Settings come from the built-in defaults, ``--preset``,
+``--config`` and the command line, in that order of precedence (see :mod:`tvdenoise.config`);
+:mod:`tvdenoise.planning` turns the inputs into jobs and :mod:`tvdenoise.batch` runs them.
+
+Output channels: images (``-o -``), ``--json`` lines, ``--dry-run`` plans and
+``--show-config`` go to stdout and nothing else does; progress, summaries and errors go to
+stderr. Exit codes: 0 all done, 1 some images failed, 2 usage or config error, 130/143
+interrupted by SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-from pathlib import Path
+import json
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 
-from . import __version__, _validate
-from .errors import ImageWriteError, InvalidParameterError, TVDenoiseError
+from . import __version__, config
+from .errors import ConfigError, InvalidParameterError, TVDenoiseError
 
 if TYPE_CHECKING:
-    from .solvers.base import IterationInfo, SolveRecord
+    from .batch import JobResult
+    from .planning import Job
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
 DEVICE_HELP = "auto (CUDA when available), cpu, cuda or cuda:N."
@@ -37,217 +49,501 @@ def _version_callback(value: bool) -> None:
         raise typer.Exit(EXIT_OK)
 
 
-@dataclass(frozen=True)
-class Job:
-    source: Path
-    target: Path
+class _Usage(Exception):
+    """A usage or config error: one line on stderr, exit code 2."""
 
 
-def _plan(inputs: list[str], output: str | None) -> list[Job]:
-    """Map each input to its output path, or raise InvalidParameterError (a usage error).
-
-    Everything that can be known before any work is checked here: stdin/stdout, folders given
-    as files, output formats, and two inputs that would be written to one output.
-    """
-    from .image_io import output_format_for
-
-    if "-" in inputs or output == "-":
-        raise InvalidParameterError(
-            "reading from stdin or writing to stdout (-) is not supported yet"
-        )
-    sources = [Path(name) for name in inputs]
-    for source in sources:
-        if source.is_dir():
-            raise InvalidParameterError(f"{source}: is a folder; give image files")
-    out_dir: Path | None = None
-    if output is not None:
-        out = Path(output)
-        if out.is_dir() or output.endswith(("/", os.sep)):
-            out_dir = out
-        elif len(sources) > 1:
-            if out.suffix:
-                raise InvalidParameterError(
-                    f"-o {output}: several inputs need an output folder, not a file"
-                )
-            out_dir = out
-    jobs = []
-    for source in sources:
-        if output is not None and out_dir is None:
-            target = Path(output)
-        else:
-            name = f"{source.stem}_denoised{source.suffix}"
-            target = (out_dir if out_dir is not None else source.parent) / name
-        jobs.append(Job(source, target))
-    seen: dict[Path, Path] = {}
-    for job in jobs:
-        try:
-            output_format_for(job.target)
-        except TVDenoiseError as error:
-            raise InvalidParameterError(str(error)) from None
-        key = job.target.resolve()
-        if key in seen:
-            raise InvalidParameterError(
-                f"{seen[key]} and {job.source} would both be written to {job.target}"
-            )
-        if key == job.source.resolve():
-            raise InvalidParameterError(f"{job.source}: output would overwrite the input")
-        seen[key] = job.source
-    return jobs
+def _effective_settings(
+    ctx: typer.Context, given: dict[str, Any], preset: str | None, config_file: str | None
+) -> dict[str, Any]:
+    """Defaults < preset < config file < options given on the command line."""
+    settings = dict(config.DEFAULTS)
+    if preset is not None:
+        settings.update(config.load_preset(preset))
+    if config_file is not None:
+        settings.update(config.load_config(config_file))
+    for key, value in given.items():
+        # Typer vendors its own click: compare the source by name, not by enum identity.
+        source = ctx.get_parameter_source(key)
+        if source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT"):
+            settings[key] = config.check_value(key, value, flag=True)
+    return settings
 
 
-def _describe(job: Job, error: Exception) -> str:
-    """One line naming the file and the problem."""
-    message = str(error).splitlines()[0] if str(error) else type(error).__name__
-    if not isinstance(error, TVDenoiseError):
-        message = f"unexpected {type(error).__name__}: {message}"
-    if not message.startswith((str(job.source), str(job.target))):
-        message = f"{job.source}: {message}"
-    return message
-
-
-def _make_parent(target: Path) -> None:
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ImageWriteError(
-            f"{target}: cannot create folder {target.parent} ({error.strerror or error})"
-        ) from error
-
-
-def _summary(job: Job, record: SolveRecord) -> str:
-    gap = f", gap {record.gap:.2e}" if record.gap is not None else ""
-    state = "converged" if record.converged else f"not converged ({record.stop_reason})"
+def _summary_line(result: JobResult) -> str:
+    record = result.record
+    gap = f", gap {record['gap']:.2e}" if record.get("gap") is not None else ""
+    state = "converged" if record["converged"] else f"not converged ({record['stop_reason']})"
     return (
-        f"{job.source} -> {job.target}: {record.iterations} iterations, "
-        f"energy {record.energy:.6g}{gap}, {state}, {record.seconds:.2f} s"
+        f"{result.input} -> {result.output}: {record['iterations']} iterations, "
+        f"energy {record['energy']:.6g}{gap}, {state}, {result.seconds:.2f} s"
     )
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event, err: Console) -> Iterator[dict[str, int]]:
+    """While inside, SIGINT and SIGTERM ask the batch to stop instead of killing it."""
+    caught: dict[str, int] = {}
+
+    def handler(signum: int, _frame: Any) -> None:
+        if not stop.is_set():
+            err.print(
+                f"tvdenoise: {signal.Signals(signum).name} received: stopping; finished "
+                "outputs are kept, the image in progress is not written",
+                markup=False,
+                soft_wrap=True,
+            )
+        caught.setdefault("signal", signum)
+        stop.set()
+
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    in_main = threading.current_thread() is threading.main_thread()
+    if in_main:
+        for sig in previous:
+            signal.signal(sig, handler)
+    try:
+        yield caught
+    finally:
+        if in_main:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
 
 
 @app.command(
     help=(
         "Denoise images by total-variation (ROF) regularisation.\n\n"
+        "INPUT is an image file, a folder (its images; --recursive for subfolders), a glob "
+        "('scans/**/*.tif') or - for stdin. Outputs go beside the inputs as "
+        "NAME_denoised.EXT, or under -o DIR (mirroring folder trees), to -o FILE, or to "
+        "stdout with -o -.\n\n"
         "Example: tvdenoise photo.png --weight 0.1  (writes photo_denoised.png)"
     ),
 )
 def run(
-    inputs: list[str] = typer.Argument(
-        ..., metavar="INPUT", help="Image files.", show_default=False
+    ctx: typer.Context,
+    inputs: list[str] | None = typer.Argument(
+        None,
+        metavar="INPUT...",
+        help="Image files, folders, globs, or - (stdin).",
+        show_default=False,
     ),
     output: str | None = typer.Option(
-        None, "--output", "-o", metavar="PATH", help="Output file (one input) or folder."
+        None,
+        "--output",
+        "-o",
+        metavar="PATH",
+        help="Output file (one input), folder, or - (stdout).",
     ),
     weight: float = typer.Option(
-        0.1, "--weight", "-w", metavar="FLOAT", help="Regularisation weight, > 0."
+        config.DEFAULTS["weight"],
+        "--weight",
+        "-w",
+        metavar="FLOAT",
+        help="Regularisation weight, > 0.",
     ),
     beta: float = typer.Option(
-        1.0, "--beta", metavar="FLOAT", help="Exponent on the gradient magnitude, > 0."
+        config.DEFAULTS["beta"],
+        "--beta",
+        metavar="FLOAT",
+        help="Exponent on the gradient magnitude, > 0.",
     ),
-    tv: str = typer.Option("isotropic", "--tv", metavar="KIND", help="isotropic or anisotropic."),
+    tv: str = typer.Option(
+        config.DEFAULTS["tv"], "--tv", metavar="KIND", help="isotropic or anisotropic."
+    ),
     color: str = typer.Option(
-        "vectorial", "--color", metavar="COUPLING", help="vectorial or channelwise."
+        config.DEFAULTS["color"], "--color", metavar="COUPLING", help="vectorial or channelwise."
     ),
     fidelity: str = typer.Option(
-        "l2", "--fidelity", metavar="NAME", help="Data term: l2 (Gaussian noise)."
+        config.DEFAULTS["fidelity"],
+        "--fidelity",
+        metavar="NAME",
+        help="Data term: l2 (Gaussian noise).",
     ),
     solver: str = typer.Option(
-        "auto", "--solver", metavar="NAME", help=", ".join(_validate.SOLVER_NAMES) + "."
+        config.DEFAULTS["solver"],
+        "--solver",
+        metavar="NAME",
+        help="auto, chambolle_pock, accelerated, gd or adam.",
     ),
     max_iter: int = typer.Option(
-        _validate.DEFAULT_MAX_ITER, "--max-iter", metavar="N", help="Iteration cap."
+        config.DEFAULTS["max_iter"], "--max-iter", metavar="N", help="Iteration cap."
     ),
     tol: float = typer.Option(
-        _validate.DEFAULT_TOL,
+        config.DEFAULTS["tol"],
         "--tol",
         metavar="FLOAT",
         help="Relative gap (or its bound) to stop at.",
     ),
-    device: str = typer.Option("auto", "--device", metavar="DEVICE", help=DEVICE_HELP),
+    device: str = typer.Option(
+        config.DEFAULTS["device"], "--device", metavar="DEVICE", help=DEVICE_HELP
+    ),
+    recursive: bool = typer.Option(
+        False, "--recursive/--no-recursive", "-r", help="Include subfolders of folder inputs."
+    ),
+    suffix: str = typer.Option(
+        config.DEFAULTS["suffix"],
+        "--suffix",
+        metavar="TEXT",
+        help="Added to each output's stem.",
+    ),
+    name: str | None = typer.Option(
+        None,
+        "--name",
+        metavar="TEMPLATE",
+        help="Output name template, e.g. '{stem}_tv{suffix}': {stem}, {name}, {suffix} "
+        "(extension with dot), {ext}, {tag} (the --suffix text).",
+    ),
+    format: str | None = typer.Option(
+        None, "--format", metavar="FMT", help="Convert outputs to png, jpeg, tiff or bmp."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+    skip_existing: bool = typer.Option(
+        False,
+        "--skip-existing/--no-skip-existing",
+        help="Leave existing outputs alone (resume an interrupted batch).",
+    ),
+    workers: int = typer.Option(
+        config.DEFAULTS["workers"],
+        "--workers",
+        "-j",
+        metavar="N",
+        help="Parallel worker processes.",
+    ),
+    shard: str | None = typer.Option(
+        None, "--shard", metavar="K/N", help="Process only shard K of N (1 <= K <= N)."
+    ),
+    config_file: str | None = typer.Option(
+        None, "--config", metavar="FILE", help="TOML settings file (see --show-config)."
+    ),
+    preset: str | None = typer.Option(
+        None,
+        "--preset",
+        metavar="NAME",
+        help="Shipped settings: " + ", ".join(config.preset_names()) + ".",
+    ),
+    show_config: bool = typer.Option(
+        False, "--show-config", help="Print the effective settings as TOML and exit."
+    ),
+    json_lines: bool = typer.Option(
+        False, "--json", help="JSON lines on stdout: one per image, then a summary."
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List what would be done; do nothing."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or summaries."),
     version: bool = typer.Option(
         False, "--version", callback=_version_callback, is_eager=True, help="Show the version."
     ),
 ) -> None:
     err = Console(stderr=True, highlight=False)
+    given = dict(
+        weight=weight,
+        beta=beta,
+        tv=tv,
+        color=color,
+        fidelity=fidelity,
+        solver=solver,
+        max_iter=max_iter,
+        tol=tol,
+        device=device,
+        workers=workers,
+        suffix=suffix,
+        name=name,
+        format=format,
+        recursive=recursive,
+        skip_existing=skip_existing,
+    )
     try:
-        options = _validate.validate_options(
-            weight=weight,
-            beta=beta,
-            tv=tv,
-            color=color,
-            fidelity=fidelity,
-            solver=solver,
-            max_iter=max_iter,
-            tol=tol,
-            flags=True,
+        settings = _effective_settings(ctx, given, preset, config_file)
+        if show_config:
+            header = f"tvdenoise {__version__}: effective settings (feed back with --config)"
+            sys.stdout.write(config.to_toml(settings, header))
+            raise typer.Exit(EXIT_OK)
+        exit_code = _run(
+            settings,
+            inputs or [],
+            output,
+            shard,
+            overwrite=overwrite,
+            json_lines=json_lines,
+            dry_run=dry_run,
+            quiet=quiet,
+            err=err,
         )
-        jobs = _plan(inputs, output)
+    except (InvalidParameterError, ConfigError, _Usage) as error:
+        _error(err, str(error))
+        raise typer.Exit(EXIT_USAGE) from None
+    raise typer.Exit(exit_code)
+
+
+def _error(err: Console, message: str) -> None:
+    err.print("tvdenoise: error:", style="bold red", end=" ")
+    err.print(message, markup=False, soft_wrap=True)
+
+
+def _run(
+    settings: dict[str, Any],
+    inputs: list[str],
+    output: str | None,
+    shard_text: str | None,
+    *,
+    overwrite: bool,
+    json_lines: bool,
+    dry_run: bool,
+    quiet: bool,
+    err: Console,
+) -> int:
+    from . import _validate, planning
+
+    if not inputs:
+        raise _Usage("missing INPUT: give image files, folders, globs or - (see --help)")
+    _validate.validate_options(
+        **{key: settings[key] for key in ("weight", "beta", "tv", "color", "fidelity")},
+        solver=settings["solver"],
+        max_iter=settings["max_iter"],
+        tol=settings["tol"],
+        flags=True,
+    )
+    if overwrite and settings["skip_existing"]:
+        raise _Usage("--overwrite and --skip-existing contradict each other; choose one")
+    if inputs.count(planning.STDIO) > 1:
+        raise _Usage("- (stdin) can be given only once")
+    shard = planning.parse_shard(shard_text) if shard_text is not None else None
+
+    from pathlib import Path
+
+    exclude = Path(output) if output not in (None, planning.STDIO) else None
+    found = planning.discover(inputs, recursive=settings["recursive"], exclude=exclude)
+    folder_inputs = (
+        any(Path(i).is_dir() for i in inputs if i != planning.STDIO)
+        or len(found.sources) + len(found.problems) > 1
+    )
+    jobs, earlier = planning.plan(
+        found.sources,
+        output,
+        suffix=settings["suffix"],
+        template=settings["name"],
+        format=settings["format"],
+        folder_inputs=folder_inputs,
+    )
+    to_stdout = any(job.target is None for job in jobs)
+    if to_stdout and json_lines:
+        raise _Usage("--json and an image on stdout cannot share stdout; give -o FILE")
+    if to_stdout and dry_run is False and sys.stdout.isatty():
+        raise _Usage("refusing to write an image to a terminal; redirect stdout or give -o")
+    for job in jobs:
+        if job.target is not None:
+            from .image_io import output_format_for
+
+            try:
+                output_format_for(job.target if job.format is None else f"x.{job.format}")
+            except TVDenoiseError as error:
+                raise _Usage(str(error)) from None
+    if settings["device"] not in ("auto", "cpu"):
         from .denoising import resolve_device
 
-        options["device"] = resolve_device(device)
-    except InvalidParameterError as error:
-        err.print(f"tvdenoise: error: {error}", markup=False, soft_wrap=True)
-        raise typer.Exit(EXIT_USAGE) from None
+        resolve_device(settings["device"])
+    if shard is not None:
+        jobs = planning.shard(jobs, *shard)
 
-    failures = _process(jobs, options, overwrite=overwrite, quiet=quiet, err=err)
-    raise typer.Exit(EXIT_FAILURES if failures else EXIT_OK)
+    reporter = _Reporter(err, json_lines=json_lines, quiet=quiet)
+    for name, reason in found.problems:
+        reporter.failed_input(name, reason)
+    if not quiet and (found.skipped_files or found.skipped_folders or earlier):
+        parts = []
+        if found.skipped_files:
+            parts.append(f"{found.skipped_files} non-image or hidden files")
+        if found.skipped_folders:
+            parts.append(f"{found.skipped_folders} subfolders (use --recursive)")
+        if earlier:
+            parts.append(f"{earlier} earlier outputs")
+        err.print(f"tvdenoise: skipped {', '.join(parts)}", markup=False, soft_wrap=True)
+    reporter.totals["skipped_non_images"] = found.skipped_files
+    reporter.totals["earlier_outputs"] = earlier
+
+    todo: list[Job] = []
+    for job in jobs:
+        if settings["skip_existing"] and job.target is not None and job.target.exists():
+            reporter.skipped(job)
+        else:
+            todo.append(job)
+    if dry_run:
+        reporter.plan(todo, overwrite=overwrite)
+        return reporter.finish(exit_override=EXIT_OK)
+
+    stdin_data = None
+    if any(job.source is None for job in todo):
+        stdin_data = sys.stdin.buffer.read()
+    return _execute(
+        todo, settings, reporter, overwrite=overwrite, stdin_data=stdin_data, quiet=quiet, err=err
+    )
 
 
-def _process(
-    jobs: list[Job], options: dict[str, Any], *, overwrite: bool, quiet: bool, err: Console
+def _execute(
+    jobs: list[Job],
+    settings: dict[str, Any],
+    reporter: _Reporter,
+    *,
+    overwrite: bool,
+    stdin_data: bytes | None,
+    quiet: bool,
+    err: Console,
 ) -> int:
-    """Denoise every job; report each on stderr; return the number of failures."""
-    from dataclasses import replace
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from .batch import run_jobs
 
-    from .denoising import denoise
-    from .image_io import from_float, load_image, save_image, to_float
-
-    failures = 0
+    workers = min(settings["workers"], max(1, len(jobs)))
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed}/{task.total} it"),
+        MofNCompleteColumn(),
         TextColumn("{task.fields[status]}"),
         TimeElapsedColumn(),
         console=err,
         disable=quiet or not err.is_terminal,
         transient=True,
     )
-    with progress:
-        for job in jobs:
-            try:
-                if job.target.exists() and not overwrite:
-                    raise TVDenoiseError(f"{job.target}: exists (use --overwrite to replace it)")
-                image = load_image(job.source)
-                task = progress.add_task(job.source.name, total=options["max_iter"], status="")
+    stop = threading.Event()
+    with _stop_on_signals(stop, err) as caught, progress:
+        overall = progress.add_task("images", total=len(jobs), status="") if len(jobs) > 1 else None
+        current: dict[str, Any] = {}
 
-                def on_iteration(info: IterationInfo, task: Any = task) -> None:
-                    status = f"gap {info.gap:.1e}" if info.gap is not None else ""
-                    progress.update(task, completed=info.iteration, status=status)
-
-                result, record = denoise(
-                    to_float(image.pixels),
-                    **options,
-                    callback=on_iteration,
-                    return_record=True,
-                )
-                denoised = replace(image, pixels=from_float(result, image.pixels.dtype))
-                _make_parent(job.target)
-                save_image(job.target, denoised, overwrite=overwrite)
-            except Exception as error:  # one bad file must not stop the batch
-                failures += 1
-                err.print(
-                    f"tvdenoise: error: {_describe(job, error)}", markup=False, soft_wrap=True
-                )
-                continue
-            finally:
-                for task_id in list(progress.task_ids):
+        def on_start(job: Job) -> None:
+            if workers == 1:
+                for task_id in current.values():
                     progress.remove_task(task_id)
-            if not quiet:
-                err.print(_summary(job, record), markup=False, soft_wrap=True)
-    return failures
+                label = job.label if job.source is None else job.source.name
+                current["task"] = progress.add_task(label, total=settings["max_iter"], status="")
+
+        def on_iteration(info: Any) -> None:
+            status = f"gap {info.gap:.1e}" if info.gap is not None else ""
+            progress.update(current["task"], completed=info.iteration, status=status)
+
+        for result in run_jobs(
+            jobs,
+            settings,
+            workers=workers,
+            overwrite=overwrite,
+            stop=stop,
+            stdin_data=stdin_data,
+            on_start=on_start,
+            on_iteration=on_iteration,
+        ):
+            reporter.result(result, progress.console)
+            if result.data is not None:
+                stdout = sys.stdout.buffer
+                stdout.write(result.data)
+                stdout.flush()
+            if overall is not None:
+                progress.advance(overall)
+        for task_id in list(progress.task_ids):
+            progress.remove_task(task_id)
+    reporter.totals["not_started"] = len(jobs) - reporter.count_done()
+    signum = caught.get("signal")
+    return reporter.finish(exit_override=128 + signum if signum else None)
+
+
+class _Reporter:
+    """Per-image lines (stderr, or JSON on stdout) and the final summary."""
+
+    def __init__(self, err: Console, *, json_lines: bool, quiet: bool) -> None:
+        self.err = err
+        self.json_lines = json_lines
+        self.quiet = quiet
+        self.start = time.perf_counter()
+        self.counts = {"ok": 0, "failed": 0, "skipped": 0, "interrupted": 0}
+        self.totals: dict[str, Any] = {}
+
+    def _emit(self, payload: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps(payload, default=str) + "\n")
+        sys.stdout.flush()
+
+    def count_done(self) -> int:
+        return sum(self.counts.values()) - self.counts["skipped"]
+
+    def failed_input(self, name: str, reason: str) -> None:
+        self.counts["failed"] += 1
+        _error(self.err, f"{name}: {reason}")
+        if self.json_lines:
+            self._emit(
+                {
+                    "type": "image",
+                    "input": name,
+                    "output": None,
+                    "status": "failed",
+                    "error": f"{name}: {reason}",
+                }
+            )
+
+    def skipped(self, job: Job) -> None:
+        self.counts["skipped"] += 1
+        if not self.quiet:
+            self.err.print(
+                f"{job.label}: skipped, {job.target_label} exists", markup=False, soft_wrap=True
+            )
+        if self.json_lines:
+            self._emit(
+                {
+                    "type": "image",
+                    "input": job.label,
+                    "output": job.target_label,
+                    "status": "skipped",
+                    "error": None,
+                }
+            )
+
+    def result(self, result: JobResult, console: Console) -> None:
+        self.counts[result.status] += 1
+        if result.status == "failed":
+            _error(console, result.error or f"{result.input}: failed")
+        elif result.status == "interrupted":
+            if not self.quiet:
+                console.print(
+                    f"{result.input}: interrupted, nothing written", markup=False, soft_wrap=True
+                )
+        elif not self.quiet:
+            console.print(_summary_line(result), markup=False, soft_wrap=True)
+        if self.json_lines:
+            self._emit({"type": "image", **result.as_dict()})
+
+    def plan(self, jobs: list[Job], *, overwrite: bool) -> None:
+        for job in jobs:
+            exists = job.target is not None and job.target.exists()
+            action = "denoise"
+            if exists:
+                action = "overwrite" if overwrite else "fail (output exists)"
+            if self.json_lines:
+                self._emit(
+                    {
+                        "type": "plan",
+                        "input": job.label,
+                        "output": job.target_label,
+                        "action": action,
+                    }
+                )
+            else:
+                note = f"  [{action}]" if exists else ""
+                sys.stdout.write(f"{job.label} -> {job.target_label}{note}\n")
+        self.totals["planned"] = len(jobs)
+
+    def finish(self, *, exit_override: int | None = None) -> int:
+        code = EXIT_FAILURES if self.counts["failed"] else EXIT_OK
+        if exit_override is not None:
+            code = exit_override
+        seconds = time.perf_counter() - self.start
+        summary = {**self.counts, **self.totals, "seconds": round(seconds, 3), "exit_code": code}
+        if self.json_lines:
+            self._emit({"type": "summary", **summary})
+        several = sum(self.counts.values()) > 1 or self.totals.get("not_started")
+        if not self.quiet and "planned" not in self.totals and (several or exit_override):
+            parts = [f"{n} {state}" for state, n in self.counts.items() if n]
+            if self.totals.get("not_started"):
+                parts.append(f"{self.totals['not_started']} not started")
+            self.err.print(
+                f"tvdenoise: {', '.join(parts) or 'nothing to do'} in {seconds:.1f} s",
+                markup=False,
+                soft_wrap=True,
+            )
+        return code
 
 
 def main() -> None:

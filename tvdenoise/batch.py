@@ -1,0 +1,297 @@
+"""Running jobs: one image at a time in this process, or in parallel worker processes.
+
+:func:`process_job` does one image from start to end (read, denoise, write) and returns a
+picklable :class:`JobResult`; it never raises for a bad image, so one failure never stops a
+batch. :func:`run_jobs` runs a list of jobs serially or in a pool of worker processes, each
+started once (torch imported once per worker, not per image) with its share of the CPU cores,
+and stops cleanly when asked: the image in progress is abandoned at its next iteration check
+(nothing is written for it; writes are atomic), finished outputs stay, the rest is not
+started.
+
+Torch is imported only inside the functions that need it, so the command line's planning,
+``--dry-run`` and ``--help`` stay fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from .errors import ImageWriteError, TVDenoiseError
+from .planning import Job
+
+__all__ = ["JobResult", "StopFlag", "process_job", "run_jobs", "usable_cores"]
+
+#: Settings that are passed to :func:`tvdenoise.denoise`.
+DENOISE_KEYS = ("weight", "beta", "tv", "color", "fidelity", "solver", "max_iter", "tol")
+
+
+class StopFlag(Protocol):
+    def is_set(self) -> bool: ...
+
+    def set(self) -> None: ...
+
+
+class Interrupted(Exception):
+    """Raised inside a solve when a stop was requested."""
+
+
+@dataclass
+class JobResult:
+    """What became of one job; everything a summary line, JSON line or report needs."""
+
+    input: str
+    output: str
+    status: str  # "ok", "failed", "skipped" or "interrupted"
+    error: str | None = None
+    seconds: float = 0.0
+    width: int | None = None
+    height: int | None = None
+    channels: int | None = None
+    dtype: str | None = None
+    device: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    record: dict[str, Any] = field(default_factory=dict)
+    #: The encoded image, for a job whose output is stdout.
+    data: bytes | None = field(default=None, repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (no image bytes)."""
+        out = {
+            key: value
+            for key, value in vars(self).items()
+            if key not in ("data", "settings", "record")
+        }
+        out.update(self.settings)
+        out.update(self.record)
+        return out
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (the affinity mask, which SLURM and taskset set)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def describe_error(label: str, error: BaseException, *also: str) -> str:
+    """One line naming the file and the problem (``label`` is prefixed unless the message
+    already starts with it or with one of ``also``, e.g. the output's name)."""
+    message = str(error).splitlines()[0] if str(error) else type(error).__name__
+    if not isinstance(error, TVDenoiseError):
+        message = f"unexpected {type(error).__name__}: {message}"
+    if not message.startswith((label, *also)):
+        message = f"{label}: {message}"
+    return message
+
+
+def _make_parent(target: Path) -> None:
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ImageWriteError(
+            f"{target}: cannot create folder {target.parent} ({error.strerror or error})"
+        ) from error
+
+
+def process_job(
+    job: Job,
+    settings: dict[str, Any],
+    *,
+    overwrite: bool = False,
+    stdin_data: bytes | None = None,
+    stop: StopFlag | None = None,
+    on_iteration: Callable[[Any], object] | None = None,
+) -> JobResult:
+    """Read, denoise and write one image; report failures in the result, never raise.
+
+    ``settings`` holds the denoising options (see DENOISE_KEYS) and ``device``. For a job
+    whose output is stdout the encoded image is returned in ``result.data``.
+    """
+    from .denoising import denoise, resolve_device
+    from .image_io import decode_image, encode_image, from_float, load_image, save_image, to_float
+
+    start = time.perf_counter()
+    result = JobResult(job.label, job.target_label, "failed")
+    options = {key: settings[key] for key in DENOISE_KEYS if key in settings}
+    result.settings = dict(options)
+    try:
+        if stop is not None and stop.is_set():
+            raise Interrupted
+        if job.target is not None and not overwrite and job.target.exists():
+            raise ImageWriteError(f"{job.target}: exists (use --overwrite to replace it)")
+        if job.source is None:
+            image = decode_image(stdin_data or b"", "<stdin>")
+        else:
+            image = load_image(job.source)
+        height, width = image.pixels.shape[:2]
+        result.width, result.height = int(width), int(height)
+        result.channels = 1 if image.pixels.ndim == 2 else int(image.pixels.shape[2])
+        result.dtype = str(image.pixels.dtype)
+        device = resolve_device(settings.get("device", "auto"))
+        result.device = str(device)
+
+        def callback(info: Any) -> None:
+            if stop is not None and stop.is_set():
+                raise Interrupted
+            if on_iteration is not None:
+                on_iteration(info)
+
+        denoised, record = denoise(
+            to_float(image.pixels),
+            **options,
+            device=device,
+            callback=callback,
+            return_record=True,
+        )
+        result.record = {
+            "solver_used": record.solver,
+            "iterations": record.iterations,
+            "energy": record.energy,
+            "gap": record.gap,
+            "relative_change": record.relative_change,
+            "converged": record.converged,
+            "stop_reason": record.stop_reason,
+            "local_minimum": record.local_minimum,
+            "solve_seconds": record.seconds,
+        }
+        output = replace(image, pixels=from_float(denoised, image.pixels.dtype))
+        if job.target is None:
+            result.data = encode_image(output, job.format or image.format, name="<stdout>")
+        else:
+            _make_parent(job.target)
+            save_image(job.target, output, format=job.format, overwrite=overwrite)
+        result.status = "ok"
+    except Interrupted:
+        result.status = "interrupted"
+    except Exception as error:  # one bad file must not stop the batch
+        result.error = describe_error(job.label, error, job.target_label)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+# ------------------------------------------------------------------------------------------
+# Worker processes
+# ------------------------------------------------------------------------------------------
+
+_worker_stop: StopFlag | None = None
+
+
+def _init_worker(threads: int, stop: StopFlag) -> None:
+    """Run once per worker process: its share of the cores, and the stop signals."""
+    import signal
+
+    global _worker_stop
+    _worker_stop = stop
+    # Ctrl-C reaches the whole process group: the parent decides, workers ignore it. A
+    # SIGTERM sent to the group (a scheduler's time limit) stops the worker's current image.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _worker_job(job: Job, settings: dict[str, Any], overwrite: bool) -> JobResult:
+    return process_job(job, settings, overwrite=overwrite, stop=_worker_stop)
+
+
+def _pool_context() -> Any:
+    """forkserver where there is one: a clean server process imports torch once and forks
+    the workers from it (safe, unlike forking a process with threads); spawn elsewhere."""
+    import multiprocessing
+
+    if sys.platform.startswith("linux"):
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["torch", "tvdenoise.denoising", "tvdenoise.image_io"])
+        return context
+    return multiprocessing.get_context("spawn")  # pragma: no cover
+
+
+def run_jobs(
+    jobs: list[Job],
+    settings: dict[str, Any],
+    *,
+    workers: int = 1,
+    overwrite: bool = False,
+    stop: StopFlag | None = None,
+    stdin_data: bytes | None = None,
+    on_start: Callable[[Job], object] | None = None,
+    on_iteration: Callable[[Any], object] | None = None,
+) -> Iterator[JobResult]:
+    """Run the jobs; yield each result as it finishes (in finishing order).
+
+    With ``workers > 1`` the jobs run in that many worker processes, each with
+    ``usable_cores() // workers`` torch threads. Once ``stop`` is set, no new job starts, the
+    ones running stop at their next iteration check and are yielded as "interrupted", and the
+    jobs never started are not yielded at all.
+    """
+    if workers <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            if stop is not None and stop.is_set():
+                return
+            if on_start is not None:
+                on_start(job)
+            yield process_job(
+                job,
+                settings,
+                overwrite=overwrite,
+                stdin_data=stdin_data if job.source is None else None,
+                stop=stop,
+                on_iteration=on_iteration,
+            )
+        return
+
+    context = _pool_context()
+    worker_stop = context.Event()
+    threads = max(1, usable_cores() // workers)
+    executor = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=context,
+        initializer=_init_worker,
+        initargs=(threads, worker_stop),
+    )
+    pending: dict[Future[JobResult], Job] = {}
+    queue = list(reversed(jobs))
+    try:
+        # Keep each worker fed with one job in hand, not the whole list: a stop then has only
+        # the running images to wait for, and results stream back in order of completion.
+        while queue or pending:
+            stopping = stop is not None and stop.is_set()
+            if stopping:
+                worker_stop.set()
+                queue.clear()
+                for future in [f for f in pending if f.cancel()]:
+                    del pending[future]
+            while queue and len(pending) < 2 * workers:
+                job = queue.pop()
+                if on_start is not None:
+                    on_start(job)
+                pending[executor.submit(_worker_job, job, settings, overwrite)] = job
+            if not pending:
+                break
+            done, _ = wait(list(pending), timeout=0.1, return_when=FIRST_COMPLETED)
+            for future in done:
+                job = pending.pop(future)
+                try:
+                    yield future.result()
+                except Exception as error:  # a worker died (killed, out of memory)
+                    yield JobResult(
+                        job.label,
+                        job.target_label,
+                        "failed",
+                        error=describe_error(job.label, error),
+                    )
+    finally:
+        if stop is not None and stop.is_set():
+            worker_stop.set()
+        with contextlib.suppress(Exception):
+            executor.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,224 @@
+"""Settings of a run: defaults, presets, TOML config files and their precedence (no torch).
+
+A run's settings come from four layers, each overriding the one before::
+
+    built-in defaults  <  --preset NAME  <  --config FILE.toml  <  options on the command line
+
+Config files and presets are flat TOML tables whose keys are the long option names with
+``_`` for ``-`` (``max_iter = 500``). :func:`to_toml` writes settings back in that form, so the
+output of ``tvdenoise --show-config`` can be saved and fed back with ``--config``.
+Presets ship with the package (``configs/`` in the source tree); :func:`preset_names` lists them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import string
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from . import _validate
+from .errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+__all__ = [
+    "DEFAULTS",
+    "KEYS",
+    "NAME_FIELDS",
+    "check_value",
+    "load_config",
+    "load_preset",
+    "preset_names",
+    "to_toml",
+]
+
+#: Output formats ``--format`` accepts (the writer's names; ``jpg`` and ``tif`` are aliases).
+FORMATS = ("png", "jpeg", "tiff", "bmp")
+FORMAT_ALIASES = {"jpg": "jpeg", "tif": "tiff"}
+#: Fields a ``--name`` template may use.
+NAME_FIELDS = ("stem", "suffix", "ext", "tag", "name")
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def _string(key: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{key} must be a string, got {value!r}")
+    return value
+
+
+def _boolean(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key} must be true or false, got {value!r}")
+    return value
+
+
+def _device(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not _DEVICE.fullmatch(value):
+        raise ConfigError(f"{key} must be auto, cpu, cuda or cuda:N; got {value!r}")
+    return value
+
+
+def _format(key: str, value: Any) -> str:
+    if isinstance(value, str):
+        value = FORMAT_ALIASES.get(value.lower(), value.lower())
+    return _validate.choice(key, value, FORMATS)
+
+
+def _suffix(key: str, value: Any) -> str:
+    text = _string(key, value)
+    if "/" in text or os.sep in text:
+        raise ConfigError(f"{key} must not contain a path separator, got {value!r}")
+    return text
+
+
+def _name_template(key: str, value: Any) -> str:
+    template = _string(key, value)
+    try:
+        fields = [field for _, field, _, _ in string.Formatter().parse(template) if field]
+    except ValueError as error:
+        raise ConfigError(f"{key}: bad template {value!r} ({error})") from None
+    unknown = [field for field in fields if field not in NAME_FIELDS]
+    if unknown:
+        raise ConfigError(
+            f"{key}: unknown field {{{unknown[0]}}} in {value!r}; "
+            f"allowed: {', '.join('{' + f + '}' for f in NAME_FIELDS)}"
+        )
+    if "stem" not in fields and "name" not in fields:
+        raise ConfigError(f"{key} must contain {{stem}} or {{name}}, got {value!r}")
+    if "/" in template or os.sep in template:
+        raise ConfigError(f"{key} must not contain a path separator, got {value!r}")
+    return template
+
+
+def _tol(key: str, value: Any) -> float:
+    return _validate.non_negative(key, value)
+
+
+def _max_iter(key: str, value: Any) -> int:
+    return _validate.positive_int(key, value)
+
+
+#: Every setting: its default and its check. A check returns the normalised value or raises
+#: InvalidParameterError / ConfigError with a message that starts with the key.
+KEYS: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
+    "weight": (0.1, _validate.positive),
+    "beta": (1.0, _validate.positive),
+    "tv": ("isotropic", lambda k, v: _validate.choice(k, v, _validate.TV_KINDS)),
+    "color": ("vectorial", lambda k, v: _validate.choice(k, v, _validate.COLOR_COUPLINGS)),
+    "fidelity": ("l2", lambda k, v: _validate.choice(k, v, _validate.FIDELITY_NAMES)),
+    "solver": ("auto", lambda k, v: _validate.choice(k, v, _validate.SOLVER_NAMES)),
+    "max_iter": (_validate.DEFAULT_MAX_ITER, _max_iter),
+    "tol": (_validate.DEFAULT_TOL, _tol),
+    "device": ("auto", _device),
+    "workers": (1, _validate.positive_int),
+    "suffix": ("_denoised", _suffix),
+    "name": (None, _name_template),
+    "format": (None, _format),
+    "recursive": (False, _boolean),
+    "skip_existing": (False, _boolean),
+}
+DEFAULTS: dict[str, Any] = {key: default for key, (default, _) in KEYS.items()}
+
+
+def check_value(key: str, value: Any, *, where: str | None = None, flag: bool = False) -> Any:
+    """Normalise one setting or raise ConfigError naming ``where`` (a file) and the key.
+
+    With ``flag=True`` the message names the command-line option (``--max-iter``).
+    """
+    label = "--" + key.replace("_", "-") if flag else key
+    check = KEYS[key][1]
+    try:
+        return check(label, value)
+    except (ConfigError, ValueError) as error:
+        message = str(error)
+        raise ConfigError(f"{where}: {message}" if where else message) from None
+
+
+def _check_table(table: Mapping[str, Any], where: str) -> dict[str, Any]:
+    settings: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in KEYS:
+            hint = ""
+            close = [k for k in KEYS if k.replace("_", "") == key.replace("-", "").lower()]
+            if close:
+                hint = f" (did you mean {close[0]}?)"
+            raise ConfigError(
+                f"{where}: unknown key {key!r}{hint}; allowed keys: {', '.join(sorted(KEYS))}"
+            )
+        settings[key] = check_value(key, value, where=where)
+    return settings
+
+
+def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and check a TOML config file; return the settings it sets (and only those)."""
+    where = os.fspath(path)
+    try:
+        data = Path(path).read_bytes()
+    except IsADirectoryError:
+        raise ConfigError(f"{where}: is a folder, not a config file") from None
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: no such config file") from None
+    except OSError as error:
+        raise ConfigError(f"{where}: cannot read ({error.strerror or error})") from None
+    try:
+        table = tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{where}: not a text file (TOML must be UTF-8)") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{where}: not valid TOML: {error}") from None
+    return _check_table(table, where)
+
+
+def _presets_folder() -> Path:
+    """``tvdenoise/presets`` (installed; a link to ``configs/`` in the source tree)."""
+    return Path(__file__).with_name("presets")
+
+
+def preset_names() -> list[str]:
+    """The names of the shipped presets, sorted."""
+    return sorted(path.stem for path in _presets_folder().glob("*.toml"))
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    """The settings of the shipped preset ``name`` (see :func:`preset_names`)."""
+    names = preset_names()
+    if name not in names:
+        raise ConfigError(f"--preset {name}: unknown preset; available: {', '.join(names)}")
+    return load_config(_presets_folder() / f"{name}.toml")
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):  # pragma: no cover - checks refuse these
+            raise ValueError(f"cannot write {value!r} to TOML")
+        return repr(value)
+    # JSON string escapes are valid TOML basic-string escapes.
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def to_toml(settings: Mapping[str, Any], header: str = "") -> str:
+    """Settings as TOML that :func:`load_config` reads back to the same values.
+
+    Unset optional settings (None) are written as comments, since TOML has no null.
+    """
+    lines = [f"# {line}" if line else "#" for line in header.splitlines()]
+    for key in KEYS:
+        value = settings.get(key)
+        if value is None:
+            lines.append(f"# {key} = (not set)")
+        else:
+            lines.append(f"{key} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
