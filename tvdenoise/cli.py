@@ -418,6 +418,7 @@ def _execute(
             status = f"gap {info.gap:.1e}" if info.gap is not None else ""
             progress.update(current["task"], completed=info.iteration, status=status)
 
+        finished = 0
         for result in run_jobs(
             jobs,
             settings,
@@ -428,6 +429,7 @@ def _execute(
             on_start=on_start,
             on_iteration=on_iteration,
         ):
+            finished += 1
             reporter.result(result, progress.console)
             if result.data is not None:
                 stdout = sys.stdout.buffer
@@ -437,7 +439,7 @@ def _execute(
                 progress.advance(overall)
         for task_id in list(progress.task_ids):
             progress.remove_task(task_id)
-    reporter.totals["not_started"] = len(jobs) - reporter.count_done()
+    reporter.totals["not_started"] = len(jobs) - finished
     signum = caught.get("signal")
     return reporter.finish(exit_override=128 + signum if signum else None)
 
@@ -456,9 +458,6 @@ class _Reporter:
     def _emit(self, payload: dict[str, Any]) -> None:
         sys.stdout.write(json.dumps(payload, default=str) + "\n")
         sys.stdout.flush()
-
-    def count_done(self) -> int:
-        return sum(self.counts.values()) - self.counts["skipped"]
 
     def failed_input(self, name: str, reason: str) -> None:
         self.counts["failed"] += 1
