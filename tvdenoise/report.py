@@ -869,7 +869,7 @@ def _linear_ticks(low: float, high: float) -> list[float]:
     return [first + i * step for i in range(int((high - first) // step) + 1)]
 
 
-def _thin(points: list[tuple[float, float]], most: int = 150) -> list[tuple[float, float]]:
+def _thin(points: list[tuple[float, float]], most: int = 80) -> list[tuple[float, float]]:
     if len(points) <= most:
         return points
     step = len(points) / most
@@ -944,7 +944,7 @@ def history_svg(history: Sequence[tuple[int, float, float | None]]) -> str:
         points = _thin([(x, y) for x, y in points if math.isfinite(y)])
         if not points:
             continue
-        coordinates = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in points)
+        coordinates = " ".join(f"{px(x):.0f},{py(y):.0f}" for x, y in points)
         out.append(
             f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{coordinates}"/>'
         )
