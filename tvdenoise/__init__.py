@@ -29,15 +29,20 @@ _LAZY = {
     "ImageReadError": "tvdenoise.errors",
     "ImageWriteError": "tvdenoise.errors",
     "ConfigError": "tvdenoise.errors",
+    "ImageRecord": "tvdenoise.report",
+    "RunReport": "tvdenoise.report",
+    "write_report": "tvdenoise.report",
 }
 
 __all__ = [
     "ConfigError",
     "ImageFile",
     "ImageReadError",
+    "ImageRecord",
     "ImageWriteError",
     "InvalidParameterError",
     "IterationInfo",
+    "RunReport",
     "SolveRecord",
     "TVDenoiseError",
     "TVLoss",
@@ -46,6 +51,7 @@ __all__ = [
     "load_image",
     "save_image",
     "total_variation",
+    "write_report",
 ]
 
 if TYPE_CHECKING:
@@ -58,6 +64,7 @@ if TYPE_CHECKING:
         TVDenoiseError,
     )
     from .image_io import ImageFile, load_image, save_image
+    from .report import ImageRecord, RunReport, write_report
     from .solvers.base import IterationInfo, SolveRecord
     from .tv import TVLoss, total_variation
 

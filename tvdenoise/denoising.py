@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,7 @@ from ._validate import DEFAULT_MAX_ITER, DEFAULT_TOL
 from .errors import InvalidParameterError
 from .fidelity import get_fidelity
 from .image_io import from_float, to_float
-from .solvers import Callback, Problem, solve
+from .solvers import Callback, IterationInfo, Problem, solve
 from .tv import as_batch
 
 __all__ = ["denoise", "resolve_device"]
@@ -114,6 +115,7 @@ def denoise(
     check_every: int = 10,
     time_limit: float | None = None,
     return_record: bool = False,
+    progress: bool = False,
 ) -> Any:
     """Denoise an image by minimising ``fidelity(u, f) + weight * TV_beta(u)``.
 
@@ -157,6 +159,9 @@ def denoise(
         Stop after about this many seconds.
     return_record : bool
         Also return the :class:`tvdenoise.solvers.SolveRecord`.
+    progress : bool
+        Show a ``tqdm`` progress bar of iterations (a widget in Jupyter, text on stderr
+        elsewhere), updated every ``check_every`` iterations with the gap. Off by default.
 
     Returns
     -------
@@ -213,7 +218,11 @@ def denoise(
         options["eps"],
     )
     autograd = options["solver"] in ("gd", "adam")
-    with torch.enable_grad() if autograd else torch.no_grad():
+    # The bar is closed on the way out, also when the solver raises (no stale widget).
+    bar = _progress_bar(options["max_iter"]) if progress else None
+    if bar is not None:
+        callback = _with_bar(bar, callback)
+    with torch.enable_grad() if autograd else torch.no_grad(), _closing(bar):
         u, record = solve(
             problem,
             options["solver"],
@@ -225,3 +234,26 @@ def denoise(
         )
     result = back(u)
     return (result, record) if return_record else result
+
+
+def _progress_bar(total: int) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="it", desc="denoise", leave=False)
+
+
+def _closing(bar: Any) -> Any:
+    return contextlib.nullcontext() if bar is None else bar
+
+
+def _with_bar(bar: Any, callback: Callback | None) -> Callback:
+    """``callback`` that also moves ``bar`` to the reported iteration."""
+
+    def report(info: IterationInfo) -> None:
+        bar.update(info.iteration - bar.n)
+        if info.gap is not None:
+            bar.set_postfix(gap=f"{info.gap:.1e}", refresh=False)
+        if callback is not None:
+            callback(info)
+
+    return report
