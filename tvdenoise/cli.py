@@ -81,18 +81,12 @@ def _summary_line(result: JobResult) -> str:
 
 
 @contextmanager
-def _stop_on_signals(stop: threading.Event, err: Console) -> Iterator[dict[str, int]]:
+def _stop_on_signals(stop: threading.Event) -> Iterator[dict[str, int]]:
     """While inside, SIGINT and SIGTERM ask the batch to stop instead of killing it."""
     caught: dict[str, int] = {}
 
     def handler(signum: int, _frame: Any) -> None:
-        if not stop.is_set():
-            err.print(
-                f"tvdenoise: {signal.Signals(signum).name} received: stopping; finished "
-                "outputs are kept, the image in progress is not written",
-                markup=False,
-                soft_wrap=True,
-            )
+        # Only set flags here: printing from a signal handler can re-enter the console.
         caught.setdefault("signal", signum)
         stop.set()
 
@@ -233,7 +227,7 @@ def run(
         False, "--version", callback=_version_callback, is_eager=True, help="Show the version."
     ),
 ) -> None:
-    err = Console(stderr=True, highlight=False)
+    err = Console(stderr=True, highlight=False, emoji=False)
     given = dict(
         weight=weight,
         beta=beta,
@@ -403,7 +397,7 @@ def _execute(
         transient=True,
     )
     stop = threading.Event()
-    with _stop_on_signals(stop, err) as caught, progress:
+    with _stop_on_signals(stop) as caught, progress:
         overall = progress.add_task("images", total=len(jobs), status="") if len(jobs) > 1 else None
         current: dict[str, Any] = {}
 
@@ -441,6 +435,13 @@ def _execute(
             progress.remove_task(task_id)
     reporter.totals["not_started"] = len(jobs) - finished
     signum = caught.get("signal")
+    if signum:
+        err.print(
+            f"tvdenoise: {signal.Signals(signum).name} received: stopping; finished outputs "
+            "are kept, the image in progress was not written",
+            markup=False,
+            soft_wrap=True,
+        )
     return reporter.finish(exit_override=128 + signum if signum else None)
 
 
