@@ -61,13 +61,15 @@ class JobResult:
     record: dict[str, Any] = field(default_factory=dict)
     #: The encoded image, for a job whose output is stdout.
     data: bytes | None = field(default=None, repr=False)
+    #: The report record (tvdenoise.report.ImageRecord), when a report was asked for.
+    report: Any = field(default=None, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (no image bytes)."""
         out = {
             key: value
             for key, value in vars(self).items()
-            if key not in ("data", "settings", "record")
+            if key not in ("data", "settings", "record", "report")
         }
         out.update(self.settings)
         out.update(self.record)
@@ -110,17 +112,21 @@ def process_job(
     stdin_data: bytes | None = None,
     stop: StopFlag | None = None,
     on_iteration: Callable[[Any], object] | None = None,
+    report: bool = False,
 ) -> JobResult:
     """Read, denoise and write one image; report failures in the result, never raise.
 
     ``settings`` holds the denoising options (see DENOISE_KEYS) and ``device``. For a job
-    whose output is stdout the encoded image is returned in ``result.data``.
+    whose output is stdout the encoded image is returned in ``result.data``. With ``report``
+    the result carries an ImageRecord (with PSNR/SSIM against ``job.reference`` and pictures
+    when ``job.pictures``), built here so a worker sends back only the small record.
     """
     from .denoising import denoise, resolve_device
     from .image_io import decode_image, encode_image, from_float, load_image, save_image, to_float
 
     start = time.perf_counter()
     result = JobResult(job.label, job.target_label, "failed")
+    image = None
     options = {key: settings[key] for key in DENOISE_KEYS if key in settings}
     result.settings = dict(options)
     try:
@@ -164,6 +170,8 @@ def process_job(
             "solve_seconds": record.seconds,
         }
         output = replace(image, pixels=from_float(denoised, image.pixels.dtype))
+        if report:
+            result.report = _report_record(job, image, output, record, options, result.device)
         if job.target is None:
             result.data = encode_image(output, job.format or image.format, name="<stdout>")
         else:
@@ -175,7 +183,40 @@ def process_job(
     except Exception as error:  # one bad file must not stop the batch
         result.error = describe_error(job.label, error, job.target_label)
     result.seconds = time.perf_counter() - start
+    if report:
+        from .report import failed_record
+
+        if result.status == "ok":
+            result.report.seconds = result.seconds
+        else:
+            reason = result.error or "interrupted: stopped by a signal, nothing written"
+            result.report = failed_record(
+                job.label, job.target_label, reason, image=image, seconds=result.seconds
+            )
     return result
+
+
+def _report_record(
+    job: Job, image: Any, output: Any, solve: Any, options: dict[str, Any], device: Any
+) -> Any:
+    """The report's record of a denoised image: metrics against the reference, pictures."""
+    from .image_io import load_image, to_float
+    from .report import image_record, make_pictures, reference_metrics
+
+    noisy, denoised = to_float(image.pixels), to_float(output.pixels)
+    metrics = None
+    if job.reference is not None:
+        reference = load_image(job.reference)
+        try:
+            metrics = reference_metrics(noisy, denoised, to_float(reference.pixels))
+        except TVDenoiseError as error:
+            raise TVDenoiseError(f"{job.label}: reference {job.reference}: {error}") from None
+    record = image_record(
+        job.label, job.target_label, image, solve, {**options, "device": device}, metrics=metrics
+    )
+    if job.pictures:
+        record.pictures = make_pictures(noisy, denoised)
+    return record
 
 
 # ------------------------------------------------------------------------------------------
@@ -200,8 +241,8 @@ def _init_worker(threads: int, stop: StopFlag) -> None:
     torch.set_num_threads(threads)
 
 
-def _worker_job(job: Job, settings: dict[str, Any], overwrite: bool) -> JobResult:
-    return process_job(job, settings, overwrite=overwrite, stop=_worker_stop)
+def _worker_job(job: Job, settings: dict[str, Any], overwrite: bool, report: bool) -> JobResult:
+    return process_job(job, settings, overwrite=overwrite, stop=_worker_stop, report=report)
 
 
 def _pool_context() -> Any:
@@ -226,6 +267,7 @@ def run_jobs(
     stdin_data: bytes | None = None,
     on_start: Callable[[Job], object] | None = None,
     on_iteration: Callable[[Any], object] | None = None,
+    report: bool = False,
 ) -> Iterator[JobResult]:
     """Run the jobs; yield each result as it finishes (in finishing order).
 
@@ -247,6 +289,7 @@ def run_jobs(
                 stdin_data=stdin_data if job.source is None else None,
                 stop=stop,
                 on_iteration=on_iteration,
+                report=report,
             )
         return
 
@@ -275,7 +318,7 @@ def run_jobs(
                 job = queue.pop()
                 if on_start is not None:
                     on_start(job)
-                pending[executor.submit(_worker_job, job, settings, overwrite)] = job
+                pending[executor.submit(_worker_job, job, settings, overwrite, report)] = job
             if not pending:
                 break
             done, _ = wait(list(pending), timeout=0.1, return_when=FIRST_COMPLETED)
@@ -284,12 +327,19 @@ def run_jobs(
                 try:
                     yield future.result()
                 except Exception as error:  # a worker died (killed, out of memory)
-                    yield JobResult(
+                    failed = JobResult(
                         job.label,
                         job.target_label,
                         "failed",
                         error=describe_error(job.label, error),
                     )
+                    if report:
+                        from .report import failed_record
+
+                        failed.report = failed_record(
+                            job.label, job.target_label, failed.error or "failed"
+                        )
+                    yield failed
     finally:
         if stop is not None and stop.is_set():
             worker_stop.set()

@@ -218,6 +218,24 @@ def run(
     show_config: bool = typer.Option(
         False, "--show-config", help="Print the effective settings as TOML and exit."
     ),
+    report: list[str] | None = typer.Option(
+        None,
+        "--report",
+        metavar="PATH",
+        help="Write a report of the run: .json, .csv or .html (repeat for several).",
+    ),
+    reference: str | None = typer.Option(
+        None,
+        "--reference",
+        metavar="PATH",
+        help="Clean image, or folder matched by relative path: adds PSNR/SSIM to the report.",
+    ),
+    report_images: int = typer.Option(
+        20,
+        "--report-images",
+        metavar="N",
+        help="How many images get pictures in an HTML report.",
+    ),
     json_lines: bool = typer.Option(
         False, "--json", help="JSON lines on stdout: one per image, then a summary."
     ),
@@ -261,6 +279,7 @@ def run(
             dry_run=dry_run,
             quiet=quiet,
             err=err,
+            reports=_ReportSpec(report or [], reference, report_images, settings),
         )
     except (InvalidParameterError, ConfigError, _Usage) as error:
         _error(err, str(error))
@@ -284,6 +303,7 @@ def _run(
     dry_run: bool,
     quiet: bool,
     err: Console,
+    reports: _ReportSpec | None = None,
 ) -> int:
     from . import _validate, planning
 
@@ -338,7 +358,10 @@ def _run(
     if shard is not None:
         jobs = planning.shard(jobs, *shard)
 
-    reporter = _Reporter(err, json_lines=json_lines, quiet=quiet)
+    if reports is not None and reports.paths:
+        jobs = reports.prepare(jobs)
+    reporter = _Reporter(err, json_lines=json_lines, quiet=quiet, reports=reports)
+    reporter.order = {job.label: index for index, job in enumerate(jobs)}
     for name, reason in found.problems:
         reporter.failed_input(name, reason)
     if not quiet and (found.skipped_files or found.skipped_folders or earlier):
@@ -422,6 +445,7 @@ def _execute(
             stdin_data=stdin_data,
             on_start=on_start,
             on_iteration=on_iteration,
+            report=reporter.wants_records,
         ):
             finished += 1
             reporter.result(result, progress.console)
@@ -445,16 +469,91 @@ def _execute(
     return reporter.finish(exit_override=128 + signum if signum else None)
 
 
-class _Reporter:
-    """Per-image lines (stderr, or JSON on stdout) and the final summary."""
+class _ReportSpec:
+    """``--report``, ``--reference`` and ``--report-images``: checked before any work."""
 
-    def __init__(self, err: Console, *, json_lines: bool, quiet: bool) -> None:
+    def __init__(
+        self, paths: list[str], reference: str | None, pictures: int, settings: dict[str, Any]
+    ) -> None:
+        from pathlib import Path
+
+        from .report import RunReport, report_format
+
+        if pictures < 0:
+            raise _Usage(f"--report-images must be >= 0, got {pictures}")
+        for path in paths:
+            report_format(path)
+        if reference is not None and not Path(reference).exists():
+            raise _Usage(f"--reference {reference}: no such file or folder")
+        if reference is not None and not paths:
+            raise _Usage("--reference needs --report PATH (where PSNR and SSIM are written)")
+        self.paths, self.reference, self.pictures = paths, reference, pictures
+        self.run = RunReport(command=list(sys.argv), settings=dict(settings))
+
+    def prepare(self, jobs: list[Job]) -> list[Job]:
+        """Attach each job's reference image and whether it gets pictures."""
+        from dataclasses import replace
+        from pathlib import Path
+
+        from .report import find_reference
+
+        prepared = []
+        for index, job in enumerate(jobs):
+            reference = None
+            if self.reference is not None:
+                relative = job.relative if job.relative is not None else Path("stdin")
+                reference = find_reference(self.reference, relative)
+            prepared.append(replace(job, reference=reference, pictures=index < self.pictures))
+        return prepared
+
+
+class _Reporter:
+    """Per-image lines (stderr, or JSON on stdout), the final summary and report files."""
+
+    def __init__(
+        self, err: Console, *, json_lines: bool, quiet: bool, reports: _ReportSpec | None = None
+    ) -> None:
         self.err = err
         self.json_lines = json_lines
         self.quiet = quiet
         self.start = time.perf_counter()
         self.counts = {"ok": 0, "failed": 0, "skipped": 0, "interrupted": 0}
         self.totals: dict[str, Any] = {}
+        self.reports = reports if reports is not None and reports.paths else None
+        self.records: list[Any] = []
+        #: Plan position of each input, so reports list images in order, not finishing order.
+        self.order: dict[str, int] = {}
+
+    @property
+    def wants_records(self) -> bool:
+        return self.reports is not None
+
+    def _record(self, input_name: str, output: str | None, error: str, status: str) -> None:
+        if self.reports is not None:
+            from .report import failed_record
+
+            self.records.append(failed_record(input_name, output, error, status=status))
+
+    def _write_reports(self) -> None:
+        """Write every --report file; a failure is one error line (and exit code 1)."""
+        if self.reports is None:
+            return
+        from dataclasses import replace
+        from datetime import datetime, timezone
+
+        from .report import write_report
+
+        run = replace(self.reports.run, finished=datetime.now(timezone.utc))
+        self.records.sort(key=lambda record: self.order.get(record.input, -1))
+        for path in self.reports.paths:
+            try:
+                write_report(path, run, self.records)
+            except TVDenoiseError as error:
+                self.counts["failed"] += 1
+                _error(self.err, f"report {error}")
+                continue
+            if not self.quiet:
+                self.err.print(f"tvdenoise: report written to {path}", markup=False, soft_wrap=True)
 
     def _emit(self, payload: dict[str, Any]) -> None:
         sys.stdout.write(json.dumps(payload, default=str) + "\n")
@@ -462,6 +561,7 @@ class _Reporter:
 
     def failed_input(self, name: str, reason: str) -> None:
         self.counts["failed"] += 1
+        self._record(name, None, f"{name}: {reason}", "failed")
         _error(self.err, f"{name}: {reason}")
         if self.json_lines:
             self._emit(
@@ -476,6 +576,7 @@ class _Reporter:
 
     def skipped(self, job: Job) -> None:
         self.counts["skipped"] += 1
+        self._record(job.label, job.target_label, "output exists (--skip-existing)", "skipped")
         if not self.quiet:
             self.err.print(
                 f"{job.label}: skipped, {job.target_label} exists", markup=False, soft_wrap=True
@@ -493,6 +594,8 @@ class _Reporter:
 
     def result(self, result: JobResult, console: Console) -> None:
         self.counts[result.status] += 1
+        if result.report is not None:
+            self.records.append(result.report)
         if result.status == "failed":
             _error(console, result.error or f"{result.input}: failed")
         elif result.status == "interrupted":
@@ -526,6 +629,8 @@ class _Reporter:
         self.totals["planned"] = len(jobs)
 
     def finish(self, *, exit_override: int | None = None) -> int:
+        if "planned" not in self.totals:
+            self._write_reports()
         code = EXIT_FAILURES if self.counts["failed"] else EXIT_OK
         if exit_override is not None:
             code = exit_override

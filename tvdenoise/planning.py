@@ -141,6 +141,11 @@ class Job:
     source: Path | None
     target: Path | None
     format: str | None = None  # the output format, when it is not the target's extension
+    #: The source's path relative to its input folder (to find a reference by the same path).
+    relative: Path | None = None
+    #: For a report: the clean reference image, and whether to make pictures of this image.
+    reference: Path | None = None
+    pictures: bool = False
 
     @property
     def label(self) -> str:
@@ -230,7 +235,7 @@ def plan(
                 target = out_dir / source.relative.parent / name
             else:
                 target = source.path.parent / name
-        jobs.append(Job(source.path, target, format))
+        jobs.append(Job(source.path, target, format, source.relative))
 
     # Files found in folders that another input would write are an earlier run's outputs.
     targets = {job.target.resolve() for job in jobs if job.target is not None}
