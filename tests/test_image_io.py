@@ -396,7 +396,7 @@ def test_tiff_resolution_in_centimetres_becomes_dpi(tmp_path: Path) -> None:
 def test_multi_page_tiff_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "stack.tif"
     tifffile.imwrite(path, np.zeros((3, HEIGHT, WIDTH), np.uint16), photometric="minisblack")
-    with pytest.raises(ImageReadError, match="3 images") as error:
+    with pytest.raises(ImageReadError, match="3 pages") as error:
         load_image(path)
     assert_one_line_about(error, path)
 
@@ -499,8 +499,9 @@ def test_temporary_file_is_hidden_and_named_tmp(
     with pytest.raises(ImageWriteError, match="Input/output error"):
         save_image(tmp_path / "out.png", random_pixels(np.uint8, 1))
     assert len(seen) == 1
-    assert seen[0].startswith(".out.png.")
-    assert ".tmp" in seen[0]
+    assert image_io.TEMP_NAME_PATTERN.match(seen[0])
+    assert seen[0].startswith(".out.png.tvdenoise-")
+    assert seen[0].endswith(".tmp")
     assert files_in(tmp_path) == []
 
 
@@ -562,9 +563,9 @@ def test_unknown_extension_on_read(tmp_path: Path) -> None:
 
 
 def test_unsupported_image_format_is_named(tmp_path: Path) -> None:
-    path = tmp_path / "anim.gif"
-    Image.fromarray(random_pixels(np.uint8, 1)).save(path)
-    with pytest.raises(ImageReadError, match="GIF") as error:
+    path = tmp_path / "icon.png"  # an ICO file with a misleading extension
+    Image.fromarray(random_pixels(np.uint8, 3)).save(path, format="ICO")
+    with pytest.raises(ImageReadError, match="unsupported format ICO") as error:
         load_image(path)
     assert_one_line_about(error, path)
 
@@ -640,9 +641,22 @@ def test_output_format_for_extensions() -> None:
     assert output_format_for("dir.d/a.tiff") == "TIFF"
     assert output_format_for("a.tif") == "TIFF"
     assert output_format_for("a.bmp") == "BMP"
-    with pytest.raises(ImageWriteError, match=r"^a\.webp: unsupported format"):
-        output_format_for("a.webp")
-    assert {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"} == SUPPORTED_EXTENSIONS
+    assert output_format_for("a.WebP") == "WEBP"
+    assert output_format_for("a.gif") == "GIF"
+    assert output_format_for("a.npy") == "NPY"
+    with pytest.raises(ImageWriteError, match=r"^a\.jp2: unsupported format"):
+        output_format_for("a.jp2")
+    assert {
+        ".png",
+        ".jpg",
+        ".jpeg",
+        ".tif",
+        ".tiff",
+        ".bmp",
+        ".webp",
+        ".gif",
+        ".npy",
+    } == SUPPORTED_EXTENSIONS
 
 
 # --------------------------------------------------------------------------------------------

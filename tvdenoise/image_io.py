@@ -1,10 +1,12 @@
 """Reading and writing image files: formats, bit depths, alpha, metadata and atomic writes.
 
-This module is the only place that touches image files. It reads PNG, JPEG, TIFF and BMP into
-numpy arrays of the file's own dtype (``uint8``, ``uint16``, ``float32``, ...) with the alpha
-channel split off, and writes such arrays back with the same dtype, alpha and metadata where
-the output format allows. It does not import torch, so the command line's ``--help`` path and
-scripts that only convert files stay fast.
+This module is the only place that touches image files. It reads PNG, JPEG, TIFF, BMP, WebP,
+GIF and NumPy ``.npy`` files into numpy arrays of the file's own dtype (``uint8``,
+``uint16``, ``float32``, ...) with the alpha channel split off, and writes such arrays back
+with the same dtype, alpha and metadata where the output format allows. Multi-page TIFF,
+animated GIF and WebP, and 3-D/4-D ``.npy`` arrays are read whole by :func:`load_stack` and
+written by :func:`save_stack`. It does not import torch, so the command line's ``--help``
+path and scripts that only convert files stay fast.
 
 Which library does what, and why:
 
@@ -15,30 +17,56 @@ Which library does what, and why:
   exactly. TIFF compressions tifffile cannot decode without the optional ``imagecodecs``
   package (LZW, JPEG, ...) are read through Pillow when Pillow keeps all the bits (8-bit
   images, single-channel images); otherwise the error says to install ``imagecodecs``.
+- numpy reads and writes ``.npy`` (``allow_pickle=False``: a file never runs code).
 
 What each format can hold, and what :func:`save_image` does about the rest:
 
-======  ==========================  ===================  ==============================
+======  ==========================  ===================  ==================================
 format  pixel types written         alpha                metadata written
-======  ==========================  ===================  ==============================
+======  ==========================  ===================  ==================================
 PNG     uint8, uint16               kept                 dpi, icc_profile, exif
-TIFF    every integer and float     kept                 dpi, icc_profile
-JPEG    uint8 (others converted)    dropped              dpi, icc_profile, exif
+TIFF    every integer and float     kept                 dpi, icc_profile, exif text tags
+JPEG    uint8 (others converted)    dropped              dpi, icc_profile, exif, quality
 BMP     uint8 (others converted)    kept (grey -> RGBA)  dpi
-======  ==========================  ===================  ==============================
+WebP    uint8 (others converted)    kept (grey -> RGB)   icc_profile, exif
+GIF     uint8 palette (see below)   1-bit (< 128 = 0)    none (frame durations in stacks)
+NPY     every integer and float     kept (last channel)  none
+======  ==========================  ===================  ==================================
 
 Conversions are done with :func:`to_float` and :func:`from_float` (scaling by the dtype's
-maximum, rounding half to even): a float array saved as PNG, JPEG or BMP becomes ``uint8``,
-a ``uint16`` image saved as JPEG or BMP becomes ``uint8``. JPEG stores no alpha, so alpha is
-dropped; BMP stores alpha only in 32-bit colour files, so grey+alpha is written as RGBA.
+maximum, rounding half to even): a float array saved as PNG, JPEG, BMP, WebP or GIF becomes
+``uint8``, a ``uint16`` image saved as JPEG, BMP, WebP or GIF becomes ``uint8``. JPEG stores
+no alpha, so alpha is dropped; BMP stores alpha only in 32-bit colour files, so grey+alpha is
+written as RGBA; WebP has no grey mode, so grey is written (and read back) as RGB. GIF holds
+at most 256 colours: grey images and images with at most 256 colours are written exactly,
+others are reduced to 256 colours (median cut, no dithering, which would add noise back).
+GIF and WebP encoders merge an animation frame equal to the one before it into that frame
+(adding the durations), so stacks that need an exact page count belong in TIFF or NPY.
+
+JPEG output keeps the input's compression: when the image was read from a JPEG, its
+quantisation tables and chroma subsampling are reused (so the output has the input's
+quality); otherwise quality 95 without chroma subsampling (4:4:4). An explicit ``quality``
+overrides the tables. WebP output is lossless unless the input was lossy WebP or a
+``quality`` is given.
 
 EXIF orientation is applied on reading, so ``pixels`` are upright, and the orientation tag is
 removed from the carried EXIF block so that the output is not rotated a second time. A TIFF's
 own Orientation tag is applied the same way.
 
+Float images may hold any finite values; values outside [0, 1] are kept (never clipped) by
+the readers and by float outputs (TIFF, NPY). :func:`value_range`, :func:`to_unit_range` and
+:func:`from_unit_range` map them to the unit range the denoiser's ``weight`` is defined on and
+back. NaN and infinite values are refused on reading (:class:`ImageReadError`).
+
+Decoding is refused above ``max_pixels`` pixels (all pages together for stacks; default
+:data:`DEFAULT_MAX_PIXELS`, Pillow's own decompression-bomb limit), checked from the file's
+header before any pixel is decompressed.
+
 Every failure raises :class:`~tvdenoise.errors.ImageReadError` or
 :class:`~tvdenoise.errors.ImageWriteError` with a one-line message that starts with the file's
-path, for example ``photo.png: no such file``.
+path, for example ``photo.png: no such file``. Writes are atomic: the image goes to a hidden
+temporary file ``.<name>.tvdenoise-tmp-<random>`` beside the target, which is then moved into
+place; :func:`clean_stale_temps` removes such files left behind by a killed process.
 """
 
 from __future__ import annotations
@@ -48,10 +76,14 @@ import errno
 import io
 import logging
 import os
+import re
 import secrets
 import struct
+import threading
+import time
+import warnings
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,15 +93,27 @@ import numpy as np
 from tvdenoise.errors import ImageReadError, ImageWriteError, InvalidParameterError
 
 __all__ = [
+    "DEFAULT_MAX_PIXELS",
     "SUPPORTED_EXTENSIONS",
+    "TEMP_NAME_PATTERN",
     "ImageFile",
+    "ImageStack",
+    "ValueRange",
+    "clean_stale_temps",
     "decode_image",
+    "decode_stack",
     "encode_image",
+    "encode_stack",
     "from_float",
+    "from_unit_range",
     "load_image",
+    "load_stack",
     "output_format_for",
     "save_image",
+    "save_stack",
     "to_float",
+    "to_unit_range",
+    "value_range",
 ]
 
 _EXTENSION_FORMATS: dict[str, str] = {
@@ -79,6 +123,9 @@ _EXTENSION_FORMATS: dict[str, str] = {
     ".tif": "TIFF",
     ".tiff": "TIFF",
     ".bmp": "BMP",
+    ".webp": "WEBP",
+    ".gif": "GIF",
+    ".npy": "NPY",
 }
 
 #: File name extensions (lower case, with the dot) that :func:`load_image` and
@@ -92,22 +139,33 @@ _FORMAT_NAMES: dict[str, str] = {
     "TIFF": "TIFF",
     "TIF": "TIFF",
     "BMP": "BMP",
+    "WEBP": "WEBP",
+    "GIF": "GIF",
+    "NPY": "NPY",
 }
 
 _SUPPORTED_LIST = ", ".join(sorted(SUPPORTED_EXTENSIONS))
+_SUPPORTED_FORMATS = "BMP, GIF, JPEG, NPY, PNG, TIFF, WebP"
+
+#: The largest number of pixels decoded by default (all pages together for a stack): Pillow's
+#: own decompression-bomb limit, 2 * 89,478,485, about a 13,400 x 13,400 image. Decoded to
+#: float32 RGB that is 2.1 GB, and the solvers need a few such arrays: larger images are far
+#: more often a hostile or broken file than a genuine photograph.
+DEFAULT_MAX_PIXELS = 178_956_970
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the IEND chunk, always these 12 bytes
+_NPY_SIGNATURE = b"\x93NUMPY"
 _EXIF_PREFIX = b"Exif\x00\x00"
 _ORIENTATION_TAG = 0x0112
 
 # Magic numbers of formats users are likely to try, to name them in the error message.
 _OTHER_SIGNATURES: tuple[tuple[bytes, str], ...] = (
-    (b"GIF87a", "GIF"),
-    (b"GIF89a", "GIF"),
     (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"),
     (b"\x00\x00\x01\x00", "ICO"),
     (b"8BPS", "PSD"),
     (b"%PDF", "PDF"),
+    (b"PK\x03\x04", "ZIP (an .npz archive?)"),
 )
 
 
@@ -124,14 +182,16 @@ class ImageFile:
         ``(H, W)`` alpha channel in the dtype the file stores it in, or None. It is never
         denoised; :func:`save_image` writes it back unchanged.
     format : str
-        ``"PNG"``, ``"JPEG"``, ``"TIFF"`` or ``"BMP"``: what the file's content is (not its
-        name's extension).
+        ``"PNG"``, ``"JPEG"``, ``"TIFF"``, ``"BMP"``, ``"WEBP"``, ``"GIF"`` or ``"NPY"``: what
+        the file's content is (not its name's extension).
     path : pathlib.Path or None
         Where the image was read from; None for images decoded from bytes.
     metadata : dict
         What can be carried to an output file: ``"dpi"`` (a pair of floats),
         ``"icc_profile"`` (bytes) and ``"exif"`` (bytes starting with ``b"Exif\\0\\0"``, the
-        orientation tag removed), each present only when the file has it.
+        orientation tag removed); of a JPEG also ``"jpeg_qtables"`` and
+        ``"jpeg_subsampling"`` (reused when saving as JPEG), of a WebP ``"webp_lossless"``;
+        each present only when the file has it.
 
     Examples
     --------
@@ -153,6 +213,50 @@ class ImageFile:
         if self.pixels.dtype == np.bool_:
             return 1
         return int(self.pixels.dtype.itemsize * 8)
+
+
+@dataclass
+class ImageStack:
+    """Several images of one shape and dtype from one file: TIFF pages, animation frames.
+
+    Parameters
+    ----------
+    pixels : numpy.ndarray
+        ``(P, H, W)`` grey or ``(P, H, W, 3)`` RGB values of the ``P`` pages in the file's own
+        dtype, each page upright, alpha removed.
+    alpha : numpy.ndarray or None
+        ``(P, H, W)`` alpha of every page, or None when no page has alpha.
+    format : str
+        What the file's content is, as for :class:`ImageFile`.
+    path : pathlib.Path or None
+        Where the stack was read from; None for stacks decoded from bytes.
+    metadata : dict
+        As for :class:`ImageFile`, from the first page; animations add ``"durations"`` (a
+        list of milliseconds, one a frame) and ``"loop"``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> stack = ImageStack(np.zeros((4, 2, 3), np.uint8), None, "TIFF")
+    >>> stack.pages, stack.page(0).pixels.shape
+    (4, (2, 3))
+    """
+
+    pixels: np.ndarray
+    alpha: np.ndarray | None
+    format: str
+    path: Path | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pages(self) -> int:
+        """The number of pages (frames)."""
+        return int(self.pixels.shape[0])
+
+    def page(self, index: int) -> ImageFile:
+        """Page ``index`` as an :class:`ImageFile` (views, not copies) with the metadata."""
+        alpha = None if self.alpha is None else self.alpha[index]
+        return ImageFile(self.pixels[index], alpha, self.format, self.path, dict(self.metadata))
 
 
 # --------------------------------------------------------------------------------------------
@@ -266,6 +370,167 @@ def _convert_dtype(values: np.ndarray, target: np.dtype) -> np.ndarray:
     return from_float(to_float(values), target)
 
 
+@dataclass(frozen=True)
+class ValueRange:
+    """The span ``[low, high]`` that :func:`to_unit_range` maps to [0, 1].
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> span = ValueRange(0.0, 4000.0)
+    >>> span.normalise(np.array([0.0, 1000.0]))
+    array([0.  , 0.25])
+    >>> span.restore(np.array([0.25]))
+    array([1000.])
+    """
+
+    low: float
+    high: float
+
+    @property
+    def scale(self) -> float:
+        """``high - low``, the factor between unit-range and original values."""
+        return self.high - self.low
+
+    def normalise(self, values: np.ndarray) -> np.ndarray:
+        """Map values from ``[low, high]`` to [0, 1], keeping the float dtype."""
+        if self.low == 0.0 and self.high == 1.0:
+            return values
+        values = np.asarray(values)
+        dtype = values.dtype if values.dtype.kind == "f" else np.dtype(np.float64)
+        shifted = values.astype(np.float64) - self.low
+        return (shifted / self.scale).astype(dtype)
+
+    def restore(self, values: np.ndarray) -> np.ndarray:
+        """Map values from [0, 1] back to ``[low, high]``, the inverse of :meth:`normalise`."""
+        if self.low == 0.0 and self.high == 1.0:
+            return values
+        values = np.asarray(values)
+        dtype = values.dtype if values.dtype.kind == "f" else np.dtype(np.float64)
+        return (values.astype(np.float64) * self.scale + self.low).astype(dtype)
+
+
+def value_range(pixels: np.ndarray) -> ValueRange:
+    """The span of values that stands for "black to white" in ``pixels``.
+
+    Integer and boolean images span their dtype ([0, 1] after :func:`to_float`). A float
+    image spans [0, 1] extended to take in all its values: ``[min(0, lowest),
+    max(1, highest)]``. So floats already in [0, 1] are left as they are (the convention of
+    scikit-image and of :func:`tvdenoise.denoise`), non-negative data such as photon counts
+    or a ``[0, 4000]`` microscope image are only divided by their maximum (zero stays zero),
+    and signed data are shifted as well. The map is continuous in the data: a value just
+    outside [0, 1] changes the span only a little.
+
+    Parameters
+    ----------
+    pixels : numpy.ndarray
+        Any shape; integer, boolean or float dtype.
+
+    Returns
+    -------
+    ValueRange
+        ``ValueRange(0.0, 1.0)`` for integer images and floats within [0, 1].
+
+    Raises
+    ------
+    InvalidParameterError
+        If ``pixels`` holds NaN or infinite values, or has another dtype.
+
+    Notes
+    -----
+    Why rescale: the L2 energy ``1/2 ||u - f||^2 + weight * TV_beta(u)`` is not
+    scale-invariant. Denoising ``s * f`` with weight ``w`` gives ``s`` times the result of
+    denoising ``f`` with weight ``w * s**(beta - 2)`` (``w / s`` for classic TV). Mapping
+    the image to unit range first keeps ``weight`` meaning what it means for 8- and 16-bit
+    images: a weight of 0.1 removes noise of about a tenth of the black-to-white range.
+    Shifts change nothing for the L2 and L1 energies (TV ignores constants).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> value_range(np.array([0.2, 0.7]))
+    ValueRange(low=0.0, high=1.0)
+    >>> value_range(np.array([-50.0, 4000.0]))
+    ValueRange(low=-50.0, high=4000.0)
+    """
+    pixels = np.asarray(pixels)
+    kind = pixels.dtype.kind
+    if kind in "uib":
+        return ValueRange(0.0, 1.0)
+    if kind != "f":
+        raise InvalidParameterError(
+            f"pixels must have an integer, boolean or float dtype, got {pixels.dtype}"
+        )
+    if pixels.size == 0:
+        return ValueRange(0.0, 1.0)
+    lowest, highest = float(np.min(pixels)), float(np.max(pixels))
+    if not (np.isfinite(lowest) and np.isfinite(highest)):
+        raise InvalidParameterError("pixels hold NaN or infinite values; they cannot be scaled")
+    return ValueRange(min(0.0, lowest), max(1.0, highest))
+
+
+def to_unit_range(pixels: np.ndarray) -> tuple[np.ndarray, ValueRange]:
+    """Float values on the unit scale the denoiser's ``weight`` is defined on, and the span.
+
+    Integers are scaled by their dtype's maximum (:func:`to_float`); floats are mapped from
+    :func:`value_range` to [0, 1]. Denoise the result, then call :func:`from_unit_range` with
+    the returned span.
+
+    Parameters
+    ----------
+    pixels : numpy.ndarray
+        Any shape; integer, boolean or float dtype.
+
+    Returns
+    -------
+    values : numpy.ndarray
+        Floats (``float32`` for 8/16-bit and ``float32`` input), mostly within [0, 1].
+    span : ValueRange
+        What to pass to :func:`from_unit_range`.
+
+    Raises
+    ------
+    InvalidParameterError
+        As :func:`value_range`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> values, span = to_unit_range(np.array([0.0, 2.0, 4.0], dtype=np.float32))
+    >>> values, span
+    (array([0. , 0.5, 1. ], dtype=float32), ValueRange(low=0.0, high=4.0))
+    >>> from_unit_range(values, span, np.float32)
+    array([0., 2., 4.], dtype=float32)
+    """
+    span = value_range(pixels)
+    return span.normalise(to_float(pixels)), span
+
+
+def from_unit_range(
+    values: np.ndarray, span: ValueRange, dtype: np.dtype | type | str
+) -> np.ndarray:
+    """Undo :func:`to_unit_range`: map back to ``span`` and convert to ``dtype``.
+
+    Integer dtypes are rounded and clipped to their range (:func:`from_float`); float dtypes
+    keep every value, also outside ``span`` (never clipped).
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        Unit-range floats, for example a denoised image.
+    span : ValueRange
+        The span :func:`to_unit_range` returned.
+    dtype : numpy.dtype or type or str
+        The dtype to return, usually the input image's.
+
+    Returns
+    -------
+    numpy.ndarray
+        The values in ``dtype``.
+    """
+    return from_float(span.restore(np.asarray(values)), dtype)
+
+
 # --------------------------------------------------------------------------------------------
 # Formats and names
 # --------------------------------------------------------------------------------------------
@@ -282,7 +547,7 @@ def output_format_for(path: str | os.PathLike[str]) -> str:
     Returns
     -------
     str
-        ``"PNG"``, ``"JPEG"``, ``"TIFF"`` or ``"BMP"``.
+        ``"PNG"``, ``"JPEG"``, ``"TIFF"``, ``"BMP"``, ``"WEBP"``, ``"GIF"`` or ``"NPY"``.
 
     Raises
     ------
@@ -313,7 +578,7 @@ def _normalise_format(format: str, name: str) -> str:
         return _FORMAT_NAMES[key]
     except KeyError:
         raise ImageWriteError(
-            f"{name}: unsupported format {format!r} (supported: BMP, JPEG, PNG, TIFF)"
+            f"{name}: unsupported format {format!r} (supported: {_SUPPORTED_FORMATS})"
         ) from None
 
 
@@ -327,6 +592,12 @@ def _sniff(data: bytes) -> str | None:
         return "TIFF"
     if data.startswith(b"BM"):
         return "BMP"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if data.startswith(_NPY_SIGNATURE):
+        return "NPY"
     return None
 
 
@@ -334,23 +605,107 @@ def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
+def _check_max_pixels(max_pixels: int | None) -> None:
+    if max_pixels is None:
+        return
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
+        raise InvalidParameterError(
+            f"max_pixels must be a positive integer or None, got {max_pixels!r}"
+        )
+
+
+def _check_size(name: str, shape: tuple[int, ...], max_pixels: int | None) -> None:
+    """Refuse to decode more than ``max_pixels`` pixels; ``shape`` is (H, W) or (P, H, W)."""
+    count = 1
+    for extent in shape:
+        count *= int(extent)
+    if max_pixels is None or count <= max_pixels:
+        return
+    if len(shape) == 3:
+        size = f"{shape[0]} pages of {shape[2]}x{shape[1]}"
+    else:
+        size = f"{shape[1]}x{shape[0]}"
+    raise ImageReadError(
+        f"{name}: image too large: {size} = {count:,} pixels, above the limit of "
+        f"{max_pixels:,} (a guard against decompression bombs; raise max_pixels or "
+        "--max-pixels if the image is genuine)"
+    )
+
+
+_PILLOW_LIMIT_LOCK = threading.RLock()
+
+
+@contextlib.contextmanager
+def _pillow_limit(max_pixels: int | None) -> Iterator[None]:
+    """Let our ``max_pixels`` decide instead of Pillow's global limit, and keep Pillow's
+    DecompressionBombWarning off stderr (the library does not print)."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with _PILLOW_LIMIT_LOCK:
+            pillow_limit = Image.MAX_IMAGE_PIXELS
+            lift = pillow_limit is not None and (
+                max_pixels is None or max_pixels > 2 * pillow_limit
+            )
+            if lift:
+                Image.MAX_IMAGE_PIXELS = None
+            try:
+                yield
+            finally:
+                if lift:
+                    Image.MAX_IMAGE_PIXELS = pillow_limit
+
+
+def _pillow_too_large(name: str, max_pixels: int | None, error: Exception) -> ImageReadError:
+    """Our message for Pillow's DecompressionBombError, with the size Pillow names."""
+    found = re.search(r"\((\d+) pixels\)", str(error))
+    size = f"{int(found.group(1)):,} pixels, " if found else ""
+    return ImageReadError(
+        f"{name}: image too large: {size}above the limit of {max_pixels:,} (a guard against "
+        "decompression bombs; raise max_pixels or --max-pixels if the image is genuine)"
+    )
+
+
+def _check_finite(name: str, *arrays: np.ndarray | None) -> None:
+    for array in arrays:
+        if array is None or array.dtype.kind != "f":
+            continue
+        finite = np.isfinite(array)
+        if not finite.all():
+            bad = int(array.size - np.count_nonzero(finite))
+            nan = int(np.count_nonzero(np.isnan(array)))
+            raise ImageReadError(
+                f"{name}: float image holds {nan} NaN and {bad - nan} infinite values of "
+                f"{array.size}; replace them (for example with numpy.nan_to_num) before "
+                "denoising"
+            )
+
+
 # --------------------------------------------------------------------------------------------
 # Reading
 # --------------------------------------------------------------------------------------------
 
 
-def load_image(path: str | os.PathLike[str]) -> ImageFile:
+def load_image(
+    path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> ImageFile:
     """Read an image file into an :class:`ImageFile`.
 
     The format is recognised from the content, not the extension. Palette images become RGB
     (RGBA when the palette has transparency), 1-bit images become ``uint8`` grey with values
-    0 and 255, CMYK and YCbCr become RGB. EXIF orientation is applied. Of a TIFF, the only
-    image is read; TIFFs with several full-size pages are refused. The file is only read.
+    0 and 255, CMYK and YCbCr become RGB. EXIF orientation is applied. Of an animated GIF or
+    WebP, the first frame is read; multi-page TIFFs are refused (read them with
+    :func:`load_stack`). A ``.npy`` file must hold an ``(H, W)`` or ``(H, W, C)`` array
+    with ``C`` from 1 to 4 (the last channel of 2 and 4 is alpha). The file is only read.
 
     Parameters
     ----------
     path : str or os.PathLike
         The file to read.
+    max_pixels : int or None, optional
+        Refuse images with more pixels than this, before decoding them (a guard against
+        decompression bombs). Default :data:`DEFAULT_MAX_PIXELS`; None for no limit.
 
     Returns
     -------
@@ -361,8 +716,11 @@ def load_image(path: str | os.PathLike[str]) -> ImageFile:
     Raises
     ------
     ImageReadError
-        If the file is missing, a directory, unreadable, empty, not an image, truncated or
-        in an unsupported format; the message starts with the path.
+        If the file is missing, a directory, unreadable, empty, not an image, truncated,
+        above ``max_pixels``, a float image with NaN or infinite values, or in an
+        unsupported format; the message is one line and starts with the path.
+    InvalidParameterError
+        If ``max_pixels`` is not a positive integer or None.
 
     Examples
     --------
@@ -371,38 +729,98 @@ def load_image(path: str | os.PathLike[str]) -> ImageFile:
     ((512, 512, 3), dtype('uint8'), True)
     """
     name = os.fspath(path)
+    image = decode_image(_read_file(name), name=name, max_pixels=max_pixels)
+    image.path = Path(name)
+    return image
+
+
+def load_stack(
+    path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> ImageStack:
+    """Read every page of a file: multi-page TIFF, animated GIF or WebP, 3-D/4-D ``.npy``.
+
+    Each page is read as :func:`load_image` reads a single image (upright, alpha split off,
+    the file's dtype). A file with one image gives a stack of one page. A ``.npy`` array is
+    ``(P, H, W)`` or ``(P, H, W, C)``; an ``(H, W)`` or ``(H, W, C)`` array with ``C`` up
+    to 4 is one page. Animation frames are composited as a viewer shows them; their
+    durations are kept in ``metadata["durations"]``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to read.
+    max_pixels : int or None, optional
+        Refuse files whose pages hold more pixels than this in all. Default
+        :data:`DEFAULT_MAX_PIXELS`; None for no limit.
+
+    Returns
+    -------
+    ImageStack
+        ``pixels`` ``(P, H, W)`` or ``(P, H, W, 3)``, ``alpha`` ``(P, H, W)`` or None.
+
+    Raises
+    ------
+    ImageReadError
+        As :func:`load_image`, and if the pages differ in size, channels or sample type.
+    InvalidParameterError
+        If ``max_pixels`` is not a positive integer or None.
+
+    Examples
+    --------
+    >>> stack = load_stack("timelapse.tif")  # doctest: +SKIP
+    >>> stack.pixels.shape  # doctest: +SKIP
+    (12, 512, 512)
+    """
+    name = os.fspath(path)
+    stack = decode_stack(_read_file(name), name=name, max_pixels=max_pixels)
+    stack.path = Path(name)
+    return stack
+
+
+def _read_file(name: str) -> bytes:
     file_path = Path(name)
     try:
         if file_path.is_dir():
-            raise ImageReadError(f"{name}: is a directory")
+            raise ImageReadError(f"{name}: is a directory, not an image file")
         with open(file_path, "rb") as stream:
-            data = stream.read()
+            return stream.read()
     except ImageReadError:
         raise
     except (FileNotFoundError, NotADirectoryError):
         raise ImageReadError(f"{name}: no such file") from None
     except IsADirectoryError:
-        raise ImageReadError(f"{name}: is a directory") from None
+        raise ImageReadError(f"{name}: is a directory, not an image file") from None
     except PermissionError:
         raise ImageReadError(f"{name}: permission denied") from None
     except OSError as error:
         reason = error.strerror or _one_line(error)
         raise ImageReadError(f"{name}: cannot read ({reason})") from None
-    image = decode_image(data, name=name)
-    image.path = file_path
-    return image
 
 
-def decode_image(data: bytes, name: str = "<stdin>") -> ImageFile:
+def _identify(data: bytes, name: str, max_pixels: int | None) -> str:
+    _check_max_pixels(max_pixels)
+    if not data:
+        raise ImageReadError(f"{name}: empty file (0 bytes), not an image")
+    image_format = _sniff(data)
+    if image_format is None:
+        raise ImageReadError(f"{name}: {_unknown_content_reason(data, name)}")
+    return image_format
+
+
+def decode_image(
+    data: bytes, name: str = "<stdin>", *, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> ImageFile:
     """Decode an image from bytes, as :func:`load_image` does from a file.
 
     Parameters
     ----------
     data : bytes
-        The encoded image (PNG, JPEG, TIFF or BMP), for example read from standard input.
+        The encoded image, for example read from standard input.
     name : str, optional
         What to call the image in error messages; its extension, if any, is only used to
         explain a refusal.
+    max_pixels : int or None, optional
+        As for :func:`load_image`.
 
     Returns
     -------
@@ -412,7 +830,9 @@ def decode_image(data: bytes, name: str = "<stdin>") -> ImageFile:
     Raises
     ------
     ImageReadError
-        If ``data`` is empty, not an image, truncated or in an unsupported format.
+        As :func:`load_image`.
+    InvalidParameterError
+        If ``max_pixels`` is not a positive integer or None.
 
     Examples
     --------
@@ -423,33 +843,139 @@ def decode_image(data: bytes, name: str = "<stdin>") -> ImageFile:
     ('PNG', (2, 3), dtype('uint8'))
     """
     data = bytes(data)
-    if not data:
-        raise ImageReadError(f"{name}: empty file (0 bytes), not an image")
-    image_format = _sniff(data)
-    if image_format is None:
-        raise ImageReadError(f"{name}: {_unknown_content_reason(data, name)}")
+    image_format = _identify(data, name, max_pixels)
     if image_format == "TIFF":
-        pixels, alpha, metadata, orientation = _decode_tiff(data, name)
+        decoded = _decode_tiff(data, name, max_pixels)
+    elif image_format == "NPY":
+        pixels, alpha = _decode_npy(data, name, max_pixels, stack=False)
+        decoded = (pixels[0], None if alpha is None else alpha[0], {}, 1)
     elif image_format == "PNG" and _png_needs_pypng(data):
-        pixels, alpha, metadata, orientation = _decode_png16(data, name)
+        decoded = _decode_png16(data, name, max_pixels)
     else:
-        pixels, alpha, metadata, orientation = _decode_with_pillow(data, image_format, name)
+        decoded = _decode_with_pillow(data, image_format, name, max_pixels)
+    if image_format == "PNG" and _PNG_END not in data[-4096:]:
+        # Pillow decodes a PNG cut after its pixel data without a word; a file without its
+        # end chunk is a broken download all the same.
+        raise ImageReadError(f"{name}: cannot decode PNG image (truncated or corrupt: no end)")
+    pixels, alpha = _upright(decoded)
+    _check_finite(name, pixels, alpha)
+    return ImageFile(pixels=pixels, alpha=alpha, format=image_format, metadata=decoded[2])
+
+
+def decode_stack(
+    data: bytes, name: str = "<stdin>", *, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> ImageStack:
+    """Decode every page of an image from bytes, as :func:`load_stack` does from a file.
+
+    Parameters
+    ----------
+    data : bytes
+        The encoded file.
+    name : str, optional
+        What to call it in error messages.
+    max_pixels : int or None, optional
+        As for :func:`load_stack`.
+
+    Returns
+    -------
+    ImageStack
+        The pages, with ``path`` None.
+
+    Raises
+    ------
+    ImageReadError
+        As :func:`load_stack`.
+    InvalidParameterError
+        If ``max_pixels`` is not a positive integer or None.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> pages = np.arange(24, dtype=np.uint16).reshape(2, 3, 4)
+    >>> stack = decode_stack(encode_stack(pages, "TIFF"))
+    >>> stack.pages, stack.pixels.dtype, bool((stack.pixels == pages).all())
+    (2, dtype('uint16'), True)
+    """
+    data = bytes(data)
+    image_format = _identify(data, name, max_pixels)
+    if image_format == "NPY":
+        pixels, alpha = _decode_npy(data, name, max_pixels, stack=True)
+        _check_finite(name, pixels, alpha)
+        return ImageStack(pixels, alpha, image_format)
+    if image_format == "TIFF":
+        pages = _decode_tiff_pages(data, name, max_pixels)
+    elif image_format in ("GIF", "WEBP"):
+        pages = _decode_animation(data, image_format, name, max_pixels)
+    else:
+        single = decode_image(data, name, max_pixels=max_pixels)
+        return ImageStack(
+            single.pixels[None],
+            None if single.alpha is None else single.alpha[None],
+            image_format,
+            metadata=single.metadata,
+        )
+    return _stack_pages(pages, image_format, name)
+
+
+def _upright(decoded: _Decoded) -> tuple[np.ndarray, np.ndarray | None]:
+    pixels, alpha, _, orientation = decoded
     pixels = _orient(pixels, orientation)
     if alpha is not None:
         alpha = _orient(alpha, orientation)
-    return ImageFile(pixels=pixels, alpha=alpha, format=image_format, metadata=metadata)
+    return pixels, alpha
+
+
+def _stack_pages(pages: list[_Decoded], image_format: str, name: str) -> ImageStack:
+    upright = [_upright(page) for page in pages]
+    first = upright[0][0]
+    for index, (pixels, _) in enumerate(upright):
+        if pixels.shape != first.shape or pixels.dtype != first.dtype:
+            raise ImageReadError(
+                f"{name}: page {index + 1} is {_describe_page(pixels)}, page 1 is "
+                f"{_describe_page(first)}; a stack needs pages of one size and type"
+            )
+    pixels = np.stack([page[0] for page in upright])
+    alpha: np.ndarray | None = None
+    if any(page[1] is not None for page in upright):
+        opaque = np.iinfo(first.dtype).max if first.dtype.kind in "ui" else 1.0
+        alpha = np.stack(
+            [
+                page[1] if page[1] is not None else np.full(first.shape[:2], opaque, first.dtype)
+                for page in upright
+            ]
+        ).astype(first.dtype, copy=False)
+    _check_finite(name, pixels, alpha)
+    return ImageStack(pixels, alpha, image_format, metadata=pages[0][2])
+
+
+def _describe_page(pixels: np.ndarray) -> str:
+    channels = "grey" if pixels.ndim == 2 else f"{pixels.shape[2]} channels"
+    return f"{pixels.shape[1]}x{pixels.shape[0]} {channels} {pixels.dtype}"
 
 
 def _unknown_content_reason(data: bytes, name: str) -> str:
     for signature, format_name in _OTHER_SIGNATURES:
         if data.startswith(signature):
-            return f"unsupported format {format_name} (supported: BMP, JPEG, PNG, TIFF)"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "unsupported format WebP (supported: BMP, JPEG, PNG, TIFF)"
+            return f"unsupported format {format_name} (supported: {_SUPPORTED_FORMATS})"
     suffix = Path(name).suffix.lower()
     if suffix and suffix not in SUPPORTED_EXTENSIONS and not name.startswith("<"):
         return _unsupported_extension(suffix)
+    if _looks_like_text(data):
+        return "not an image (the file holds text)"
     return "cannot decode image (truncated or not an image)"
+
+
+def _looks_like_text(data: bytes) -> bool:
+    sample = data[:4096]
+    try:
+        text = sample.decode("utf-8")
+    except UnicodeDecodeError:
+        # A multi-byte character cut at the end of the sample is still text.
+        try:
+            text = sample[:-3].decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+    return all(character.isprintable() or character in "\t\n\r\f" for character in text)
 
 
 def _orient(array: np.ndarray, orientation: int) -> np.ndarray:
@@ -503,7 +1029,7 @@ def _pillow_metadata(image: Any, *, carry_exif: bool = True) -> tuple[dict[str, 
                 del exif[_ORIENTATION_TAG]
                 metadata["exif"] = exif.tobytes()
             elif isinstance(info.get("exif"), bytes):
-                metadata["exif"] = info["exif"]
+                metadata["exif"] = _with_exif_prefix(info["exif"])
             else:
                 metadata["exif"] = exif.tobytes()
     except Exception:  # corrupt EXIF must not make a readable image unreadable
@@ -513,20 +1039,66 @@ def _pillow_metadata(image: Any, *, carry_exif: bool = True) -> tuple[dict[str, 
     return metadata, orientation
 
 
-def _decode_with_pillow(data: bytes, image_format: str, name: str) -> _Decoded:
+def _with_exif_prefix(exif: bytes) -> bytes:
+    """WebP and PNG hold the TIFF structure alone; JPEG and our metadata use the prefix."""
+    return exif if exif.startswith(_EXIF_PREFIX) else _EXIF_PREFIX + exif
+
+
+def _jpeg_metadata(image: Any) -> dict[str, Any]:
+    """The quantisation tables and chroma subsampling of an opened JPEG, where readable."""
+    from PIL import JpegImagePlugin
+
+    metadata: dict[str, Any] = {}
+    with contextlib.suppress(Exception):
+        tables = image.quantization
+        if tables:
+            metadata["jpeg_qtables"] = [list(tables[key]) for key in sorted(tables)]
+    with contextlib.suppress(Exception):
+        subsampling = JpegImagePlugin.get_sampling(image)
+        if subsampling in (0, 1, 2):
+            metadata["jpeg_subsampling"] = int(subsampling)
+    return metadata
+
+
+def _webp_is_lossless(data: bytes) -> bool:
+    """True when the WebP's (first) image chunk is VP8L, the lossless coding."""
+    position = 12
+    while position + 8 <= len(data):
+        chunk = data[position : position + 4]
+        (size,) = struct.unpack("<I", data[position + 4 : position + 8])
+        if chunk == b"VP8L":
+            return True
+        if chunk == b"VP8 ":
+            return False
+        # An animation frame (ANMF) holds its image chunks after a 16-byte frame header.
+        position += 8 + 16 if chunk == b"ANMF" else 8 + size + (size & 1)
+    return False
+
+
+def _decode_with_pillow(
+    data: bytes, image_format: str, name: str, max_pixels: int | None
+) -> _Decoded:
     from PIL import Image
 
     try:
-        image: Image.Image = Image.open(io.BytesIO(data), formats=[image_format])
-        image.load()
+        with _pillow_limit(max_pixels):
+            image: Image.Image = Image.open(io.BytesIO(data), formats=[image_format])
+            _check_size(name, (image.size[1], image.size[0]), max_pixels)
+            image.load()
+    except ImageReadError:
+        raise
     except Image.DecompressionBombError as error:
-        raise ImageReadError(f"{name}: image too large to decode safely ({error})") from None
+        raise _pillow_too_large(name, max_pixels, error) from None
     except Exception:
         raise ImageReadError(
-            f"{name}: cannot decode {image_format} image (truncated or corrupt)"
+            f"{name}: cannot decode {_FORMAT_TITLES[image_format]} image (truncated or corrupt)"
         ) from None
     # A TIFF's "EXIF" in Pillow is its own tag directory (strip offsets, ...): not carried.
     metadata, orientation = _pillow_metadata(image, carry_exif=image_format != "TIFF")
+    if image_format == "JPEG":
+        metadata.update(_jpeg_metadata(image))
+    elif image_format == "WEBP":
+        metadata["webp_lossless"] = _webp_is_lossless(data)
 
     mode = image.mode
     transparency = image.info.get("transparency")
@@ -547,7 +1119,8 @@ def _decode_with_pillow(data: bytes, image_format: str, name: str) -> _Decoded:
         array = np.array(image)
     except Exception:
         raise ImageReadError(
-            f"{name}: cannot decode {image_format} image (unsupported pixel mode {mode})"
+            f"{name}: cannot decode {_FORMAT_TITLES[image_format]} image "
+            f"(unsupported pixel mode {mode})"
         ) from None
     if array.dtype.byteorder not in ("=", "|"):
         array = array.astype(array.dtype.newbyteorder("="))
@@ -560,25 +1133,46 @@ def _decode_with_pillow(data: bytes, image_format: str, name: str) -> _Decoded:
             array = array[..., 0]
     elif image.mode.startswith("I;16") and transparency is not None:
         alpha = np.where(array == transparency, 0, 65535).astype(np.uint16)
+    if (
+        image_format == "GIF"
+        and array.ndim == 3
+        and np.array_equal(array[..., 0], array[..., 1])
+        and np.array_equal(array[..., 1], array[..., 2])
+    ):
+        array = array[..., 0]  # GIF has no grey mode: a grey palette stands for grey
     if array.ndim not in (2, 3):
         raise ImageReadError(
-            f"{name}: cannot decode {image_format} image (unsupported pixel mode {mode})"
+            f"{name}: cannot decode {_FORMAT_TITLES[image_format]} image "
+            f"(unsupported pixel mode {mode})"
         )
     return np.ascontiguousarray(array), alpha, metadata, orientation
 
 
-def _decode_png16(data: bytes, name: str) -> _Decoded:
+_FORMAT_TITLES = {
+    "PNG": "PNG",
+    "JPEG": "JPEG",
+    "TIFF": "TIFF",
+    "BMP": "BMP",
+    "WEBP": "WebP",
+    "GIF": "GIF",
+    "NPY": "NPY",
+}
+
+
+def _decode_png16(data: bytes, name: str, max_pixels: int | None) -> _Decoded:
     """Decode 16-bit grey+alpha, RGB and RGBA PNG with pypng; metadata through Pillow."""
     import png
     from PIL import Image
 
+    width, height = struct.unpack(">II", data[16:24])
+    _check_size(name, (height, width), max_pixels)
     metadata: dict[str, Any] = {}
     orientation = 1
     try:
-        # Opening only parses the chunks before the pixel data (and checks the size).
-        metadata, orientation = _pillow_metadata(Image.open(io.BytesIO(data), formats=["PNG"]))
-    except Image.DecompressionBombError as error:
-        raise ImageReadError(f"{name}: image too large to decode safely ({error})") from None
+        # Opening only parses the chunks before the pixel data.
+        with _pillow_limit(None):
+            opened = Image.open(io.BytesIO(data), formats=["PNG"])
+        metadata, orientation = _pillow_metadata(opened)
     except Exception:
         metadata, orientation = {}, 1
     try:
@@ -602,22 +1196,127 @@ def _decode_png16(data: bytes, name: str) -> _Decoded:
     return np.ascontiguousarray(array), alpha, metadata, orientation
 
 
+def _decode_npy(
+    data: bytes, name: str, max_pixels: int | None, *, stack: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read a ``.npy`` array (never pickles) as pages ``(P, H, W[, 3])`` and alpha."""
+    stream = io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(stream)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
+        else:
+            shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
+    except Exception:
+        raise ImageReadError(f"{name}: cannot decode NPY file (truncated or corrupt)") from None
+    if dtype.hasobject or dtype.kind not in "buif":
+        raise ImageReadError(
+            f"{name}: NPY array of dtype {dtype} is not an image (integer, boolean or float "
+            "values are)"
+        )
+    channels_last = len(shape) >= 3 and 1 <= shape[-1] <= 4
+    if len(shape) == 2:
+        pages_shape: tuple[int, ...] = (1, *shape)
+    elif len(shape) == 3 and channels_last:
+        pages_shape = (1, *shape)
+    elif stack and (len(shape) == 3 or (len(shape) == 4 and channels_last)):
+        pages_shape = tuple(shape)
+    else:
+        expected = (
+            "(P, H, W), (P, H, W, C), (H, W) or (H, W, C) with C from 1 to 4"
+            if stack
+            else "(H, W) or (H, W, C) with C from 1 to 4; read stacks with load_stack"
+        )
+        raise ImageReadError(f"{name}: NPY array of shape {tuple(shape)} is not {expected}")
+    if 0 in pages_shape:
+        raise ImageReadError(f"{name}: NPY array of shape {tuple(shape)} is empty")
+    _check_size(name, pages_shape[:3] if pages_shape[0] > 1 else pages_shape[1:3], max_pixels)
+    try:
+        array = np.load(io.BytesIO(data), allow_pickle=False)
+    except Exception:
+        raise ImageReadError(f"{name}: cannot decode NPY file (truncated or corrupt)") from None
+    array = np.ascontiguousarray(array.reshape(pages_shape))
+    if array.dtype.byteorder not in ("=", "|"):
+        array = array.astype(array.dtype.newbyteorder("="))
+    alpha: np.ndarray | None = None
+    if array.ndim == 4:
+        if array.shape[-1] in (2, 4):
+            alpha = np.ascontiguousarray(array[..., -1])
+            array = array[..., :-1]
+        if array.shape[-1] == 1:
+            array = array[..., 0]
+    return np.ascontiguousarray(array), alpha
+
+
+def _decode_animation(
+    data: bytes, image_format: str, name: str, max_pixels: int | None
+) -> list[_Decoded]:
+    """Every frame of a GIF or WebP, composited as a viewer shows it."""
+    from PIL import Image, ImageSequence
+
+    try:
+        with _pillow_limit(max_pixels):
+            image = Image.open(io.BytesIO(data), formats=[image_format])
+            count = int(getattr(image, "n_frames", 1))
+            if count == 1:
+                return [_decode_with_pillow(data, image_format, name, max_pixels)]
+            _check_size(name, (count, image.size[1], image.size[0]), max_pixels)
+            metadata, orientation = _pillow_metadata(image)
+            durations: list[int] = []
+            frames: list[np.ndarray] = []
+            for frame in ImageSequence.Iterator(image):
+                durations.append(int(frame.info.get("duration", 0) or 0))
+                frames.append(np.array(frame.convert("RGBA")))
+            loop = image.info.get("loop")
+    except ImageReadError:
+        raise
+    except Image.DecompressionBombError as error:
+        raise _pillow_too_large(name, max_pixels, error) from None
+    except Exception:
+        raise ImageReadError(
+            f"{name}: cannot decode {_FORMAT_TITLES[image_format]} image (truncated or corrupt)"
+        ) from None
+    rgba = np.stack(frames)
+    alpha = rgba[..., 3] if np.any(rgba[..., 3] != 255) else None
+    grey = np.array_equal(rgba[..., 0], rgba[..., 1]) and np.array_equal(rgba[..., 1], rgba[..., 2])
+    pixels = rgba[..., 0] if grey else rgba[..., :3]
+    metadata["durations"] = durations
+    if loop is not None:
+        metadata["loop"] = int(loop)
+    if image_format == "WEBP":
+        metadata["webp_lossless"] = _webp_is_lossless(data)
+    return [
+        (pixels[index], None if alpha is None else alpha[index], metadata, orientation)
+        for index in range(count)
+    ]
+
+
 class _TiffFallback(Exception):
     """tifffile cannot decode this TIFF; Pillow may (the message says why not)."""
 
 
-def _decode_tiff(data: bytes, name: str) -> _Decoded:
+def _decode_tiff(data: bytes, name: str, max_pixels: int | None) -> _Decoded:
     try:
-        return _decode_tiff_with_tifffile(data, name)
+        return _decode_tiff_with_tifffile(data, name, max_pixels, all_pages=False)[0]
     except _TiffFallback as refusal:
         reason, pillow_keeps_all_bits = refusal.args
         if pillow_keeps_all_bits:
             with contextlib.suppress(ImageReadError):
-                return _decode_with_pillow(data, "TIFF", name)
+                return _decode_with_pillow(data, "TIFF", name, max_pixels)
         raise ImageReadError(f"{name}: {reason}") from None
 
 
-def _decode_tiff_with_tifffile(data: bytes, name: str) -> _Decoded:
+def _decode_tiff_pages(data: bytes, name: str, max_pixels: int | None) -> list[_Decoded]:
+    try:
+        return _decode_tiff_with_tifffile(data, name, max_pixels, all_pages=True)
+    except _TiffFallback:
+        # Only single-page files get here (see _decode_tiff_with_tifffile): Pillow may do.
+        return [_decode_tiff(data, name, max_pixels)]
+
+
+def _decode_tiff_with_tifffile(
+    data: bytes, name: str, max_pixels: int | None, *, all_pages: bool
+) -> list[_Decoded]:
     import tifffile
 
     _quieten_tifffile()
@@ -631,44 +1330,53 @@ def _decode_tiff_with_tifffile(data: bytes, name: str) -> _Decoded:
             # Reduced-resolution pages (thumbnails, pyramid levels) do not count as images.
             every_page: list[Any] = list(tiff.pages)
             pages = [page for page in every_page if not int(page.subfiletype) & 1]
+            height = max(int(page.imagelength) for page in pages)
+            width = max(int(page.imagewidth) for page in pages)
         except Exception:
             raise ImageReadError(
                 f"{name}: cannot decode TIFF image (truncated or corrupt)"
             ) from None
-        if not pages:
-            raise ImageReadError(f"{name}: cannot decode TIFF image (truncated or corrupt)")
-        if len(pages) > 1:
+        if len(pages) > 1 and not all_pages:
             raise ImageReadError(
-                f"{name}: TIFF with {len(pages)} images (stacks and multi-page files are "
-                "not supported; save each image as its own file)"
+                f"{name}: multi-page TIFF ({len(pages)} pages); read it as a stack "
+                "(load_stack, or --stack frames|volume on the command line)"
             )
-        page = pages[0]
-        bits = int(page.bitspersample)
-        samples = int(page.samplesperpixel)
-        pillow_keeps_all_bits = bits <= 8 or samples == 1
-        photometric = page.photometric.name if page.photometric is not None else "NONE"
-        if photometric not in ("MINISBLACK", "MINISWHITE", "RGB", "PALETTE"):
-            raise _TiffFallback(
-                f"unsupported TIFF colour model {photometric}", pillow_keeps_all_bits
-            )
-        try:
-            array = page.asarray()
-        except Exception as error:
-            message = _one_line(error)
-            if "imagecodecs" in message:
-                compression = getattr(page.compression, "name", str(page.compression))
-                reason = (
-                    f"cannot decode TIFF compression {compression} "
-                    "(install the 'imagecodecs' package)"
-                )
-            else:
-                reason = "cannot decode TIFF image (truncated or corrupt)"
-            raise _TiffFallback(reason, pillow_keeps_all_bits) from None
-        metadata, orientation = _tiff_metadata(page)
-        colormap = page.colormap if photometric == "PALETTE" else None
-        axes = page.axes
+        _check_size(
+            name, (len(pages), height, width) if len(pages) > 1 else (height, width), max_pixels
+        )
+        decoded = []
+        for page in pages:
+            try:
+                decoded.append(_decode_tiff_page(page, name))
+            except _TiffFallback as refusal:
+                if len(pages) > 1:
+                    raise ImageReadError(f"{name}: {refusal.args[0]}") from None
+                raise
+    return decoded
 
-    array = _tiff_to_yxs(array, axes, name)
+
+def _decode_tiff_page(page: Any, name: str) -> _Decoded:
+    bits = int(page.bitspersample)
+    samples = int(page.samplesperpixel)
+    pillow_keeps_all_bits = bits <= 8 or samples == 1
+    photometric = page.photometric.name if page.photometric is not None else "NONE"
+    if photometric not in ("MINISBLACK", "MINISWHITE", "RGB", "PALETTE"):
+        raise _TiffFallback(f"unsupported TIFF colour model {photometric}", pillow_keeps_all_bits)
+    try:
+        array = page.asarray()
+    except Exception as error:
+        message = _one_line(error)
+        if "imagecodecs" in message:
+            compression = getattr(page.compression, "name", str(page.compression))
+            reason = (
+                f"cannot decode TIFF compression {compression} (install the 'imagecodecs' package)"
+            )
+        else:
+            reason = "cannot decode TIFF image (truncated or corrupt)"
+        raise _TiffFallback(reason, pillow_keeps_all_bits) from None
+    metadata, orientation = _tiff_metadata(page)
+    colormap = page.colormap if photometric == "PALETTE" else None
+    array = _tiff_to_yxs(array, page.axes, name)
     if array.dtype.kind not in "buif":
         raise ImageReadError(f"{name}: unsupported TIFF sample type {array.dtype}")
     if array.dtype.byteorder not in ("=", "|"):
@@ -764,7 +1472,27 @@ def _tiff_metadata(page: Any) -> tuple[dict[str, Any], int]:
         if icc_tag is not None and icc_tag.value:
             value = icc_tag.value
             metadata["icc_profile"] = value if isinstance(value, bytes) else bytes(value)
+    with contextlib.suppress(Exception):
+        exif = _tiff_text_exif(tags)
+        if exif:
+            metadata["exif"] = exif
     return metadata, orientation
+
+
+def _tiff_text_exif(tags: Any) -> bytes | None:
+    """A TIFF's descriptive text tags (Make, Model, Copyright, ...) as an EXIF block, so
+    that they reach JPEG, PNG and WebP outputs as EXIF and TIFF outputs as tags again."""
+    from PIL import Image
+
+    exif = Image.Exif()
+    for code in _TIFF_TEXT_TAGS:
+        tag = tags.get(code)
+        if tag is None or not isinstance(tag.value, str) or not tag.value:
+            continue
+        if code == 270 and tag.value.startswith(("{", "ImageJ=", "<?xml", "<OME")):
+            continue  # layout notes of tifffile, ImageJ or OME: not about this image
+        exif[code] = tag.value
+    return exif.tobytes() if len(exif) else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -776,15 +1504,16 @@ def encode_image(
     image: ImageFile | np.ndarray,
     format: str,
     *,
-    quality: int = 95,
+    quality: int | None = None,
     name: str = "<output>",
 ) -> bytes:
-    """Encode an image into the bytes of a PNG, JPEG, TIFF or BMP file.
+    """Encode an image into the bytes of a PNG, JPEG, TIFF, BMP, WebP, GIF or NPY file.
 
     What each format cannot hold is converted as the module documentation's table says:
-    floats become ``uint8`` (except in TIFF), ``uint16`` becomes ``uint8`` in JPEG and BMP,
-    JPEG drops alpha. Metadata (``image.metadata``) is written where the format allows; if
-    the encoder rejects it (an over-long EXIF block, say) the image is written without it.
+    floats become ``uint8`` (except in TIFF and NPY), ``uint16`` becomes ``uint8`` in JPEG,
+    BMP, WebP and GIF, JPEG drops alpha. Metadata (``image.metadata``) is written where the
+    format allows; if the encoder rejects it (an over-long EXIF block, say) the image is
+    written without it.
 
     Parameters
     ----------
@@ -793,11 +1522,14 @@ def encode_image(
         ``(H, W, 3)`` RGB or ``(H, W, 4)`` RGBA, integer, boolean or float (floats in
         [0, 1]).
     format : str
-        ``"PNG"``, ``"JPEG"`` (or ``"JPG"``), ``"TIFF"`` (or ``"TIF"``) or ``"BMP"``, any
-        case, with or without a leading dot.
-    quality : int, optional
-        JPEG quality from 1 to 100; ignored by the other formats. At 90 and above, colour is
-        not subsampled (4:4:4).
+        ``"PNG"``, ``"JPEG"`` (or ``"JPG"``), ``"TIFF"`` (or ``"TIF"``), ``"BMP"``,
+        ``"WEBP"``, ``"GIF"`` or ``"NPY"``, any case, with or without a leading dot.
+    quality : int or None, optional
+        JPEG and WebP quality from 1 to 100; ignored by the other formats. None (default):
+        JPEG reuses the quantisation tables and chroma subsampling in ``image.metadata``
+        (from a JPEG input), else quality 95 with 4:4:4; WebP is lossless unless the input
+        was lossy WebP (then quality 95). A given quality makes WebP lossy; JPEG keeps the
+        input's subsampling if known, else 4:4:4 at 90 and above and 4:2:0 below.
     name : str, optional
         What to call the output in error messages.
 
@@ -811,7 +1543,7 @@ def encode_image(
     ImageWriteError
         If the format is unknown or the image cannot be stored in it.
     InvalidParameterError
-        If ``quality`` is outside 1 to 100.
+        If ``quality`` is not None or an integer from 1 to 100.
 
     Examples
     --------
@@ -820,10 +1552,64 @@ def encode_image(
     b'\\x89PNG'
     """
     image_format = _normalise_format(format, name)
-    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
-        raise InvalidParameterError(f"quality must be an integer from 1 to 100, got {quality!r}")
+    _check_quality(quality)
     pixels, alpha, metadata = _parts(image, name)
     return _encode(pixels, alpha, image_format, metadata, quality, name)
+
+
+def encode_stack(
+    stack: ImageStack | np.ndarray,
+    format: str,
+    *,
+    quality: int | None = None,
+    name: str = "<output>",
+) -> bytes:
+    """Encode pages into one multi-page TIFF, animated GIF or WebP, or ``.npy`` file.
+
+    Parameters
+    ----------
+    stack : ImageStack or numpy.ndarray
+        An :class:`ImageStack`, or an array ``(P, H, W)`` grey or ``(P, H, W, C)`` with
+        ``C`` from 1 to 4 (the last channel of 2 and 4 is alpha).
+    format : str
+        ``"TIFF"``, ``"GIF"``, ``"WEBP"`` or ``"NPY"``; other formats take one page only.
+    quality : int or None, optional
+        As for :func:`encode_image`.
+    name : str, optional
+        What to call the output in error messages.
+
+    Returns
+    -------
+    bytes
+        The encoded file; TIFF pages follow each other, GIF and WebP frames keep
+        ``metadata["durations"]`` and ``metadata["loop"]`` when the stack has them.
+
+    Raises
+    ------
+    ImageWriteError
+        If the format is unknown or cannot hold the pages.
+    InvalidParameterError
+        If ``quality`` is not None or an integer from 1 to 100.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> encode_stack(np.zeros((3, 2, 2), dtype=np.float32), "tiff")[:2]
+    b'II'
+    """
+    image_format = _normalise_format(format, name)
+    _check_quality(quality)
+    pages, alpha, metadata = _stack_parts(stack, name)
+    return _encode_pages(pages, alpha, image_format, metadata, quality, name)
+
+
+def _check_quality(quality: int | None) -> None:
+    if quality is None:
+        return
+    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
+        raise InvalidParameterError(
+            f"quality must be an integer from 1 to 100 or None, got {quality!r}"
+        )
 
 
 def _parts(
@@ -835,6 +1621,37 @@ def _parts(
         return pixels, alpha, image.metadata
     pixels, alpha = _split_alpha(np.asarray(image), None, name)
     return pixels, alpha, {}
+
+
+def _stack_parts(
+    stack: ImageStack | np.ndarray, name: str
+) -> tuple[np.ndarray, np.ndarray | None, Mapping[str, Any]]:
+    """Pages ``(P, H, W[, 3])``, alpha ``(P, H, W)`` and metadata of a stack to be saved."""
+    if isinstance(stack, ImageStack):
+        pages, alpha, metadata = np.asarray(stack.pixels), stack.alpha, stack.metadata
+    else:
+        pages, alpha, metadata = np.asarray(stack), None, {}
+    if pages.ndim not in (3, 4) or pages.shape[0] == 0:
+        raise ImageWriteError(
+            f"{name}: cannot write a stack of shape {pages.shape} "
+            "(expected (P, H, W) or (P, H, W, C) with C from 1 to 4)"
+        )
+    if pages.ndim == 4 and pages.shape[-1] == 1:
+        pages = pages[..., 0]
+    if pages.ndim == 4 and pages.shape[-1] in (2, 4) and alpha is None:
+        alpha = pages[..., -1]
+        pages = pages[..., :-1]
+        if pages.shape[-1] == 1:
+            pages = pages[..., 0]
+    checked = [
+        _split_alpha(pages[index], None if alpha is None else alpha[index], name)
+        for index in range(pages.shape[0])
+    ]
+    pixels = np.stack([page for page, _ in checked])
+    if alpha is None:
+        return pixels, None, metadata
+    alphas = [page_alpha for _, page_alpha in checked if page_alpha is not None]
+    return pixels, np.stack(alphas), metadata
 
 
 def _split_alpha(
@@ -868,6 +1685,11 @@ def _split_alpha(
     return pixels, alpha
 
 
+# Formats that keep every sample type; the others store 8 bits (PNG also 16).
+_ANY_DTYPE_FORMATS = frozenset({"TIFF", "NPY"})
+_MULTI_PAGE_FORMATS = frozenset({"TIFF", "GIF", "WEBP", "NPY"})
+
+
 def _fit_dtype(
     pixels: np.ndarray, alpha: np.ndarray | None, image_format: str, name: str
 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -875,7 +1697,7 @@ def _fit_dtype(
     if pixels.dtype == np.bool_:
         pixels = pixels.astype(np.uint8) * np.uint8(255)
     kind, dtype = pixels.dtype.kind, pixels.dtype
-    if image_format == "TIFF":
+    if image_format in _ANY_DTYPE_FORMATS:
         target = dtype
     elif kind == "f":
         target = np.dtype(np.uint8)
@@ -885,8 +1707,8 @@ def _fit_dtype(
         target = np.dtype(np.uint8)
     else:
         raise ImageWriteError(
-            f"{name}: {image_format} cannot store {dtype} pixels "
-            "(use .tif to keep them, or convert to uint8, uint16 or float)"
+            f"{name}: {_FORMAT_TITLES[image_format]} cannot store {dtype} pixels "
+            "(use .tif or .npy to keep them, or convert to uint8, uint16 or float)"
         )
     pixels = _convert_dtype(pixels, target)
     if alpha is not None:
@@ -899,36 +1721,72 @@ def _encode(
     alpha: np.ndarray | None,
     image_format: str,
     metadata: Mapping[str, Any],
-    quality: int,
+    quality: int | None,
     name: str,
 ) -> bytes:
+    """Encode one image (``pixels`` ``(H, W[, 3])``)."""
+    return _encode_pages(
+        pixels[None], None if alpha is None else alpha[None], image_format, metadata, quality, name
+    )
+
+
+def _encode_pages(
+    pages: np.ndarray,
+    alpha: np.ndarray | None,
+    image_format: str,
+    metadata: Mapping[str, Any],
+    quality: int | None,
+    name: str,
+) -> bytes:
+    """Encode ``pages`` ``(P, H, W[, 3])`` with alpha ``(P, H, W)`` into one file."""
+    title = _FORMAT_TITLES[image_format]
+    if pages.shape[0] > 1 and image_format not in _MULTI_PAGE_FORMATS:
+        raise ImageWriteError(
+            f"{name}: {title} holds one image, not {pages.shape[0]} pages "
+            "(use .tif, .gif, .webp or .npy for stacks)"
+        )
     if image_format == "JPEG":
         alpha = None
-    pixels, alpha = _fit_dtype(pixels, alpha, image_format, name)
-    encoder = {
+    pages, alpha = _fit_dtype(pages, alpha, image_format, name)
+    encoder: Callable[[np.ndarray, np.ndarray | None, Mapping[str, Any], int | None], bytes] = {
         "PNG": _encode_png,
         "JPEG": _encode_jpeg,
         "TIFF": _encode_tiff,
         "BMP": _encode_bmp,
+        "WEBP": _encode_webp,
+        "GIF": _encode_gif,
+        "NPY": _encode_npy,
     }[image_format]
     try:
-        return encoder(pixels, alpha, metadata, quality)
-    except Exception:
-        if not metadata:
-            raise ImageWriteError(f"{name}: cannot encode {image_format} image") from None
+        return encoder(pages, alpha, metadata, quality)
+    except Exception as error:
+        if not _carried(metadata):
+            raise ImageWriteError(
+                f"{name}: cannot encode {title} image ({_one_line(error)})"
+            ) from None
     # Metadata is carried on a best-effort basis: a block the encoder rejects is left out.
     try:
-        return encoder(pixels, alpha, {}, quality)
+        return encoder(pages, alpha, _layout_only(metadata), quality)
     except Exception as error:
-        raise ImageWriteError(
-            f"{name}: cannot encode {image_format} image ({_one_line(error)})"
-        ) from None
+        raise ImageWriteError(f"{name}: cannot encode {title} image ({_one_line(error)})") from None
+
+
+# Entries of metadata that describe how to encode, not what the image carries.
+_ENCODING_KEYS = ("jpeg_qtables", "jpeg_subsampling", "webp_lossless", "durations", "loop")
+
+
+def _carried(metadata: Mapping[str, Any]) -> bool:
+    return any(key not in _ENCODING_KEYS for key in metadata)
+
+
+def _layout_only(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in metadata.items() if key in _ENCODING_KEYS}
 
 
 def _with_alpha(pixels: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
     if alpha is None:
         return pixels
-    if pixels.ndim == 2:
+    if pixels.ndim == alpha.ndim:  # grey: (H, W) or pages (P, H, W)
         return np.stack([pixels, alpha], axis=-1)
     return np.concatenate([pixels, alpha[..., None]], axis=-1)
 
@@ -961,9 +1819,14 @@ def _save_with_pillow(array: np.ndarray, image_format: str, **options: Any) -> b
     return buffer.getvalue()
 
 
+def _first(pages: np.ndarray, alpha: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    return pages[0], None if alpha is None else alpha[0]
+
+
 def _encode_png(
-    pixels: np.ndarray, alpha: np.ndarray | None, metadata: Mapping[str, Any], quality: int
+    pages: np.ndarray, alpha: np.ndarray | None, metadata: Mapping[str, Any], quality: int | None
 ) -> bytes:
+    pixels, alpha = _first(pages, alpha)
     if pixels.dtype == np.uint8 or (pixels.ndim == 2 and alpha is None):
         # Pillow writes 8-bit images and 16-bit grey (mode I;16) correctly.
         return _save_with_pillow(_with_alpha(pixels, alpha), "PNG", **_pillow_options(metadata))
@@ -1018,16 +1881,56 @@ def _encode_png16(
 
 
 def _encode_jpeg(
-    pixels: np.ndarray, alpha: np.ndarray | None, metadata: Mapping[str, Any], quality: int
+    pages: np.ndarray, alpha: np.ndarray | None, metadata: Mapping[str, Any], quality: int | None
 ) -> bytes:
+    pixels, _ = _first(pages, alpha)
     options = _pillow_options(metadata)
-    if quality >= 90:
-        options["subsampling"] = 0
+    colour = pixels.ndim == 3
+    subsampling = metadata.get("jpeg_subsampling")
+    tables = metadata.get("jpeg_qtables")
+    if colour and subsampling in (0, 1, 2):
+        options["subsampling"] = subsampling
+    if quality is None and tables and (len(tables) >= 2 or not colour):
+        # The input's own tables: the output has the input's quality, whatever it was.
+        options["qtables"] = [list(table) for table in tables][: 2 if colour else 1]
+        return _save_with_pillow(pixels, "JPEG", **options)
+    quality = 95 if quality is None else quality
+    if colour and "subsampling" not in options:
+        options["subsampling"] = 0 if quality >= 90 else 2  # 4:4:4, else libjpeg's 4:2:0
     return _save_with_pillow(pixels, "JPEG", quality=quality, **options)
 
 
+# TIFF tags that are also EXIF IFD0 text tags: carried between TIFF and EXIF blocks.
+_TIFF_TEXT_TAGS = {
+    270: "ImageDescription",
+    271: "Make",
+    272: "Model",
+    305: "Software",
+    306: "DateTime",
+    315: "Artist",
+    33432: "Copyright",
+}
+
+
+def _exif_text_tags(exif: bytes) -> dict[int, str]:
+    """The IFD0 text tags of an EXIF block that a TIFF can hold as its own tags."""
+    from PIL import Image
+
+    tags: dict[int, str] = {}
+    with contextlib.suppress(Exception):
+        parsed = Image.Exif()
+        parsed.load(exif)
+        for code in _TIFF_TEXT_TAGS:
+            value = parsed.get(code)
+            if isinstance(value, bytes):
+                value = value.decode("latin-1")
+            if isinstance(value, str) and value and value.isascii():
+                tags[code] = value.rstrip("\x00")
+    return tags
+
+
 def _encode_tiff(
-    pixels: np.ndarray, alpha: np.ndarray | None, metadata: Mapping[str, Any], quality: int
+    pages: np.ndarray, alpha: np.ndarray | None, metadata: Mapping[str, Any], quality: int | None
 ) -> bytes:
     import tifffile
 
@@ -1039,22 +1942,134 @@ def _encode_tiff(
         options["iccprofile"] = bytes(metadata["icc_profile"])
     if alpha is not None:
         options["extrasamples"] = ("unassalpha",)
+    if metadata.get("exif"):
+        texts = _exif_text_tags(bytes(metadata["exif"]))
+        if 270 in texts:
+            options["description"] = texts.pop(270)
+        if 305 in texts:
+            options["software"] = texts.pop(305)
+        options["extratags"] = [(code, "s", 0, value, True) for code, value in texts.items()]
     buffer = io.BytesIO()
-    tifffile.imwrite(
-        buffer,
-        _with_alpha(pixels, alpha),
-        photometric="rgb" if pixels.ndim == 3 else "minisblack",
-        planarconfig="contig",
-        compression="zlib",
-        metadata=None,
-        **options,
-    )
+    with tifffile.TiffWriter(buffer) as writer:
+        for index in range(pages.shape[0]):
+            writer.write(
+                _with_alpha(pages[index], None if alpha is None else alpha[index]),
+                photometric="rgb" if pages.ndim == 4 else "minisblack",
+                planarconfig="contig",
+                compression="zlib",
+                metadata=None,
+                **options,
+            )
+    return buffer.getvalue()
+
+
+def _pillow_frames(pages: np.ndarray, alpha: np.ndarray | None, mode: str) -> list[Any]:
+    """Pillow images of 8-bit pages, grey made RGB (``mode`` is "RGB" or "RGBA")."""
+    from PIL import Image
+
+    rgb = pages if pages.ndim == 4 else np.repeat(pages[..., None], 3, axis=-1)
+    if mode == "RGBA":
+        opaque = np.full(pages.shape[:3], 255, np.uint8)
+        rgb = np.concatenate([rgb, (opaque if alpha is None else alpha)[..., None]], axis=-1)
+    return [Image.fromarray(np.ascontiguousarray(page)) for page in rgb]
+
+
+def _animation_options(metadata: Mapping[str, Any], count: int) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    durations = metadata.get("durations")
+    if count > 1:
+        options["save_all"] = True
+        if isinstance(durations, (list, tuple)) and len(durations) == count:
+            options["duration"] = [int(value) for value in durations]
+        options["loop"] = int(metadata.get("loop", 0))
+    return options
+
+
+def _encode_webp(
+    pages: np.ndarray, alpha: np.ndarray | None, metadata: Mapping[str, Any], quality: int | None
+) -> bytes:
+    frames = _pillow_frames(pages, alpha, "RGB" if alpha is None else "RGBA")
+    options = _pillow_options(metadata)
+    options.pop("dpi", None)  # WebP has no resolution field
+    options.update(_animation_options(metadata, len(frames)))
+    if quality is None and metadata.get("webp_lossless", True):
+        # exact: keep the colour of fully transparent pixels, which the encoder may change.
+        options.update(lossless=True, quality=100, exact=True)
+    else:
+        options.update(quality=95 if quality is None else quality)
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="WEBP", append_images=frames[1:], **options)
+    return buffer.getvalue()
+
+
+def _gif_frame(pixels: np.ndarray, alpha: np.ndarray | None) -> Any:
+    """One 8-bit page as a palette image: exact for at most 256 colours (255 with
+    transparency), else median-cut without dithering. Alpha below 128 is transparent."""
+    from PIL import Image
+
+    transparent = None if alpha is None else alpha < 128
+    if pixels.ndim == 2 and transparent is None:
+        return Image.fromarray(pixels, mode="L")
+    rgb = pixels if pixels.ndim == 3 else np.repeat(pixels[..., None], 3, axis=-1)
+    limit = 256 if transparent is None else 255
+    colours, indices = np.unique(rgb.reshape(-1, 3), axis=0, return_inverse=True)
+    if len(colours) <= limit:
+        palette = colours.astype(np.uint8)
+        index_image = indices.reshape(rgb.shape[:2]).astype(np.uint8)
+    else:
+        quantised = Image.fromarray(np.ascontiguousarray(rgb)).quantize(
+            colors=limit, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE
+        )
+        index_image = np.array(quantised)
+        palette = np.array((quantised.getpalette() or [])[: 3 * limit], np.uint8).reshape(-1, 3)
+    if transparent is not None:
+        index_image = index_image.copy()
+        index_image[transparent] = len(palette)
+        palette = np.concatenate([palette, np.zeros((1, 3), np.uint8)])
+    frame = Image.fromarray(index_image, mode="P")
+    frame.putpalette(palette.reshape(-1).tolist())
+    if transparent is not None:
+        frame.info["transparency"] = len(palette) - 1
+    return frame
+
+
+def _encode_gif(
+    pages: np.ndarray, alpha: np.ndarray | None, metadata: Mapping[str, Any], quality: int | None
+) -> bytes:
+    frames = [
+        _gif_frame(pages[index], None if alpha is None else alpha[index])
+        for index in range(pages.shape[0])
+    ]
+    options = _animation_options(metadata, len(frames))
+    if len(frames) > 1:
+        # Replace each frame whole (disposal 2 = restore to background), so transparent
+        # pixels of one frame never show the one before.
+        options["disposal"] = 2
+    if "transparency" in frames[0].info:
+        options["transparency"] = frames[0].info["transparency"]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", append_images=frames[1:], optimize=False, **options)
+    return buffer.getvalue()
+
+
+def _encode_npy(
+    pages: np.ndarray, alpha: np.ndarray | None, metadata: Mapping[str, Any], quality: int | None
+) -> bytes:
+    array = pages[0] if pages.shape[0] == 1 else pages
+    if alpha is not None:
+        array = _with_alpha(array, alpha[0] if pages.shape[0] == 1 else alpha)
+    elif array.ndim == 3 and pages.ndim == 3 and array.shape[-1] <= 4:
+        # (P, H, W) with W <= 4 would read back as one (H, W, C) image: say "grey" explicitly.
+        array = array[..., None]
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
     return buffer.getvalue()
 
 
 def _encode_bmp(
-    pixels: np.ndarray, alpha: np.ndarray | None, metadata: Mapping[str, Any], quality: int
+    pages: np.ndarray, alpha: np.ndarray | None, metadata: Mapping[str, Any], quality: int | None
 ) -> bytes:
+    pixels, alpha = _first(pages, alpha)
     dpi = _dpi(metadata)
     if alpha is None:
         return _save_with_pillow(pixels, "BMP", **({"dpi": dpi} if dpi else {}))
@@ -1114,13 +2129,14 @@ def save_image(
     like: ImageFile | None = None,
     format: str | None = None,
     overwrite: bool = False,
-    quality: int = 95,
+    quality: int | None = None,
 ) -> Path:
     """Write an image file atomically, keeping the dtype, alpha and metadata of ``like``.
 
     The image is encoded in memory, written to a hidden temporary file in the target's
-    folder (``.<name>.<random>.tmp``), flushed to disk, and only then moved to ``path``, so
-    ``path`` never holds a partial image and an interrupted write leaves nothing behind.
+    folder (``.<name>.tvdenoise-<random>.tmp``), flushed to disk, and only then moved to
+    ``path``, so ``path`` never holds a partial image and a failed write leaves nothing
+    behind (a killed process may leave the temporary file: see :func:`clean_stale_temps`).
     Without ``overwrite``, an existing ``path`` is never replaced, not even by a file that
     appears while the image is being written (the move is a hard link, which refuses to
     replace; where the file system has no hard links an existence check guards the move).
@@ -1141,8 +2157,10 @@ def save_image(
         The format to write, overriding the one ``path``'s extension names.
     overwrite : bool, optional
         Replace ``path`` if it exists. Default False.
-    quality : int, optional
-        JPEG quality from 1 to 100. Default 95.
+    quality : int or None, optional
+        JPEG and WebP quality from 1 to 100; None (default) keeps a JPEG input's quality
+        and subsampling, else 95 and 4:4:4, and writes WebP lossless. See
+        :func:`encode_image`.
 
     Returns
     -------
@@ -1156,7 +2174,7 @@ def save_image(
         ``overwrite``) or is a folder, its folder is missing, or writing fails (permission,
         disk full, ...); the message starts with the path.
     InvalidParameterError
-        If ``quality`` is outside 1 to 100.
+        If ``quality`` is not None or an integer from 1 to 100.
 
     Notes
     -----
@@ -1171,13 +2189,7 @@ def save_image(
     """
     name = os.fspath(path)
     target = Path(name)
-    if format is not None:
-        image_format = _normalise_format(format, name)
-    elif target.suffix == "" and like is not None:
-        image_format = _normalise_format(like.format, name)
-    else:
-        image_format = output_format_for(name)
-
+    image_format = _target_format(target, name, format, like)
     pixels, alpha, own_metadata = _parts(image, name)
     metadata: dict[str, Any] = {}
     if like is not None:
@@ -1191,13 +2203,162 @@ def save_image(
                     f"the pixels to write have shape {pixels.shape}"
                 )
     metadata.update(own_metadata)
-    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
-        raise InvalidParameterError(f"quality must be an integer from 1 to 100, got {quality!r}")
+    _check_quality(quality)
 
     _check_target(target, name, overwrite)
     encoded = _encode(pixels, alpha, image_format, metadata, quality, name)
     _write_atomically(target, encoded, name, overwrite)
     return target
+
+
+def save_stack(
+    path: str | os.PathLike[str],
+    stack: ImageStack | np.ndarray,
+    *,
+    like: ImageStack | None = None,
+    format: str | None = None,
+    overwrite: bool = False,
+    quality: int | None = None,
+) -> Path:
+    """Write pages as one multi-page TIFF, animated GIF or WebP, or ``.npy``, atomically.
+
+    The counterpart of :func:`load_stack`, with the guarantees of :func:`save_image`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write. Its folder must exist.
+    stack : ImageStack or numpy.ndarray
+        An :class:`ImageStack`, or an array ``(P, H, W)`` or ``(P, H, W, C)`` with ``C``
+        from 1 to 4 (the last channel of 2 and 4 is alpha).
+    like : ImageStack, optional
+        The stack this one was made from: its dtype, alpha (when ``stack`` has none),
+        metadata (frame durations included) and, when ``path`` has no extension, format.
+    format : str, optional
+        The format to write, overriding ``path``'s extension.
+    overwrite : bool, optional
+        Replace ``path`` if it exists. Default False.
+    quality : int or None, optional
+        As for :func:`save_image`.
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
+
+    Raises
+    ------
+    ImageWriteError
+        As :func:`save_image`, and if the format holds one image (PNG, JPEG, BMP) and the
+        stack has several pages.
+    InvalidParameterError
+        If ``quality`` is not None or an integer from 1 to 100.
+
+    Examples
+    --------
+    >>> stack = load_stack("timelapse.tif")  # doctest: +SKIP
+    >>> save_stack("timelapse_denoised.tif", denoised_float_pages, like=stack)  # doctest: +SKIP
+    PosixPath('timelapse_denoised.tif')
+    """
+    name = os.fspath(path)
+    target = Path(name)
+    image_format = _target_format(target, name, format, like)
+    pages, alpha, own_metadata = _stack_parts(stack, name)
+    metadata: dict[str, Any] = {}
+    if like is not None:
+        metadata.update(like.metadata)
+        pages = _convert_dtype(pages, like.pixels.dtype)
+        if alpha is None and like.alpha is not None:
+            alpha = like.alpha
+            if alpha.shape != pages.shape[:3]:
+                raise ImageWriteError(
+                    f"{name}: the alpha of the original stack has shape {alpha.shape}, "
+                    f"the pages to write have shape {pages.shape}"
+                )
+    metadata.update(own_metadata)
+    _check_quality(quality)
+
+    _check_target(target, name, overwrite)
+    encoded = _encode_pages(pages, alpha, image_format, metadata, quality, name)
+    _write_atomically(target, encoded, name, overwrite)
+    return target
+
+
+def _target_format(
+    target: Path, name: str, format: str | None, like: ImageFile | ImageStack | None
+) -> str:
+    if format is not None:
+        return _normalise_format(format, name)
+    if target.suffix == "" and like is not None:
+        return _normalise_format(like.format, name)
+    return output_format_for(name)
+
+
+#: Names of the temporary files :func:`save_image` writes before moving them into place:
+#: ``.<target name>.tvdenoise-<8 hex digits>.tmp``; group ``target`` is the target's name.
+TEMP_NAME_PATTERN = re.compile(r"^\.(?P<target>.+)\.tvdenoise-[0-9a-f]{8}\.tmp$")
+
+
+def _temporary_name(target: Path) -> str:
+    return f".{target.name}.tvdenoise-{secrets.token_hex(4)}.tmp"
+
+
+def clean_stale_temps(
+    folder: str | os.PathLike[str], *, older_than: float = 0.0, recursive: bool = False
+) -> list[Path]:
+    """Remove the temporary files that interrupted writes of :func:`save_image` left.
+
+    A write killed between creating its temporary file and moving it into place (``kill
+    -9``, power loss) leaves a hidden ``.<name>.tvdenoise-<random>.tmp`` file; the target
+    itself is never partial. Only files matching :data:`TEMP_NAME_PATTERN` are touched.
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+        Where to look.
+    older_than : float, optional
+        Only remove temporary files last modified at least this many seconds ago, so that a
+        clean-up does not break a write in progress in another process. Default 0: all.
+    recursive : bool, optional
+        Also look in sub-folders. Default False.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files removed, sorted.
+
+    Raises
+    ------
+    ImageWriteError
+        If ``folder`` cannot be listed, or a temporary file found cannot be removed.
+
+    Examples
+    --------
+    >>> clean_stale_temps("clean/", older_than=60)  # doctest: +SKIP
+    [PosixPath('clean/.frame_0042.png.tvdenoise-3f9a0c1e.tmp')]
+    """
+    name = os.fspath(folder)
+    root = Path(name)
+    try:
+        candidates = root.rglob(".*.tmp") if recursive else root.glob(".*.tmp")
+        found = sorted(path for path in candidates if TEMP_NAME_PATTERN.match(path.name))
+    except OSError as error:
+        raise _write_error(name, error) from None
+    if not root.is_dir():
+        raise ImageWriteError(f"{name}: no such folder")
+    removed: list[Path] = []
+    now = time.time()
+    for path in found:
+        try:
+            if older_than > 0 and now - path.lstat().st_mtime < older_than:
+                continue
+            path.unlink()
+        except FileNotFoundError:
+            continue  # removed meanwhile, by its own writer or another clean-up
+        except OSError as error:
+            raise _write_error(os.fspath(path), error) from None
+        removed.append(path)
+    return removed
 
 
 def _check_target(target: Path, name: str, overwrite: bool) -> None:
@@ -1245,7 +2406,7 @@ def _write_atomically(target: Path, data: bytes, name: str, overwrite: bool) -> 
     descriptor = -1
     try:
         for _ in range(100):
-            candidate = folder / f".{target.name}.{secrets.token_hex(4)}.tmp"
+            candidate = folder / _temporary_name(target)
             try:
                 # 0o666 lets the umask decide the final permissions, as for any new file.
                 descriptor = os.open(
