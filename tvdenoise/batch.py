@@ -15,6 +15,7 @@ Torch is imported only inside the functions that need it, so the command line's 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 import time
@@ -26,6 +27,13 @@ from typing import Any, Protocol
 
 from .errors import ImageWriteError, TVDenoiseError
 from .planning import Job
+
+
+def np_stack(arrays: list[Any]) -> Any:
+    import numpy as np
+
+    return np.stack(arrays)
+
 
 __all__ = ["JobResult", "StopFlag", "process_job", "run_jobs", "usable_cores"]
 
@@ -95,6 +103,34 @@ def describe_error(label: str, error: BaseException, *also: str) -> str:
     return message
 
 
+def remove_stale_temps(jobs: list[Job]) -> int:
+    """Delete temporary files that a killed earlier run left for these jobs' outputs.
+
+    Only temporaries of this plan's own targets are touched (``.<target>.tvdenoise-*.tmp``),
+    so another command writing other files into the same folder (another shard) is safe.
+    Returns how many were removed.
+    """
+    from .image_io import TEMP_NAME_PATTERN
+
+    removed = 0
+    by_folder: dict[Path, set[str]] = {}
+    for job in jobs:
+        if job.target is not None:
+            by_folder.setdefault(job.target.parent, set()).add(job.target.name)
+    for folder, names in by_folder.items():
+        try:
+            candidates = list(folder.glob(".*.tvdenoise-*.tmp"))
+        except OSError:
+            continue
+        for path in candidates:
+            match = TEMP_NAME_PATTERN.match(path.name)
+            if match and match.group("target") in names:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                    removed += 1
+    return removed
+
+
 def _make_parent(target: Path) -> None:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -121,23 +157,22 @@ def process_job(
     the result carries an ImageRecord (with PSNR/SSIM against ``job.reference`` and pictures
     when ``job.pictures``), built here so a worker sends back only the small record.
     """
-    from .denoising import denoise, resolve_device
-    from .image_io import decode_image, encode_image, from_float, load_image, save_image, to_float
+    from .denoising import resolve_device
+    from .image_io import DEFAULT_MAX_PIXELS
 
     start = time.perf_counter()
     result = JobResult(job.label, job.target_label, "failed")
     image = None
     options = {key: settings[key] for key in DENOISE_KEYS if key in settings}
     result.settings = dict(options)
+    stack_mode = settings.get("stack", "off")
+    max_pixels = settings.get("max_pixels", DEFAULT_MAX_PIXELS) or None
     try:
         if stop is not None and stop.is_set():
             raise Interrupted
         if job.target is not None and not overwrite and job.target.exists():
             raise ImageWriteError(f"{job.target}: exists (use --overwrite to replace it)")
-        if job.source is None:
-            image = decode_image(stdin_data or b"", "<stdin>")
-        else:
-            image = load_image(job.source)
+        stack, image = _read(job, stdin_data, stack_mode, max_pixels)
         height, width = image.pixels.shape[:2]
         result.width, result.height = int(width), int(height)
         result.channels = 1 if image.pixels.ndim == 2 else int(image.pixels.shape[2])
@@ -151,13 +186,17 @@ def process_job(
             if on_iteration is not None:
                 on_iteration(info)
 
-        denoised, record = denoise(
-            to_float(image.pixels),
-            **options,
-            device=device,
-            callback=callback,
-            return_record=True,
-        )
+        solve = functools.partial(_solve, options=options, device=device, callback=callback)
+        if stack is None:
+            pixels, record = solve(image.pixels)
+            output: Any = replace(image, pixels=pixels)
+        elif stack_mode == "volume":
+            pixels, record = solve(stack.pixels, volume=True)
+            output = replace(stack, pixels=pixels)
+        else:
+            pages = [solve(page) for page in stack.pixels]
+            record = _combine([solve_record for _, solve_record in pages])
+            output = replace(stack, pixels=np_stack([pixels for pixels, _ in pages]))
         result.record = {
             "solver_used": record.solver,
             "iterations": record.iterations,
@@ -169,14 +208,14 @@ def process_job(
             "local_minimum": record.local_minimum,
             "solve_seconds": record.seconds,
         }
-        output = replace(image, pixels=from_float(denoised, image.pixels.dtype))
+        if stack is not None:
+            result.record["pages"] = stack.pages
         if report:
-            result.report = _report_record(job, image, output, record, options, result.device)
-        if job.target is None:
-            result.data = encode_image(output, job.format or image.format, name="<stdout>")
-        else:
-            _make_parent(job.target)
-            save_image(job.target, output, format=job.format, overwrite=overwrite)
+            first = output if stack is None else output.page(0)
+            result.report = _report_record(
+                job, image, first, record, options, result.device, metrics=stack is None
+            )
+        _write(job, output, stack is not None, settings.get("quality"), overwrite, result)
         result.status = "ok"
     except Interrupted:
         result.status = "interrupted"
@@ -196,23 +235,106 @@ def process_job(
     return result
 
 
+def _read(job: Job, data: bytes | None, stack_mode: str, max_pixels: int | None) -> Any:
+    """(stack or None, first image) of a job's input."""
+    from .image_io import decode_image, decode_stack, load_image, load_stack
+
+    if stack_mode == "off":
+        if job.source is None:
+            return None, decode_image(data or b"", "<stdin>", max_pixels=max_pixels)
+        return None, load_image(job.source, max_pixels=max_pixels)
+    if job.source is None:
+        stack = decode_stack(data or b"", "<stdin>", max_pixels=max_pixels)
+    else:
+        stack = load_stack(job.source, max_pixels=max_pixels)
+    return stack, stack.page(0)
+
+
+def _solve(
+    pixels: Any, *, options: dict[str, Any], device: Any, callback: Any, volume: bool = False
+) -> Any:
+    """Denoise pixels of any dtype on the unit scale the weight is defined on; return pixels
+    of the same dtype (floats outside [0, 1] keep their own range) and the solve record."""
+    from .denoising import denoise
+    from .image_io import from_unit_range, to_unit_range
+
+    values, span = to_unit_range(pixels)
+    if volume:
+        import numpy as np
+        import torch
+
+        # (D, H, W[, C]) pages -> one (1, C, D, H, W) volume, denoised with 3-D TV.
+        pages = values if values.ndim == 4 else values[..., None]
+        volume_tensor = torch.from_numpy(np.ascontiguousarray(pages.transpose(3, 0, 1, 2)))
+        result, record = denoise(
+            volume_tensor[None], **options, device=device, callback=callback, return_record=True
+        )
+        denoised = result[0].permute(1, 2, 3, 0).cpu().numpy()
+        denoised = denoised if values.ndim == 4 else denoised[..., 0]
+    else:
+        denoised, record = denoise(
+            values, **options, device=device, callback=callback, return_record=True
+        )
+    return from_unit_range(denoised, span, pixels.dtype), record
+
+
+def _combine(records: list[Any]) -> Any:
+    """One record for the pages of a stack denoised one by one."""
+    gaps = [r.gap for r in records]
+    changes = [r.relative_change for r in records]
+    unconverged = [r.stop_reason for r in records if not r.converged]
+    return replace(
+        records[0],
+        iterations=sum(r.iterations for r in records),
+        energy=sum(r.energy for r in records),
+        gap=None if None in gaps else max(gaps),
+        relative_change=None if None in changes else max(changes),
+        converged=all(r.converged for r in records),
+        seconds=sum(r.seconds for r in records),
+        stop_reason=unconverged[0] if unconverged else records[0].stop_reason,
+        local_minimum=any(r.local_minimum for r in records),
+        history=[],
+    )
+
+
+def _write(
+    job: Job, output: Any, is_stack: bool, quality: int | None, overwrite: bool, result: Any
+) -> None:
+    from .image_io import encode_image, encode_stack, save_image, save_stack
+
+    if job.target is None:
+        encode = encode_stack if is_stack else encode_image
+        result.data = encode(output, job.format or output.format, quality=quality, name="<stdout>")
+        return
+    _make_parent(job.target)
+    save = save_stack if is_stack else save_image
+    save(job.target, output, format=job.format, overwrite=overwrite, quality=quality)
+
+
 def _report_record(
-    job: Job, image: Any, output: Any, solve: Any, options: dict[str, Any], device: Any
+    job: Job,
+    image: Any,
+    output: Any,
+    solve: Any,
+    options: dict[str, Any],
+    device: Any,
+    *,
+    metrics: bool = True,
 ) -> Any:
     """The report's record of a denoised image: metrics against the reference, pictures."""
     from .image_io import load_image, to_float
     from .report import image_record, make_pictures, reference_metrics
 
     noisy, denoised = to_float(image.pixels), to_float(output.pixels)
-    metrics = None
-    if job.reference is not None:
+    scores = None
+    if job.reference is not None and metrics:
         reference = load_image(job.reference)
         try:
-            metrics = reference_metrics(noisy, denoised, to_float(reference.pixels))
+            scores = reference_metrics(noisy, denoised, to_float(reference.pixels))
         except TVDenoiseError as error:
             raise TVDenoiseError(f"{job.label}: reference {job.reference}: {error}") from None
     record = image_record(
-        job.label, job.target_label, image, solve, {**options, "device": device}, metrics=metrics
+        job.label, job.target_label, image, solve, {**options, "device": device}, metrics=scores
     )
     if job.pictures:
         record.pictures = make_pictures(noisy, denoised)

@@ -64,7 +64,11 @@ def _effective_settings(
         settings.update(config.load_config(config_file))
     for key, value in given.items():
         # Typer vendors its own click: compare the source by name, not by enum identity.
-        source = ctx.get_parameter_source(key)
+        source = ctx.get_parameter_source(
+            "all_frames"
+            if key == "stack" and value == "frames" and ctx.params.get("all_frames")
+            else key
+        )
         if source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT"):
             settings[key] = config.check_value(key, value, flag=True)
     return settings
@@ -190,6 +194,27 @@ def run(
     format: str | None = typer.Option(
         None, "--format", metavar="FMT", help="Convert outputs to png, jpeg, tiff or bmp."
     ),
+    quality: int | None = typer.Option(
+        None,
+        "--quality",
+        metavar="N",
+        help="JPEG/WebP quality 1-100 (default: the input JPEG's, else 95).",
+    ),
+    max_pixels: int = typer.Option(
+        config.DEFAULT_MAX_PIXELS,
+        "--max-pixels",
+        metavar="N",
+        help="Refuse larger images (decompression-bomb guard); 0: no limit.",
+    ),
+    stack: str = typer.Option(
+        config.DEFAULTS["stack"],
+        "--stack",
+        metavar="MODE",
+        help="Multi-page files: off, frames (each page alone) or volume (3-D TV).",
+    ),
+    all_frames: bool = typer.Option(
+        False, "--all-frames", help="Denoise every frame of a GIF/WebP (same as --stack frames)."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     skip_existing: bool = typer.Option(
         False,
@@ -260,6 +285,9 @@ def run(
         suffix=suffix,
         name=name,
         format=format,
+        quality=quality,
+        max_pixels=max_pixels,
+        stack="frames" if all_frames and stack == "off" else stack,
         recursive=recursive,
         skip_existing=skip_existing,
     )
@@ -386,6 +414,9 @@ def _run(
         reporter.plan(todo, overwrite=overwrite)
         return reporter.finish(exit_override=EXIT_OK)
 
+    from .batch import remove_stale_temps
+
+    remove_stale_temps(todo)
     stdin_data = None
     if any(job.source is None for job in todo):
         stdin_data = sys.stdin.buffer.read()

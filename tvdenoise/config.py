@@ -42,8 +42,12 @@ __all__ = [
 ]
 
 #: Output formats ``--format`` accepts (the writer's names; ``jpg`` and ``tif`` are aliases).
-FORMATS = ("png", "jpeg", "tiff", "bmp")
+FORMATS = ("png", "jpeg", "tiff", "bmp", "webp", "gif", "npy")
 FORMAT_ALIASES = {"jpg": "jpeg", "tif": "tiff"}
+#: How multi-page files (TIFF pages, GIF/WebP frames, 3-D .npy) are denoised.
+STACK_MODES = ("off", "frames", "volume")
+#: Default decompression-bomb guard; equals tvdenoise.image_io.DEFAULT_MAX_PIXELS (tested).
+DEFAULT_MAX_PIXELS = 178_956_970
 #: Fields a ``--name`` template may use.
 NAME_FIELDS = ("stem", "suffix", "ext", "tag", "name")
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
@@ -99,6 +103,18 @@ def _name_template(key: str, value: Any) -> str:
     return template
 
 
+def _quality(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100:
+        raise ConfigError(f"{key} must be an integer from 1 to 100, got {value!r}")
+    return value
+
+
+def _max_pixels(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{key} must be an integer >= 0 (0: no limit), got {value!r}")
+    return value
+
+
 def _tol(key: str, value: Any) -> float:
     return _validate.non_negative(key, value)
 
@@ -123,6 +139,9 @@ KEYS: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
     "suffix": ("_denoised", _suffix),
     "name": (None, _name_template),
     "format": (None, _format),
+    "quality": (None, _quality),
+    "max_pixels": (DEFAULT_MAX_PIXELS, _max_pixels),
+    "stack": ("off", lambda k, v: _validate.choice(k, v, STACK_MODES)),
     "recursive": (False, _boolean),
     "skip_existing": (False, _boolean),
 }

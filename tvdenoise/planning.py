@@ -24,7 +24,15 @@ STDIO = "-"
 _GLOB_CHARACTERS = frozenset("*?[")
 
 #: Canonical extension of each output format, for ``--format`` conversions.
-FORMAT_EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "tiff": ".tif", "bmp": ".bmp"}
+FORMAT_EXTENSIONS = {
+    "png": ".png",
+    "jpeg": ".jpg",
+    "tiff": ".tif",
+    "bmp": ".bmp",
+    "webp": ".webp",
+    "gif": ".gif",
+    "npy": ".npy",
+}
 
 
 @dataclass(frozen=True)
