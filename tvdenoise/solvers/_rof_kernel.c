@@ -33,9 +33,9 @@
                 const long n = row / h, i = row % h;                                           \
                 for (long j = 0; j < w; ++j) norm_y[j] = norm_x[j] = 0;                        \
                 for (long c = 0; c < channels; ++c) {                                          \
-                    const T *ub = ubar + (n * channels + c) * plane + i * w;                   \
-                    T *py = p + ((n * channels + c) * 2) * plane + i * w;                      \
-                    T *px = py + plane;                                                        \
+                    const T *restrict ub = ubar + (n * channels + c) * plane + i * w;          \
+                    T *restrict py = p + ((n * channels + c) * 2) * plane + i * w;             \
+                    T *restrict px = py + plane;                                               \
                     if (i < h - 1) {                                                           \
                         const T *below = ub + w;                                               \
                         for (long j = 0; j < w; ++j) py[j] += sigma * (below[j] - ub[j]);      \
@@ -72,25 +72,31 @@
     {                                                                                          \
         const long plane = h * w;                                                              \
         const T scale = (T)1 / ((T)1 + tau);                                                   \
+        T *zeros = (T *)calloc((size_t)w, sizeof(T));                                          \
         _Pragma("omp parallel for schedule(static) num_threads(threads)")                      \
         for (long row = 0; row < images * channels * h; ++row) {                               \
             const long image = row / h, i = row % h;                                           \
-            const T *py = p + image * 2 * plane + i * w;                                       \
-            const T *px = py + plane;                                                          \
-            const T *above = i > 0 ? py - w : NULL;                                            \
-            T *uu = u + image * plane + i * w;                                                 \
-            T *ub = ubar + image * plane + i * w;                                              \
-            const T *ff = f + image * plane + i * w;                                           \
-            for (long j = 0; j < w; ++j) {                                                     \
-                T d = py[j] + px[j];                                                           \
-                if (above) d -= above[j];                                                      \
-                if (j > 0) d -= px[j - 1];                                                     \
-                const T old = uu[j];                                                           \
-                const T new_u = (old + tau * (d + ff[j])) * scale;                             \
+            const T *restrict py = p + image * 2 * plane + i * w;                              \
+            const T *restrict px = py + plane;                                                          \
+            /* Row -1 of p_y and column -1 of p_x count as 0: branch-free inner loop. */       \
+            const T *restrict above = i > 0 ? py - w : zeros;                                  \
+            T *restrict uu = u + image * plane + i * w;                                        \
+            T *restrict ub = ubar + image * plane + i * w;                                     \
+            const T *restrict ff = f + image * plane + i * w;                                  \
+            {                                                                                  \
+                const T d = py[0] - above[0] + px[0];                                          \
+                const T old = uu[0], new_u = (old + tau * (d + ff[0])) * scale;                \
+                uu[0] = new_u;                                                                 \
+                ub[0] = new_u + theta * (new_u - old);                                         \
+            }                                                                                  \
+            for (long j = 1; j < w; ++j) {                                                     \
+                const T d = py[j] - above[j] + px[j] - px[j - 1];                              \
+                const T old = uu[j], new_u = (old + tau * (d + ff[j])) * scale;                \
                 uu[j] = new_u;                                                                 \
                 ub[j] = new_u + theta * (new_u - old);                                         \
             }                                                                                  \
         }                                                                                      \
+        free(zeros);                                                                           \
     }                                                                                          \
                                                                                                \
     /* Run `iterations` iterations; step[0] = tau and step[1] = sigma are updated in place. */ \

@@ -29,7 +29,7 @@ from typing import Any
 __all__ = ["NativeKernel", "cache_dir", "load"]
 
 SOURCE = Path(__file__).with_name("_rof_kernel.c")
-_FLAGS = ("-O3", "-std=c99", "-shared", "-fPIC")
+_FLAGS = ("-O3", "-fno-math-errno", "-std=c99", "-shared", "-fPIC")
 _OPENMP = ("-fopenmp",)
 
 
