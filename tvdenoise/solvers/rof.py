@@ -36,7 +36,7 @@ from . import native
 from .base import Callback, Monitor, Problem, SolveRecord
 from .primal_dual import _NORM_SQUARED, dual_value
 
-__all__ = ["applies", "solve_rof"]
+__all__ = ["applies", "fused_available", "solve_rof"]
 
 BACKENDS = ("auto", "native", "torch")
 
@@ -160,6 +160,15 @@ class _NativeIteration(_TorchIteration):
         per_sample = out.view(self.batch, -1, 4).sum(1)
         change, norm = math.sqrt(out[:, 2].sum()) / theta, math.sqrt(out[:, 3].sum())
         return per_sample[:, 0], per_sample[:, 1], change / norm if norm > 0 else change
+
+
+def fused_available(problem: Problem) -> bool:
+    """Whether :func:`solve_rof` would run the fused kernel on ``problem``.
+
+    Only then is it the fastest choice: its PyTorch-operations backend takes about 10 times
+    longer per iteration than the generic ``chambolle_pock`` (benchmarks/RESULTS.md).
+    """
+    return applies(problem) and _native_kernel(problem.f, "auto") is not None
 
 
 def _native_kernel(f: torch.Tensor, backend: str) -> native.NativeKernel | None:
