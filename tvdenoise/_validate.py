@@ -16,8 +16,8 @@ TV_KINDS = ("isotropic", "anisotropic")
 COLOR_COUPLINGS = ("vectorial", "channelwise")
 REDUCTIONS = ("sum", "mean", "none")
 FIDELITY_NAMES = ("l2",)
-SOLVER_NAMES = ("auto", "chambolle_pock", "accelerated", "gd", "adam")
-EXACT_SOLVERS = ("auto", "chambolle_pock")
+SOLVER_NAMES = ("auto", "chambolle_pock", "rof", "accelerated", "gd", "adam")
+EXACT_SOLVERS = ("auto", "chambolle_pock", "rof")
 DEFAULT_MAX_ITER = 2000
 DEFAULT_TOL = 1e-4
 
@@ -111,10 +111,10 @@ def validate_options(
 
 
 def solver_applies(solver: str, beta: float, eps: float, name: str = "solver") -> None:
-    """Refuse a solver that cannot solve the problem: the exact primal-dual method is for
+    """Refuse a solver that cannot solve the problem: the exact primal-dual methods are for
     beta = 1 without smoothing only."""
-    if solver == "chambolle_pock" and (beta != 1.0 or eps != 0):
+    if solver in ("rof", "chambolle_pock") and (beta != 1.0 or eps != 0):
         raise InvalidParameterError(
-            f"{name} chambolle_pock needs beta = 1 and eps = 0, got "
+            f"{name} {solver} needs beta = 1 and eps = 0, got "
             f"beta={beta:g}, eps={eps:g}; use auto or accelerated"
         )

@@ -1,10 +1,14 @@
 """Solvers for ``min_u fidelity(u, f) + weight * TV_beta(u)``, registered by name.
 
+- ``rof``: exact solver for the L2 fidelity, beta = 1 (eps = 0) on images (N, C, H, W):
+  Chambolle-Pock specialised, with a fused C kernel on CPU (PyTorch operations elsewhere).
 - ``chambolle_pock``: exact primal-dual method for beta = 1 (eps = 0), stopped on the gap.
 - ``accelerated``: monotone accelerated gradient descent on the smoothed energy, any beta.
 - ``gd`` / ``adam``: plain autograd descent with torch.optim, the slow general reference.
-- ``auto``: ``chambolle_pock`` where it applies, else ``accelerated``; for beta < 1 it starts
-  from the beta = 1 solution and reports the result as a local minimum.
+- ``auto``: ``rof`` where its fused kernel runs (CPU, a C compiler), else ``chambolle_pock``
+  where it applies, else
+  ``accelerated``; for beta < 1 it starts from the beta = 1 solution and reports the result
+  as a local minimum.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from .accelerated import solve_accelerated
 from .autograd import solve_autograd
 from .base import Callback, IterationInfo, Problem, SolveRecord
 from .primal_dual import solve_primal_dual
+from .rof import fused_available, solve_rof
 
 __all__ = [
     "SOLVERS",
@@ -35,6 +40,7 @@ SolverFunction = Callable[..., tuple[torch.Tensor, SolveRecord]]
 
 SOLVERS: dict[str, SolverFunction] = {
     "chambolle_pock": solve_primal_dual,
+    "rof": solve_rof,
     "accelerated": solve_accelerated,
     "gd": functools.partial(solve_autograd, optimizer="sgd"),
     "adam": functools.partial(solve_autograd, optimizer="adam"),
@@ -70,6 +76,8 @@ def solve(
     )
     if solver != "auto":
         return SOLVERS[solver](problem, init=init, **options)
+    if fused_available(problem):
+        return solve_rof(problem, init=init, **options)
     if problem.beta == 1.0 and problem.eps == 0.0:
         return solve_primal_dual(problem, init=init, **options)
     if problem.beta >= 1.0 or init is not None:

@@ -1,0 +1,23 @@
+"""Smoke test of benchmarks/bench_speed.py: it runs on a 64x64 image and reaches the gap."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).parents[1] / "benchmarks" / "bench_speed.py"
+
+
+@pytest.mark.slow
+def test_speed_benchmark_runs_and_reaches_the_gap(tmp_path) -> None:
+    spec = importlib.util.spec_from_file_location("bench_speed", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    results = bench.main(["--smoke", "--repeats", "1", "--output", str(tmp_path / "R.md")])
+    assert results["images"]
+    for entry in results["images"].values():
+        assert 0 <= entry["gap"] <= bench.TARGET
+        assert entry["seconds"] > 0 and entry["skimage_seconds"] > 0

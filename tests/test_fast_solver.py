@@ -1,0 +1,202 @@
+"""The fast ROF solver (``rof``): both backends against the generic Chambolle-Pock and an
+independent energy, the compiled kernel's cache and fallback, batching, records, CUDA."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from test_solvers import _problem, _reference_energy
+
+from tvdenoise.errors import InvalidParameterError
+from tvdenoise.fidelity import L2Fidelity
+from tvdenoise.solvers import IterationInfo, Problem, native, solve
+from tvdenoise.solvers.primal_dual import solve_primal_dual
+from tvdenoise.solvers.rof import DEFAULT_GAMMA, DEFAULT_TAU, solve_rof
+
+COUPLINGS = list(itertools.product(["isotropic", "anisotropic"], ["vectorial", "channelwise"]))
+BACKENDS = ["native", "torch"]
+
+
+@pytest.fixture(autouse=True)
+def _kernel_or_skip(request) -> None:
+    wants_kernel = (
+        "backend" in request.fixturenames and request.getfixturevalue("backend") == "native"
+    )
+    if wants_kernel and native.load() is None:
+        pytest.skip("no C compiler: the native kernel cannot be built here")
+
+
+@pytest.fixture
+def backend(request) -> str:
+    return request.param
+
+
+def _colour(astronaut_crop) -> np.ndarray:
+    return astronaut_crop[1][:40, :36].astype(np.float64)
+
+
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
+@pytest.mark.parametrize(("tv", "color"), COUPLINGS)
+def test_rof_takes_the_steps_of_the_generic_chambolle_pock(
+    astronaut_crop, backend: str, tv: str, color: str
+) -> None:
+    problem = _problem(_colour(astronaut_crop), weight=0.15, tv=tv, color=color)
+    options = {"max_iter": 40, "tol": 0.0, "tau": DEFAULT_TAU, "gamma": DEFAULT_GAMMA}
+    reference, generic = solve_primal_dual(problem, **options)
+    u, record = solve_rof(problem, backend=backend, **options)
+    assert torch.allclose(u, reference, atol=1e-12, rtol=0)
+    assert record.solver == "rof" and record.iterations == 40
+    assert record.energy == pytest.approx(generic.energy, rel=1e-12)
+    assert record.gap == pytest.approx(generic.gap, rel=1e-6)
+
+
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
+@pytest.mark.parametrize(("tv", "color"), COUPLINGS)
+def test_rof_converges_to_the_minimiser_its_gap_certifies(
+    astronaut_crop, backend: str, tv: str, color: str
+) -> None:
+    problem = _problem(_colour(astronaut_crop), weight=0.15, tv=tv, color=color)
+    reference, exact = solve(problem, "chambolle_pock", max_iter=20000, tol=1e-7)
+    u, record = solve_rof(problem, max_iter=20000, tol=1e-7, backend=backend)
+    assert record.converged and record.gap <= 1e-7
+    # The record's energy is the energy of u, computed independently in numpy.
+    assert record.energy == pytest.approx(_reference_energy(u, problem, 0.0), rel=1e-10)
+    # 1-strong convexity: 1/2 ||u - u*||^2 <= E(u) - E* <= gap E(u), for both results.
+    bound = (2 * record.gap * record.energy) ** 0.5 + (2 * exact.gap * exact.energy) ** 0.5
+    assert float(torch.linalg.vector_norm(u - reference)) <= bound
+
+
+@pytest.mark.parametrize(("tv", "color"), COUPLINGS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_native_and_torch_backends_take_the_same_steps(
+    astronaut_crop, tv: str, color: str, dtype: torch.dtype
+) -> None:
+    if native.load() is None:
+        pytest.skip("no C compiler: the native kernel cannot be built here")
+    problem = _problem(_colour(astronaut_crop), tv=tv, color=color)
+    problem = Problem(problem.f.to(dtype), 0.1, 1.0, tv, color, L2Fidelity())
+    options = {"max_iter": 23, "tol": 0.0, "check_every": 7}
+    fused, fused_record = solve_rof(problem, backend="native", **options)
+    eager, eager_record = solve_rof(problem, backend="torch", **options)
+    atol = 1e-5 if dtype == torch.float32 else 1e-12
+    assert torch.allclose(fused, eager, atol=atol)
+    assert [h.iteration for h in fused_record.history] == [7, 14, 21, 23]
+    for a, b in zip(fused_record.history, eager_record.history, strict=True):
+        assert a.energy == pytest.approx(b.energy, rel=1e-6)
+        assert a.gap == pytest.approx(b.gap, rel=1e-3, abs=1e-7)
+        assert a.relative_change == pytest.approx(b.relative_change, rel=1e-3)
+
+
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
+def test_relative_change_is_the_last_step(camera_crop, backend: str) -> None:
+    problem = _problem(camera_crop[1][:32, :32])
+    before, _ = solve_rof(problem, max_iter=11, tol=0.0, backend=backend)
+    after, record = solve_rof(problem, max_iter=12, tol=0.0, backend=backend)
+    expected = float(torch.linalg.vector_norm(after - before) / torch.linalg.vector_norm(after))
+    assert record.relative_change == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
+def test_batched_solve_equals_individual_solves(astronaut_crop, backend: str) -> None:
+    colour = _colour(astronaut_crop)
+    a, b = _problem(colour, color="vectorial"), _problem(colour[::-1] * 0.5, color="vectorial")
+    batch = Problem(torch.cat([a.f, b.f]), 0.1, 1.0, "isotropic", "vectorial", L2Fidelity())
+    options = {"max_iter": 60, "tol": 0.0, "backend": backend}
+    u, record = solve_rof(batch, **options)
+    ua, _ = solve_rof(a, **options)
+    ub, _ = solve_rof(b, **options)
+    assert torch.allclose(u[0], ua[0], atol=1e-12) and torch.allclose(u[1], ub[0], atol=1e-12)
+    energies = [_reference_energy(u[i : i + 1], p, 0.0) for i, p in enumerate((a, b))]
+    assert record.energy == pytest.approx(sum(energies), rel=1e-10)
+
+
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
+def test_record_callback_cap_init_and_time_limit(camera_crop, backend: str) -> None:
+    problem = _problem(camera_crop[1][:48, :48])
+    seen: list[IterationInfo] = []
+    u, record = solve_rof(
+        problem, max_iter=3000, tol=1e-4, callback=seen.append, check_every=3, backend=backend
+    )
+    assert record.converged and record.stop_reason == "tol" and record.gap <= 1e-4
+    assert [info.iteration for info in seen] == list(range(3, record.iterations + 1, 3))
+    assert record.history == seen and record.energy == seen[-1].energy
+    # The gap certifies the energy: no random perturbation goes lower by more than it.
+    assert record.energy - record.gap * record.energy <= _reference_energy(
+        u + 1e-3 * torch.randn_like(u), problem, 0.0
+    )
+    _, capped = solve_rof(problem, max_iter=7, tol=0.0, check_every=5, backend=backend)
+    assert capped.iterations == 7 and capped.stop_reason == "max_iter" and not capped.converged
+    assert [h.iteration for h in capped.history] == [5, 7]
+    # A start image is used as the generic solver uses it.
+    start = 0.5 * problem.f
+    steps = {"max_iter": 4, "tol": 0.0, "tau": DEFAULT_TAU, "gamma": DEFAULT_GAMMA}
+    warm, _ = solve_rof(problem, init=start, backend=backend, **steps)
+    assert torch.allclose(warm, solve_primal_dual(problem, init=start, **steps)[0], atol=1e-12)
+    _, timed = solve_rof(
+        problem, max_iter=10**7, tol=0.0, time_limit=0.05, check_every=1, backend=backend
+    )
+    assert timed.stop_reason == "time_limit" and not timed.converged
+
+
+def test_auto_uses_rof_where_its_kernel_runs(camera_crop) -> None:
+    _, record = solve(_problem(camera_crop[1][:32, :32]), max_iter=100, tol=1e-3)
+    assert record.solver == ("rof" if native.load() is not None else "chambolle_pock")
+    _, smooth = solve(_problem(camera_crop[1][:32, :32], beta=1.5, eps=1e-3), max_iter=50, tol=0)
+    assert smooth.solver == "accelerated"
+
+
+def test_rof_refuses_problems_it_cannot_solve(camera_crop) -> None:
+    with pytest.raises(InvalidParameterError, match="rof needs beta = 1"):
+        solve_rof(_problem(camera_crop[1][:16, :16], beta=2.0), max_iter=5, tol=0.0)
+    volume = Problem(torch.zeros(1, 1, 4, 8, 8), 0.1, 1.0, "isotropic", "vectorial", L2Fidelity())
+    with pytest.raises(InvalidParameterError, match="images"):
+        solve_rof(volume, max_iter=5, tol=0.0)
+
+
+def test_kernel_compiles_into_the_cache_once(tmp_path, monkeypatch) -> None:
+    if native._compiler() is None:
+        pytest.skip("no C compiler")
+    monkeypatch.setenv("TVDENOISE_CACHE_DIR", str(tmp_path))
+    first = native._build()
+    assert first is not None and first.compile_seconds > 0 and first.path.parent == tmp_path
+    second = native._build()
+    assert second is not None and second.compile_seconds == 0.0 and second.path == first.path
+    assert [p.name for p in tmp_path.iterdir()] == [first.path.name]  # no temporary left
+
+
+@pytest.mark.parametrize(
+    "environment",
+    [{"TVDENOISE_NO_NATIVE": "1"}, {"CC": "no-such-compiler-tvdenoise"}, {"CC": "false"}],
+)
+def test_without_a_compiler_rof_falls_back_to_torch(
+    camera_crop, tmp_path, monkeypatch, environment: dict[str, str]
+) -> None:
+    monkeypatch.setenv("TVDENOISE_CACHE_DIR", str(tmp_path))  # nothing cached there
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(native, "load", native._build)  # no process-wide memo
+    assert native.load() is None
+    problem = _problem(camera_crop[1][:32, :32])
+    u, record = solve_rof(problem, max_iter=3000, tol=1e-6)
+    reference, _ = solve(problem, "chambolle_pock", max_iter=3000, tol=1e-6)
+    assert record.solver == "rof" and record.converged
+    # auto then takes the generic solver, faster than rof's PyTorch operations.
+    assert solve(problem, max_iter=10, tol=0.0)[1].solver == "chambolle_pock"
+    assert torch.allclose(u, reference, atol=2e-3)
+    with pytest.raises(InvalidParameterError, match="backend native"):
+        solve_rof(problem, max_iter=5, tol=0.0, backend="native")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
+@pytest.mark.parametrize(("tv", "color"), COUPLINGS)
+def test_cuda_agrees_with_cpu(astronaut_crop, tv: str, color: str) -> None:
+    problem = _problem(_colour(astronaut_crop).astype(np.float32), tv=tv, color=color)
+    problem = Problem(problem.f.float(), 0.1, 1.0, tv, color, L2Fidelity())
+    on_gpu = Problem(problem.f.cuda(), 0.1, 1.0, tv, color, L2Fidelity())
+    cpu, _ = solve_rof(problem, max_iter=5000, tol=1e-6)
+    gpu, record = solve_rof(on_gpu, max_iter=5000, tol=1e-6)
+    assert gpu.is_cuda and record.converged
+    assert torch.allclose(gpu.cpu(), cpu, atol=1e-4)
