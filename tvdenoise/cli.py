@@ -14,6 +14,7 @@ interrupted by SIGINT/SIGTERM.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -27,6 +28,12 @@ from rich.console import Console
 
 from . import __version__, config
 from .errors import ConfigError, InvalidParameterError, TVDenoiseError
+
+# OpenMP threads that spin at barriers waiting for work slow every parallel step several times
+# on a machine that is also running other things (measured in benchmarks/RESULTS.md); a
+# command-line tool shares its machine, so wait passively unless the user chose otherwise.
+# Set before torch is imported (here, by the workers' fork server, or by the solver kernel).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 if TYPE_CHECKING:
     from .batch import JobResult
