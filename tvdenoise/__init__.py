@@ -29,6 +29,9 @@ _LAZY = {
     "ImageReadError": "tvdenoise.errors",
     "ImageWriteError": "tvdenoise.errors",
     "ConfigError": "tvdenoise.errors",
+    "estimate_sigma": "tvdenoise.noise",
+    "choose_weight": "tvdenoise.auto_weight",
+    "WeightChoice": "tvdenoise.auto_weight",
 }
 
 __all__ = [
@@ -41,14 +44,18 @@ __all__ = [
     "SolveRecord",
     "TVDenoiseError",
     "TVLoss",
+    "WeightChoice",
     "__version__",
+    "choose_weight",
     "denoise",
+    "estimate_sigma",
     "load_image",
     "save_image",
     "total_variation",
 ]
 
 if TYPE_CHECKING:
+    from .auto_weight import WeightChoice, choose_weight
     from .denoising import denoise
     from .errors import (
         ConfigError,
@@ -58,6 +65,7 @@ if TYPE_CHECKING:
         TVDenoiseError,
     )
     from .image_io import ImageFile, load_image, save_image
+    from .noise import estimate_sigma
     from .solvers.base import IterationInfo, SolveRecord
     from .tv import TVLoss, total_variation
 
