@@ -32,6 +32,9 @@ _LAZY = {
     "ImageRecord": "tvdenoise.report",
     "RunReport": "tvdenoise.report",
     "write_report": "tvdenoise.report",
+    "estimate_sigma": "tvdenoise.noise",
+    "choose_weight": "tvdenoise.auto_weight",
+    "WeightChoice": "tvdenoise.auto_weight",
 }
 
 __all__ = [
@@ -46,8 +49,11 @@ __all__ = [
     "SolveRecord",
     "TVDenoiseError",
     "TVLoss",
+    "WeightChoice",
     "__version__",
+    "choose_weight",
     "denoise",
+    "estimate_sigma",
     "load_image",
     "save_image",
     "total_variation",
@@ -55,6 +61,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from .auto_weight import WeightChoice, choose_weight
     from .denoising import denoise
     from .errors import (
         ConfigError,
@@ -64,6 +71,7 @@ if TYPE_CHECKING:
         TVDenoiseError,
     )
     from .image_io import ImageFile, load_image, save_image
+    from .noise import estimate_sigma
     from .report import ImageRecord, RunReport, write_report
     from .solvers.base import IterationInfo, SolveRecord
     from .tv import TVLoss, total_variation
