@@ -63,7 +63,7 @@ def test_float_images_are_denoised_in_their_own_range(tmp_path: Path) -> None:
 
     image = (_noisy((32, 32)) * 1000 - 200).astype(np.float32)  # about [-200, 800]
     tifffile.imwrite(tmp_path / "big.tif", image)
-    result = runner.invoke(app, [str(tmp_path / "big.tif"), "-q"])
+    result = runner.invoke(app, [str(tmp_path / "big.tif"), "--weight", "0.1", "-q"])
     assert result.exit_code == 0, result.output
     out = tifffile.imread(tmp_path / "big_denoised.tif")
     assert out.dtype == np.float32
@@ -141,7 +141,7 @@ def test_bad_inputs_in_a_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     Image.fromarray(np.arange(9, dtype=np.uint8)[None]).save(folder / "row.png")
     sums = {p.name: _sha(p) for p in folder.iterdir()}
     out = tmp_path / "out"
-    result = runner.invoke(app, [str(folder), "-o", str(out), "--json"])
+    result = runner.invoke(app, [str(folder), "-o", str(out), "--json", "--weight", "0.1"])
     assert result.exit_code == 1
     errors = [line for line in result.stderr.splitlines() if "error:" in line]
     assert len(errors) == 4
@@ -154,6 +154,9 @@ def test_bad_inputs_in_a_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     ]
     assert {p.name: _sha(p) for p in folder.iterdir()} == sums  # inputs untouched
     assert _temps(tmp_path) == []
+    # Too small to estimate the noise: --weight auto (the default) says what to give instead.
+    tiny = runner.invoke(app, [str(folder / "one.png"), "-o", str(tmp_path / "tiny.png")])
+    assert tiny.exit_code == 1 and "16x16" in tiny.stderr and "fixed weight" in tiny.stderr
 
 
 def test_unwritable_output_folder_and_full_disk(

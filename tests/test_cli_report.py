@@ -54,9 +54,12 @@ def test_one_run_writes_json_csv_and_html_with_reference_metrics(pairs, tmp_path
         assert record["status"] == "ok" and record["converged"] is True
         assert record["psnr_out"] > record["psnr_in"] + 3
         assert record["ssim_out"] > record["ssim_in"]
-        assert record["weight"] == 0.1 and record["fidelity"] == "l2"
+        # The default weight is chosen per image; the noise added was sigma 25/255.
+        assert record["weight_auto"] is True and 0.02 < record["weight"] < 0.5
+        assert abs(record["sigma"] - 25 / 255) < 0.25 * 25 / 255
+        assert record["fidelity"] == "l2"
     assert images[3]["channels"] == 3
-    assert data["settings"]["weight"] == 0.1 and data["totals"]
+    assert data["settings"]["weight"] == "auto" and data["totals"]
     rows = list(csv.DictReader(reports[1].open()))
     assert len(rows) == 4 and rows[0]["input"].endswith("a.png")
     html = reports[2].read_text()

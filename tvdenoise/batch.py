@@ -164,6 +164,8 @@ def process_job(
     result = JobResult(job.label, job.target_label, "failed")
     image = None
     options = {key: settings[key] for key in DENOISE_KEYS if key in settings}
+    if options.get("weight") == "auto" and settings.get("sigma") is not None:
+        options["sigma"] = settings["sigma"]
     result.settings = dict(options)
     stack_mode = settings.get("stack", "off")
     max_pixels = settings.get("max_pixels", DEFAULT_MAX_PIXELS) or None
@@ -208,6 +210,14 @@ def process_job(
             "local_minimum": record.local_minimum,
             "solve_seconds": record.seconds,
         }
+        choice = getattr(record, "weight_choice", None)
+        if choice is not None:
+            result.record.update(
+                weight_used=choice.weight,
+                weight_auto=True,
+                sigma=choice.sigma,
+                sigma_estimated=choice.sigma_estimated,
+            )
         if stack is not None:
             result.record["pages"] = stack.pages
         if report:
@@ -333,8 +343,17 @@ def _report_record(
             scores = reference_metrics(noisy, denoised, to_float(reference.pixels))
         except TVDenoiseError as error:
             raise TVDenoiseError(f"{job.label}: reference {job.reference}: {error}") from None
+    choice = getattr(solve, "weight_choice", None)
     record = image_record(
-        job.label, job.target_label, image, solve, {**options, "device": device}, metrics=scores
+        job.label,
+        job.target_label,
+        image,
+        solve,
+        {**options, "device": device},
+        metrics=scores,
+        weight=None if choice is None else choice.weight,
+        weight_auto=choice is not None,
+        sigma=None if choice is None else choice.sigma,
     )
     if job.pictures:
         record.pictures = make_pictures(noisy, denoised)

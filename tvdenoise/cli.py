@@ -85,8 +85,15 @@ def _summary_line(result: JobResult) -> str:
     record = result.record
     gap = f", gap {record['gap']:.2e}" if record.get("gap") is not None else ""
     state = "converged" if record["converged"] else f"not converged ({record['stop_reason']})"
+    weight = ""
+    if record.get("weight_auto"):
+        how = "estimated" if record["sigma_estimated"] else "given"
+        weight = (
+            f"weight {record['weight_used']:.3g} (auto; sigma {record['sigma'] * 255:.1f}/255 "
+            f"{how}), "
+        )
     return (
-        f"{result.input} -> {result.output}: {record['iterations']} iterations, "
+        f"{result.input} -> {result.output}: {weight}{record['iterations']} iterations, "
         f"energy {record['energy']:.6g}{gap}, {state}, {result.seconds:.2f} s"
     )
 
@@ -139,12 +146,24 @@ def run(
         metavar="PATH",
         help="Output file (one input), folder, or - (stdout).",
     ),
-    weight: float = typer.Option(
+    weight: str = typer.Option(
         config.DEFAULTS["weight"],
         "--weight",
         "-w",
-        metavar="FLOAT",
-        help="Regularisation weight, > 0.",
+        metavar="FLOAT|auto",
+        help="Regularisation weight > 0, or auto: chosen per image by minimising SURE.",
+    ),
+    sigma: str | None = typer.Option(
+        None,
+        "--sigma",
+        metavar="S",
+        help="Noise level for --weight auto, on the [0, 1] scale or as 25/255 "
+        "(default: estimated from each image).",
+    ),
+    estimate_noise: bool = typer.Option(
+        False,
+        "--estimate-noise",
+        help="Only print each image's estimated noise sigma (with --json: JSON lines).",
     ),
     beta: float = typer.Option(
         config.DEFAULTS["beta"],
@@ -280,6 +299,7 @@ def run(
     err = Console(stderr=True, highlight=False, emoji=False)
     given = dict(
         weight=weight,
+        sigma=sigma,
         beta=beta,
         tv=tv,
         color=color,
@@ -315,6 +335,7 @@ def run(
             quiet=quiet,
             err=err,
             reports=_ReportSpec(report or [], reference, report_images, settings),
+            estimate_noise=estimate_noise,
         )
     except (InvalidParameterError, ConfigError, _Usage) as error:
         _error(err, str(error))
@@ -339,18 +360,28 @@ def _run(
     quiet: bool,
     err: Console,
     reports: _ReportSpec | None = None,
+    estimate_noise: bool = False,
 ) -> int:
     from . import _validate, planning
 
     if not inputs:
         raise _Usage("missing INPUT: give image files, folders, globs or - (see --help)")
+    auto = settings["weight"] == "auto"
     _validate.validate_options(
-        **{key: settings[key] for key in ("weight", "beta", "tv", "color", "fidelity")},
+        weight=1.0 if auto else settings["weight"],
+        **{key: settings[key] for key in ("beta", "tv", "color", "fidelity")},
         solver=settings["solver"],
         max_iter=settings["max_iter"],
         tol=settings["tol"],
         flags=True,
     )
+    if auto and settings["fidelity"] != "l2" and not estimate_noise:
+        raise _Usage(
+            f"--weight auto chooses the weight for Gaussian noise (--fidelity l2); give "
+            f"--weight for --fidelity {settings['fidelity']}"
+        )
+    if settings["sigma"] is not None and not auto:
+        raise _Usage("--sigma is used only with --weight auto")
     if overwrite and settings["skip_existing"]:
         raise _Usage("--overwrite and --skip-existing contradict each other; choose one")
     if inputs.count(planning.STDIO) > 1:
@@ -361,6 +392,8 @@ def _run(
 
     exclude = Path(output) if output not in (None, planning.STDIO) else None
     found = planning.discover(inputs, recursive=settings["recursive"], exclude=exclude)
+    if estimate_noise:
+        return _estimate_noise(found, settings, json_lines=json_lines, err=err)
     folder_inputs = (
         any(Path(i).is_dir() for i in inputs if i != planning.STDIO)
         or len(found.sources) + len(found.problems) > 1
@@ -430,6 +463,44 @@ def _run(
     return _execute(
         todo, settings, reporter, overwrite=overwrite, stdin_data=stdin_data, quiet=quiet, err=err
     )
+
+
+def _estimate_noise(found: Any, settings: dict[str, Any], *, json_lines: bool, err: Console) -> int:
+    """``--estimate-noise``: each image's Gaussian noise sigma on stdout; nothing written."""
+    from .image_io import decode_image, load_image, to_unit_range
+    from .noise import estimate_sigma
+
+    failures = 0
+    for name, reason in found.problems:
+        failures += 1
+        _error(err, f"{name}: {reason}")
+    for source in found.sources:
+        try:
+            if source.path is None:
+                image = decode_image(sys.stdin.buffer.read(), "<stdin>")
+            else:
+                image = load_image(source.path, max_pixels=settings["max_pixels"] or None)
+            values, _span = to_unit_range(image.pixels)
+            sigma = float(estimate_sigma(values))
+        except Exception as error:  # one bad file must not stop the others
+            from .batch import describe_error
+
+            failures += 1
+            _error(err, describe_error(source.label, error))
+            continue
+        if json_lines:
+            payload = {
+                "type": "noise",
+                "input": source.label,
+                "sigma": sigma,
+                "sigma_255": sigma * 255,
+                "method": "weak_texture",
+            }
+            sys.stdout.write(json.dumps(payload) + "\n")
+        else:
+            sys.stdout.write(f"{source.label}: sigma {sigma:.4g} ({sigma * 255:.1f}/255)\n")
+        sys.stdout.flush()
+    return EXIT_FAILURES if failures else EXIT_OK
 
 
 def _execute(

@@ -115,6 +115,32 @@ def _max_pixels(key: str, value: Any) -> int:
     return value
 
 
+def _weight(key: str, value: Any) -> float | str:
+    """A number > 0, or "auto" (chosen per image by minimising SURE)."""
+    if value == "auto":
+        return "auto"
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ConfigError(f"{key} must be a number > 0 or auto, got {value!r}") from None
+    return _validate.positive(key, value)
+
+
+def _sigma(key: str, value: Any) -> float:
+    """Noise level on the [0, 1] scale; "25/255" style fractions are accepted."""
+    if isinstance(value, str):
+        try:
+            top, _, bottom = value.partition("/")
+            value = float(top) / float(bottom) if bottom else float(top)
+        except (ValueError, ZeroDivisionError):
+            raise ConfigError(
+                f"{key} must be a number > 0 (on the [0, 1] scale) or a fraction like 25/255, "
+                f"got {value!r}"
+            ) from None
+    return _validate.positive(key, value)
+
+
 def _tol(key: str, value: Any) -> float:
     return _validate.non_negative(key, value)
 
@@ -126,7 +152,8 @@ def _max_iter(key: str, value: Any) -> int:
 #: Every setting: its default and its check. A check returns the normalised value or raises
 #: InvalidParameterError / ConfigError with a message that starts with the key.
 KEYS: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
-    "weight": (0.1, _validate.positive),
+    "weight": ("auto", _weight),
+    "sigma": (None, _sigma),
     "beta": (1.0, _validate.positive),
     "tv": ("isotropic", lambda k, v: _validate.choice(k, v, _validate.TV_KINDS)),
     "color": ("vectorial", lambda k, v: _validate.choice(k, v, _validate.COLOR_COUPLINGS)),
