@@ -1,6 +1,7 @@
 """Solvers for ``min_u fidelity(u, f) + weight * TV_beta(u)``, registered by name.
 
-- ``chambolle_pock``: exact primal-dual method for beta = 1 (eps = 0), stopped on the gap.
+- ``chambolle_pock``: exact primal-dual method for beta = 1 (eps = 0), stopped on the gap;
+  any fidelity with a prox (L2, L1, Poisson), images or volumes.
 - ``accelerated``: monotone accelerated gradient descent on the smoothed energy, any beta.
 - ``gd`` / ``adam``: plain autograd descent with torch.optim, the slow general reference.
 - ``auto``: ``chambolle_pock`` where it applies, else ``accelerated``; for beta < 1 it starts
