@@ -39,11 +39,7 @@ import torch
 from tvdenoise.fidelity import L2Fidelity
 from tvdenoise.ops import divergence, gradient
 from tvdenoise.solvers import Problem, native, solve
-from tvdenoise.solvers.primal_dual import (
-    dual_value,
-    project_dual,
-    solve_primal_dual,
-)
+from tvdenoise.solvers.primal_dual import project_dual, solve_primal_dual
 from tvdenoise.solvers.rof import solve_rof
 
 WEIGHT = 0.1
@@ -169,7 +165,7 @@ def fgp(problem: Problem, tol: float, max_iter: int = 20000) -> int:
         if k % 10 == 0:
             div_p = divergence(p)
             primal = problem.energy(f + div_p)
-            if float((primal - dual_value(f, div_p)) / primal) <= tol:
+            if float((primal - L2Fidelity().dual(f, div_p)) / primal) <= tol:
                 return k
     return max_iter
 

@@ -15,7 +15,7 @@ from .errors import InvalidParameterError
 TV_KINDS = ("isotropic", "anisotropic")
 COLOR_COUPLINGS = ("vectorial", "channelwise")
 REDUCTIONS = ("sum", "mean", "none")
-FIDELITY_NAMES = ("l2",)
+FIDELITY_NAMES = ("l2", "l1", "poisson")
 SOLVER_NAMES = ("auto", "chambolle_pock", "rof", "accelerated", "gd", "adam")
 EXACT_SOLVERS = ("auto", "chambolle_pock", "rof")
 DEFAULT_MAX_ITER = 2000
@@ -47,6 +47,22 @@ def positive_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidParameterError(f"{name} must be an integer >= 1, got {value!r}")
     return value
+
+
+def spacing(name: str, value: object, ndim: int | None = None) -> tuple[float, ...] | None:
+    """Per-axis grid steps: None (all 1) or a sequence of ``ndim`` numbers > 0."""
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise InvalidParameterError(f"{name} must be a sequence of numbers > 0, got {value!r}")
+    steps = tuple(positive(name, v) for v in value)
+    if ndim is not None and len(steps) != ndim:
+        raise InvalidParameterError(
+            f"{name} must have one step per spatial axis ({ndim}), got {len(steps)}: {value!r}"
+        )
+    if len(steps) not in (2, 3):
+        raise InvalidParameterError(f"{name} must have 2 or 3 steps, got {value!r}")
+    return steps
 
 
 def _number(name: str, value: object) -> float:

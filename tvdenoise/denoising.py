@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -37,13 +38,16 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return resolved
 
 
-def _to_batch(image: Any) -> tuple[torch.Tensor, Any]:
-    """Convert ``image`` to a float tensor (N, C, H, W) and a function that converts back."""
+def _to_batch(image: Any, volume: bool = False) -> tuple[torch.Tensor, Any]:
+    """Convert ``image`` to a float tensor (N, C, H, W), or (N, C, D, H, W) for a volume, and a
+    function that converts back."""
     if isinstance(image, torch.Tensor):
         shape, device, float_dtype = image.shape, image.device, image.dtype
         # detach: the solvers must never write gradients into the caller's tensor.
-        batch = as_batch(image.detach(), "image")
+        batch = as_batch(image.detach(), "image", volume)
         return batch, lambda u: u.reshape(shape).to(device=device, dtype=float_dtype)
+    if volume and isinstance(image, np.ndarray):
+        return _volume_array_to_batch(image)
 
     from PIL import Image as PILImage
 
@@ -73,6 +77,25 @@ def _array_to_batch(array: np.ndarray) -> tuple[torch.Tensor, Any]:
         out = u[0].permute(1, 2, 0).cpu().numpy()
         out = out if array.ndim == 3 else out[:, :, 0]
         return from_float(out, dtype)
+
+    return batch, back
+
+
+def _volume_array_to_batch(array: np.ndarray) -> tuple[torch.Tensor, Any]:
+    """A (D, H, W) or (D, H, W, C) array as a batch (1, C, D, H, W)."""
+    if array.ndim not in (3, 4):
+        raise InvalidParameterError(
+            f"volume array must be (D, H, W) or (D, H, W, C), got shape {array.shape}"
+        )
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise InvalidParameterError(f"image array must be numeric, got dtype {array.dtype}")
+    values = to_float(array)
+    dhwc = values if values.ndim == 4 else values[..., None]
+    batch = torch.from_numpy(np.ascontiguousarray(dhwc.transpose(3, 0, 1, 2)))[None]
+
+    def back(u: torch.Tensor) -> np.ndarray:
+        out = u[0].permute(1, 2, 3, 0).cpu().numpy()
+        return from_float(out if array.ndim == 4 else out[..., 0], array.dtype)
 
     return batch, back
 
@@ -119,6 +142,8 @@ def denoise(
     progress: bool = False,
     sigma: float | None = None,
     seed: int = 0,
+    spacing: Sequence[float] | None = None,
+    volume: bool = False,
 ) -> Any:
     """Denoise an image by minimising ``fidelity(u, f) + weight * TV_beta(u)``.
 
@@ -139,8 +164,11 @@ def denoise(
         Exponent on the gradient magnitude, > 0. beta < 1 is non-convex (local minimum).
     tv : {"isotropic", "anisotropic"}
     color : {"vectorial", "channelwise"}
-    fidelity : {"l2"}
-        Data term; ``"l2"`` is ``1/2 ||u - f||^2`` (Gaussian noise).
+    fidelity : {"l2", "l1", "poisson"}
+        Data term: ``"l2"`` is ``1/2 ||u - f||^2`` (Gaussian noise); ``"l1"`` is
+        ``||u - f||_1`` (impulse, salt-and-pepper noise); ``"poisson"`` is the Kullback-Leibler
+        divergence ``sum(u - f log u)`` up to a constant (photon counts; needs ``f >= 0``, the
+        result is >= 0). All three are solved exactly for beta = 1.
     solver : {"auto", "chambolle_pock", "accelerated", "gd", "adam"}
     max_iter : int
         Iteration cap.
@@ -176,6 +204,14 @@ def denoise(
     seed : int
         With ``weight="auto"``: seed of the risk estimate's random probe (same seed, same
         result).
+    spacing : sequence of float, optional
+        Grid step per spatial axis, ``(dy, dx)`` for images or ``(dz, dy, dx)`` for volumes
+        (for a z-stack whose z-step is larger than its pixel size); differences are divided by
+        it. Three steps imply ``volume=True``.
+    volume : bool
+        Treat the input as a volume (3-D differences): a ``(D, H, W)`` or ``(D, H, W, C)``
+        array, or a ``(D, H, W)``, ``(C, D, H, W)`` or ``(N, C, D, H, W)`` tensor (5-D tensors
+        are always volumes).
 
     Returns
     -------
@@ -220,9 +256,16 @@ def denoise(
     if dtype not in (torch.float32, torch.float64):
         raise InvalidParameterError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
 
-    batch, back = _to_batch(image)
+    steps = _validate.spacing("spacing", spacing)
+    volume = volume or (steps is not None and len(steps) == 3)
+    batch, back = _to_batch(image, volume)
+    steps = _validate.spacing("spacing", steps, batch.dim() - 2)
     if not bool(torch.isfinite(batch).all()):
         raise InvalidParameterError("image contains NaN or infinite values")
+    if options["fidelity"] == "poisson" and bool((batch < 0).any()):
+        raise InvalidParameterError(
+            "fidelity poisson needs counts >= 0, got an image with negative values"
+        )
     target = batch.device if device is None else resolve_device(device)
     f = batch.to(device=target, dtype=dtype)
     problem = Problem(
@@ -233,6 +276,7 @@ def denoise(
         options["color"],
         get_fidelity(options["fidelity"]),
         options["eps"],
+        steps,
     )
     init = None
     if auto:

@@ -93,7 +93,8 @@ def estimate_sigma(image: Any, method: str = "weak_texture", per_channel: bool =
     n, c, h, w = values.shape
     if h < 16 or w < 16:
         raise InvalidParameterError(
-            f"image must be at least 16x16 pixels to estimate its noise, got {h}x{w}; give a fixed weight, or the noise sigma"
+            f"image must be at least 16x16 pixels to estimate its noise, got {h}x{w}; "
+            "give a fixed weight, or the noise sigma"
         )
     if not np.isfinite(values).all():
         raise InvalidParameterError("image contains NaN or infinite values")

@@ -4,7 +4,9 @@ Conventions (DESIGN section 2): forward differences with a Neumann boundary, per
 
     D_k u[..., i, ...] = u[..., i + 1, ...] - u[..., i, ...]  for i < n_k - 1; 0 at i = n_k - 1,
 
-along each of the last ``ndim`` axes (k = 0 is the first spatial axis, rows for 2-D images).
+along each of the last ``ndim`` axes (k = 0 is the first spatial axis, rows for 2-D images,
+slices for 3-D volumes), divided by the grid step ``spacing[k]`` when one is given (so a
+z-step larger than the pixel size weighs the z-differences less).
 The divergence is the exact negative adjoint, ``<D u, p> = <u, -div p>`` for all u and p,
 which is what makes the dual (Chambolle) and primal-dual (Chambolle-Pock) solvers exact.
 """
@@ -13,7 +15,13 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["coupled_squared_norm", "divergence", "gradient", "safe_power"]
+__all__ = [
+    "coupled_squared_norm",
+    "difference_norm_squared",
+    "divergence",
+    "gradient",
+    "safe_power",
+]
 
 
 def _zeros_slice(x: torch.Tensor, dim: int) -> torch.Tensor:
@@ -22,7 +30,16 @@ def _zeros_slice(x: torch.Tensor, dim: int) -> torch.Tensor:
     return x.new_zeros(shape)
 
 
-def gradient(u: torch.Tensor, ndim: int = 2) -> torch.Tensor:
+def difference_norm_squared(ndim: int = 2, spacing: tuple[float, ...] | None = None) -> float:
+    """A bound on ``||D||^2`` for :func:`gradient`: ``4 * sum_k 1 / spacing[k]^2``."""
+    if spacing is None:
+        return 4.0 * ndim
+    return 4.0 * sum(1.0 / (h * h) for h in spacing)
+
+
+def gradient(
+    u: torch.Tensor, ndim: int = 2, spacing: tuple[float, ...] | None = None
+) -> torch.Tensor:
     """Forward differences of ``u`` along its last ``ndim`` axes, Neumann boundary.
 
     Parameters
@@ -31,6 +48,8 @@ def gradient(u: torch.Tensor, ndim: int = 2) -> torch.Tensor:
         Tensor of shape ``(..., *spatial)`` with ``len(spatial) == ndim``.
     ndim : int
         Number of trailing spatial axes (2 for images, 3 for volumes).
+    spacing : tuple of float, optional
+        Grid step along each spatial axis; differences are divided by it. None means 1.
 
     Returns
     -------
@@ -55,11 +74,15 @@ def gradient(u: torch.Tensor, ndim: int = 2) -> torch.Tensor:
             components.append(torch.zeros_like(u))
             continue
         diff = torch.diff(u, dim=dim)
+        if spacing is not None and spacing[k] != 1.0:
+            diff = diff / spacing[k]
         components.append(torch.cat([diff, _zeros_slice(u, dim)], dim=dim))
     return torch.stack(components, dim=u.dim() - ndim)
 
 
-def divergence(p: torch.Tensor, ndim: int = 2) -> torch.Tensor:
+def divergence(
+    p: torch.Tensor, ndim: int = 2, spacing: tuple[float, ...] | None = None
+) -> torch.Tensor:
     """Backward-difference divergence, the negative adjoint of :func:`gradient`.
 
     ``div p = sum_k B_k p_k`` with ``B_k q[0] = q[0]``, ``B_k q[i] = q[i] - q[i - 1]`` for
@@ -73,6 +96,8 @@ def divergence(p: torch.Tensor, ndim: int = 2) -> torch.Tensor:
         Shape ``(..., ndim, *spatial)``, as returned by :func:`gradient`.
     ndim : int
         Number of trailing spatial axes.
+    spacing : tuple of float, optional
+        Grid steps, as given to :func:`gradient` (term ``k`` is divided by ``spacing[k]``).
 
     Returns
     -------
@@ -93,6 +118,8 @@ def divergence(p: torch.Tensor, ndim: int = 2) -> torch.Tensor:
             inner = q.narrow(dim, 0, n - 1)
             zero = _zeros_slice(q, dim)
             term = torch.cat([inner, zero], dim=dim) - torch.cat([zero, inner], dim=dim)
+            if spacing is not None and spacing[k] != 1.0:
+                term = term / spacing[k]
         result = term if result is None else result + term
     assert result is not None
     return result

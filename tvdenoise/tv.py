@@ -7,9 +7,13 @@ of :mod:`tvdenoise.ops`:
 - anisotropic:  ``TV(u) = sum_pixels sum_k ( |D_k u|^2 + eps^2 )^(beta / 2)``, k in {y, x}
 - ``color="channelwise"`` applies the above to every channel and adds the results;
   ``color="vectorial"`` sums the squared differences over channels inside the power.
+- Volumes ``(N, C, D, H, W)`` use the three differences ``D_z, D_y, D_x`` in the same way,
+  each divided by its grid step when a ``spacing`` is given.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -21,16 +25,28 @@ from .ops import coupled_squared_norm, gradient, safe_power
 __all__ = ["TVLoss", "total_variation", "tv_map"]
 
 
-def as_batch(x: torch.Tensor, name: str = "x") -> torch.Tensor:
-    """View a 2-D ``(H, W)``, 3-D ``(C, H, W)`` or 4-D ``(N, C, H, W)`` tensor as 4-D."""
+def as_batch(x: torch.Tensor, name: str = "x", volume: bool = False) -> torch.Tensor:
+    """View an image tensor as a batch ``(N, C, H, W)``, or a volume as ``(N, C, D, H, W)``.
+
+    Images: 2-D ``(H, W)``, 3-D ``(C, H, W)`` or 4-D ``(N, C, H, W)``; a 5-D tensor is always a
+    batch of volumes. With ``volume=True``: 3-D ``(D, H, W)``, 4-D ``(C, D, H, W)`` or 5-D.
+    """
     if not isinstance(x, torch.Tensor):
         raise InvalidParameterError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if not x.is_floating_point():
         raise InvalidParameterError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    volume = volume or x.dim() == 5
+    if volume:
+        if x.dim() not in (3, 4, 5):
+            raise InvalidParameterError(
+                f"{name} as a volume must have 3 (D, H, W), 4 (C, D, H, W) or 5 (N, C, D, H, W) "
+                f"dimensions, got shape {tuple(x.shape)}"
+            )
+        return x.reshape((1,) * (5 - x.dim()) + tuple(x.shape))
     if x.dim() not in (2, 3, 4):
         raise InvalidParameterError(
-            f"{name} must have 2 (H, W), 3 (C, H, W) or 4 (N, C, H, W) dimensions, "
-            f"got shape {tuple(x.shape)}"
+            f"{name} must have 2 (H, W), 3 (C, H, W), 4 (N, C, H, W) or 5 (N, C, D, H, W) "
+            f"dimensions, got shape {tuple(x.shape)}"
         )
     return x.reshape((1,) * (4 - x.dim()) + tuple(x.shape))
 
@@ -41,13 +57,14 @@ def tv_map(
     tv: str = "isotropic",
     color: str = "vectorial",
     eps: float = 0.0,
+    spacing: tuple[float, ...] | None = None,
 ) -> torch.Tensor:
-    """Per-term TV values of a batch ``u`` of shape ``(N, C, H, W)``.
+    """Per-term TV values of a batch ``u`` of shape ``(N, C, *spatial)`` (2 or 3 spatial axes).
 
     Returns the tensor of terms before any summation, shaped as
     :func:`tvdenoise.ops.coupled_squared_norm` describes (size-1 axes kept).
     """
-    s = coupled_squared_norm(gradient(u), tv, color)
+    s = coupled_squared_norm(gradient(u, u.dim() - 2, spacing), tv, color)
     if eps > 0:
         s = s + eps * eps
     return safe_power(s, beta / 2.0)
@@ -60,13 +77,15 @@ def total_variation(
     color: str = "vectorial",
     eps: float = 0.0,
     reduction: str = "sum",
+    spacing: tuple[float, ...] | None = None,
 ) -> torch.Tensor:
-    """Total variation ``TV_beta`` of an image or a batch of images.
+    """Total variation ``TV_beta`` of an image, a volume, or a batch of them.
 
     Parameters
     ----------
     x : torch.Tensor
-        ``(H, W)``, ``(C, H, W)`` or ``(N, C, H, W)``, any floating dtype and device.
+        Images ``(H, W)``, ``(C, H, W)`` or ``(N, C, H, W)``; volumes ``(N, C, D, H, W)`` (3-D
+        differences); any floating dtype and device.
     beta : float
         Exponent on the gradient magnitude, > 0 (1 is classic TV, 2 is Tikhonov smoothing).
     tv : {"isotropic", "anisotropic"}
@@ -80,12 +99,15 @@ def total_variation(
         that direction's number of differences (times C for channelwise) and adds the
         directions; for isotropic TV it divides by the number of pixels (times C for
         channelwise); ``"none"`` returns the per-pixel map.
+    spacing : tuple of float, optional
+        Grid step per spatial axis, ``(dy, dx)`` or ``(dz, dy, dx)``: each difference is divided
+        by its step (a z-step larger than the pixel size weighs z less). None means all 1.
 
     Returns
     -------
     torch.Tensor
-        A scalar for 2-D and 3-D input, shape ``(N,)`` for 4-D input; with ``"none"`` a map of
-        the input's shape (the channel axis has size 1 for vectorial coupling).
+        A scalar for 2-D and 3-D input, shape ``(N,)`` for 4-D and 5-D input; with ``"none"``
+        a map of the input's shape (the channel axis has size 1 for vectorial coupling).
 
     Raises
     ------
@@ -110,25 +132,30 @@ def total_variation(
     eps = _validate.non_negative("eps", eps)
     reduction = _validate.choice("reduction", reduction, _validate.REDUCTIONS)
     u = as_batch(x)
-    _, c, h, w = u.shape
-    terms = tv_map(u, beta, tv, color, eps)  # (N, C or 1, 1 or 2, H, W)
+    spatial = tuple(u.shape[2:])
+    spacing = _validate.spacing("spacing", spacing, len(spatial))
+    terms = tv_map(u, beta, tv, color, eps, spacing)  # (N, C or 1, 1 or ndim, *spatial)
+    batched = x.dim() >= 4
+    all_dims = tuple(range(1, terms.dim()))
 
     if reduction == "none":
         out = terms.sum(dim=2)
-        return out if x.dim() == 4 else out[0] if x.dim() == 3 else out[0, 0]
+        return out if batched else out[0] if x.dim() == 3 else out[0, 0]
     if reduction == "sum":
-        per_sample = terms.sum(dim=(1, 2, 3, 4))
+        per_sample = terms.sum(dim=all_dims)
     else:
-        channels = c if color == "channelwise" else 1
+        channels = u.shape[1] if color == "channelwise" else 1
         if tv == "isotropic":
-            per_sample = terms.sum(dim=(1, 2, 3, 4)) / (channels * h * w)
+            per_sample = terms.sum(dim=all_dims) / (channels * math.prod(spatial))
         else:
             # Each direction is averaged over its own number of differences (the seeds'
-            # and kornia's convention); the zero boundary row/column is not counted.
-            rows = terms[:, :, 0, : h - 1, :].sum(dim=(1, 2, 3)) / max(channels * (h - 1) * w, 1)
-            cols = terms[:, :, 1, :, : w - 1].sum(dim=(1, 2, 3)) / max(channels * h * (w - 1), 1)
-            per_sample = rows + cols
-    return per_sample if x.dim() == 4 else per_sample[0]
+            # and kornia's convention); the zero boundary slice is not counted.
+            per_sample = terms.new_zeros(terms.shape[0])
+            for k, n in enumerate(spatial):
+                direction = terms.select(2, k).narrow(2 + k, 0, max(n - 1, 0))
+                count = max(channels * math.prod(spatial) * (n - 1) // n, 1)
+                per_sample = per_sample + direction.sum(dim=all_dims[:-1]) / count
+    return per_sample if batched else per_sample[0]
 
 
 class TVLoss(nn.Module):
@@ -140,9 +167,12 @@ class TVLoss(nn.Module):
         As in :func:`total_variation`. ``eps`` defaults to 1e-8 so gradients are smooth.
     weight : float
         Factor applied to the result.
+    spacing : tuple of float, optional
+        Grid steps per spatial axis, as in :func:`total_variation`.
     batch_reduction : {"mean", "sum", "none"}
-        How the per-sample values of a 4-D batch are combined: ``"mean"`` (default) gives a
-        scalar loss ready for ``backward()``; ``"none"`` keeps one value per sample.
+        How the per-sample values of a 4-D (or 5-D volume) batch are combined: ``"mean"``
+        (default) gives a scalar loss ready for ``backward()``; ``"none"`` keeps one value per
+        sample.
 
     Examples
     --------
@@ -166,6 +196,7 @@ class TVLoss(nn.Module):
         reduction: str = "mean",
         weight: float = 1.0,
         batch_reduction: str = "mean",
+        spacing: tuple[float, ...] | None = None,
     ) -> None:
         super().__init__()
         self.beta = _validate.positive("beta", beta)
@@ -177,12 +208,13 @@ class TVLoss(nn.Module):
         self.batch_reduction = _validate.choice(
             "batch_reduction", batch_reduction, ("mean", "sum", "none")
         )
+        self.spacing = _validate.spacing("spacing", spacing)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         value = self.weight * total_variation(
-            x, self.beta, self.tv, self.color, self.eps, self.reduction
+            x, self.beta, self.tv, self.color, self.eps, self.reduction, self.spacing
         )
-        if x.dim() == 4 and self.reduction != "none":
+        if x.dim() >= 4 and self.reduction != "none":
             if self.batch_reduction == "mean":
                 return value.mean()
             if self.batch_reduction == "sum":
@@ -194,4 +226,5 @@ class TVLoss(nn.Module):
             f"beta={self.beta}, tv={self.tv!r}, color={self.color!r}, eps={self.eps}, "
             f"reduction={self.reduction!r}, weight={self.weight}, "
             f"batch_reduction={self.batch_reduction!r}"
+            + ("" if self.spacing is None else f", spacing={self.spacing}")
         )

@@ -2,7 +2,8 @@
 
 - ``rof``: exact solver for the L2 fidelity, beta = 1 (eps = 0) on images (N, C, H, W):
   Chambolle-Pock specialised, with a fused C kernel on CPU (PyTorch operations elsewhere).
-- ``chambolle_pock``: exact primal-dual method for beta = 1 (eps = 0), stopped on the gap.
+- ``chambolle_pock``: exact primal-dual method for beta = 1 (eps = 0), stopped on the gap;
+  any fidelity with a prox (L2, L1, Poisson), images or volumes.
 - ``accelerated``: monotone accelerated gradient descent on the smoothed energy, any beta.
 - ``gd`` / ``adam``: plain autograd descent with torch.optim, the slow general reference.
 - ``auto``: ``rof`` where its fused kernel runs (CPU, a C compiler), else ``chambolle_pock``

@@ -15,7 +15,11 @@ from ..tv import tv_map
 
 @dataclass(frozen=True)
 class Problem:
-    """``min_u fidelity(u, f) + weight * TV_beta(u)`` for a batch ``f`` of shape (N, C, H, W)."""
+    """``min_u fidelity(u, f) + weight * TV_beta(u)`` for a batch ``f``.
+
+    ``f`` is ``(N, C, H, W)`` (images) or ``(N, C, D, H, W)`` (volumes, 3-D differences);
+    ``spacing`` is the grid step per spatial axis (None: all 1).
+    """
 
     f: torch.Tensor
     weight: float
@@ -24,11 +28,21 @@ class Problem:
     color: str
     fidelity: Fidelity
     eps: float = 0.0
+    spacing: tuple[float, ...] | None = None
+
+    @property
+    def ndim(self) -> int:
+        """Number of spatial axes: 2 for images, 3 for volumes."""
+        return self.f.dim() - 2
+
+    def regularisation(self, u: torch.Tensor) -> torch.Tensor:
+        """Per-sample ``weight * TV_beta(u)`` (with this problem's smoothing), in float64."""
+        terms = tv_map(u, self.beta, self.tv, self.color, self.eps, self.spacing)
+        return self.weight * terms.double().sum(dim=tuple(range(1, terms.dim())))
 
     def energy(self, u: torch.Tensor) -> torch.Tensor:
         """Per-sample energy of ``u`` (with this problem's smoothing), summed in float64."""
-        terms = tv_map(u, self.beta, self.tv, self.color, self.eps)
-        return self.fidelity.value(u, self.f) + self.weight * terms.double().sum(dim=(1, 2, 3, 4))
+        return self.fidelity.value(u, self.f) + self.regularisation(u)
 
 
 @dataclass(frozen=True)

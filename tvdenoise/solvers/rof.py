@@ -31,10 +31,9 @@ import torch
 
 from .. import _validate
 from ..errors import InvalidParameterError
-from ..ops import divergence
+from ..ops import difference_norm_squared, divergence
 from . import native
 from .base import Callback, Monitor, Problem, SolveRecord
-from .primal_dual import _NORM_SQUARED, dual_value
 
 __all__ = ["applies", "fused_available", "solve_rof"]
 
@@ -48,6 +47,7 @@ def applies(problem: Problem) -> bool:
         and problem.beta == 1.0
         and problem.eps == 0.0
         and problem.f.dim() == 4
+        and problem.spacing is None
     )
 
 
@@ -105,7 +105,7 @@ class _TorchIteration:
         change = torch.linalg.vector_norm(self.ubar - self.u, dtype=torch.float64) / theta
         norm = torch.linalg.vector_norm(self.u, dtype=torch.float64)
         relative = float(change / norm) if norm > 0 else float(change)
-        return problem.energy(self.u), dual_value(self.f, divergence(self.p)), relative
+        return problem.energy(self.u), problem.fidelity.dual(self.f, divergence(self.p)), relative
 
 
 class _NativeIteration(_TorchIteration):
@@ -236,7 +236,7 @@ def solve_rof(
         else _TorchIteration(problem, u, p)
     )
     monitor = Monitor("rof", max_iter, tol, callback, check_every, time_limit)
-    step = [tau, 1.0 / (_NORM_SQUARED * tau)]
+    step = [tau, 1.0 / (difference_norm_squared(2) * tau)]
 
     iteration = 0
     while iteration < max_iter:

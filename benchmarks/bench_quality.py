@@ -1,0 +1,284 @@
+"""Quality benchmark: PSNR and SSIM of tvdenoise against scikit-image's TV denoisers and BM3D.
+
+Protocol (DESIGN section 7, written to benchmarks/RESULTS.md with the figures):
+
+- Images: scikit-image's samples, ``img_as_float`` (float64 in [0, 1]), a centred crop of
+  ``--crop`` pixels (256 by default, to keep BM3D's run time reasonable on a shared machine).
+  Grey: camera, moon, coins, brick, grass; colour: astronaut, coffee, chelsea,
+  immunohistochemistry, rocket.
+- Noise: ``f = clean + (sigma / 255) * z`` with ``z = default_rng(1234 + i).standard_normal``
+  of the crop's shape, ``i`` the image's position in the list above; the same ``z`` for every
+  sigma; no clipping.
+- Metrics: scikit-image PSNR and SSIM, ``data_range=1`` (``channel_axis=-1`` for colour), on
+  the output as returned.
+- Oracle weight: best PSNR on the geometric grid ``w0 * 2^(k/4)`` (a hill climb from a first
+  guess ``w0``), then refined on ``2^(j/16)`` around the best.
+
+Run ``python benchmarks/bench_quality.py`` (about an hour with ``--crop 128`` on 2 heavily
+shared cores); ``--quick``
+is a tiny smoke run (one small image, one sigma, no BM3D).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import tvdenoise
+
+GREY = ("camera", "moon", "coins", "brick", "grass")
+COLOUR = ("astronaut", "coffee", "chelsea", "immunohistochemistry", "rocket")
+SIGMAS = (10, 25, 50)
+RESULTS = Path(__file__).with_name("RESULTS.md")
+SECTION = "bench_quality.py"
+
+Denoiser = Callable[[np.ndarray, float], np.ndarray]
+
+
+@dataclass
+class Score:
+    weight: float | None
+    psnr: float
+    ssim: float
+
+
+def load(name: str, crop: int) -> np.ndarray:
+    """A centred ``crop`` x ``crop`` float64 crop of scikit-image's sample ``name``."""
+    from skimage import data, img_as_float
+
+    image = img_as_float(getattr(data, name)())
+    h, w = image.shape[:2]
+    top, left = max((h - crop) // 2, 0), max((w - crop) // 2, 0)
+    return np.ascontiguousarray(image[top : top + crop, left : left + crop])
+
+
+def noise(index: int, shape: tuple[int, ...]) -> np.ndarray:
+    return np.random.default_rng(1234 + index).standard_normal(shape)
+
+
+def score(clean: np.ndarray, output: np.ndarray, weight: float | None) -> Score:
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    channel_axis = -1 if clean.ndim == 3 else None
+    return Score(
+        weight,
+        float(peak_signal_noise_ratio(clean, output, data_range=1.0)),
+        float(structural_similarity(clean, output, data_range=1.0, channel_axis=channel_axis)),
+    )
+
+
+def oracle(clean: np.ndarray, noisy: np.ndarray, method: Denoiser, first_guess: float) -> Score:
+    """Best PSNR over ``first_guess * 2^(k/4)``, refined on ``2^(j/16)`` around the best."""
+    cache: dict[int, Score] = {}
+
+    def at(j: int) -> float:  # j counts sixteenths of an octave
+        if j not in cache:
+            weight = first_guess * 2.0 ** (j / 16)
+            cache[j] = score(clean, method(noisy, weight), weight)
+        return cache[j].psnr
+
+    def climb(start: int, step: int) -> int:
+        best = start
+        for direction in (1, -1):
+            while at(best + direction * step) > at(best):
+                best += direction * step
+        return best
+
+    best = climb(climb(0, 4), 1)
+    return cache[best]
+
+
+def tvdenoise_method(**options: object) -> Denoiser:
+    def run(noisy: np.ndarray, weight: float) -> np.ndarray:
+        return tvdenoise.denoise(noisy, weight=weight, **options)  # type: ignore[arg-type]
+
+    return run
+
+
+def skimage_chambolle(noisy: np.ndarray, weight: float) -> np.ndarray:
+    from skimage.restoration import denoise_tv_chambolle
+
+    return denoise_tv_chambolle(noisy, weight, channel_axis=-1 if noisy.ndim == 3 else None)
+
+
+def skimage_bregman(noisy: np.ndarray, weight: float) -> np.ndarray:
+    from skimage.restoration import denoise_tv_bregman
+
+    return denoise_tv_bregman(noisy, weight, channel_axis=-1 if noisy.ndim == 3 else None)
+
+
+def bm3d_method(noisy: np.ndarray, sigma: float) -> np.ndarray:
+    import bm3d
+
+    if noisy.ndim == 3:
+        return np.asarray(bm3d.bm3d_rgb(noisy, sigma))
+    return np.asarray(bm3d.bm3d(noisy, sigma))
+
+
+def run(
+    names: list[str], sigmas: list[int], crop: int, betas: list[float], use_bm3d: bool
+) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    order = list(GREY + COLOUR)
+    for name in names:
+        clean = load(name, crop)
+        z = noise(order.index(name), clean.shape)
+        colour = clean.ndim == 3
+        for sigma in sigmas:
+            s = sigma / 255
+            noisy = clean + s * z
+            start = time.perf_counter()
+            row: dict[str, object] = {"image": name, "sigma": sigma, "colour": colour}
+            row["noisy"] = score(clean, noisy, None)
+            guess = 0.004 * sigma  # about the oracle weight of TV for sigma in [0, 255]
+            row["tvd"] = oracle(clean, noisy, tvdenoise_method(), guess)
+            if colour:
+                row["tvd_channelwise"] = oracle(
+                    clean, noisy, tvdenoise_method(color="channelwise"), guess
+                )
+            for beta in betas:
+                row[f"tvd_beta{beta:g}"] = oracle(clean, noisy, tvdenoise_method(beta=beta), guess)
+            row["sk_default"] = score(clean, skimage_chambolle(noisy, 0.1), 0.1)
+            row["sk_oracle"] = oracle(clean, noisy, skimage_chambolle, guess)
+            row["bregman"] = oracle(clean, noisy, skimage_bregman, 1.0 / (2.0 * guess))
+            if use_bm3d:
+                row["bm3d"] = score(clean, bm3d_method(noisy, s), s)
+            row["seconds"] = time.perf_counter() - start
+            rows.append(row)
+            print(format_row(row, betas, use_bm3d), flush=True)
+    return rows
+
+
+def columns(betas: list[float], use_bm3d: bool) -> list[tuple[str, str]]:
+    cols = [
+        ("noisy", "noisy"),
+        ("tvd", "tvdenoise default (beta 1)"),
+        ("tvd_channelwise", "tvdenoise channelwise"),
+    ]
+    cols += [(f"tvd_beta{b:g}", f"tvdenoise beta {b:g}") for b in betas]
+    cols += [
+        ("sk_default", "skimage chambolle w=0.1"),
+        ("sk_oracle", "skimage chambolle oracle"),
+        ("bregman", "skimage bregman oracle"),
+    ]
+    if use_bm3d:
+        cols.append(("bm3d", "BM3D (true sigma)"))
+    return cols
+
+
+def _cell(value: object) -> str:
+    if not isinstance(value, Score):
+        return "-"
+    weight = "" if value.weight is None else f" @{value.weight:.4g}"
+    return f"{value.psnr:.2f} / {value.ssim:.3f}{weight}"
+
+
+def format_row(row: dict[str, object], betas: list[float], use_bm3d: bool) -> str:
+    cells = [str(row["image"]), str(row["sigma"])]
+    cells += [_cell(row.get(key)) for key, _ in columns(betas, use_bm3d)]
+    tvd, sk = row["tvd"], row["sk_oracle"]
+    assert isinstance(tvd, Score) and isinstance(sk, Score)
+    cells.append(f"{tvd.psnr - sk.psnr:+.3f}")
+    return "| " + " | ".join(cells) + " |"
+
+
+def markdown(
+    rows: list[dict[str, object]], betas: list[float], use_bm3d: bool, crop: int, seconds: float
+) -> str:
+    header = ["image", "sigma"] + [label for _, label in columns(betas, use_bm3d)]
+    header.append("default - skimage oracle (dB)")
+    lines = [
+        "## Quality: PSNR (dB) / SSIM @ weight",
+        "",
+        f"Generated by `python benchmarks/bench_quality.py` in {seconds / 60:.1f} min "
+        f"(torch {torch.__version__}, 2 threads, shared machine).",
+        "",
+        "Protocol: scikit-image samples, `img_as_float`, centred crop "
+        f"{crop}x{crop}; f = clean + sigma/255 * z, z = numpy `default_rng(1234 + i)"
+        ".standard_normal(crop shape)`, i the image's index in (camera, moon, coins, brick, grass, "
+        "astronaut, coffee, chelsea, immunohistochemistry, rocket); same z for every sigma; no "
+        "clipping. PSNR and SSIM from scikit-image with data_range = 1 (channel_axis = -1 for "
+        "colour) on the outputs as returned. Oracle weight: best PSNR on the grid "
+        "w0 * 2^(k/4) (hill climb from w0 = 0.004 * sigma for the TV weights, 1 / (2 w0) for "
+        "bregman), refined on 2^(j/16) around the best. tvdenoise runs `denoise(f, weight=w)` "
+        "with its defaults (beta 1, isotropic, vectorial colour, tol 1e-4, float32); "
+        "skimage chambolle with its defaults (eps 2e-4, max_num_iter 200), channel_axis for "
+        "colour; BM3D (`bm3d` package) is given the true sigma.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + " --- |" * len(header),
+    ]
+    lines += [format_row(row, betas, use_bm3d) for row in rows]
+    lines += ["", summary(rows, betas)]
+    return "\n".join(lines) + "\n"
+
+
+def summary(rows: list[dict[str, object]], betas: list[float]) -> str:
+    def mean(key: str, colour: bool | None = None) -> str:
+        values = [
+            r[key].psnr  # type: ignore[union-attr]
+            for r in rows
+            if isinstance(r.get(key), Score) and (colour is None or r["colour"] == colour)
+        ]
+        return f"{sum(values) / len(values):.3f}" if values else "-"
+
+    margins = [r["tvd"].psnr - r["sk_oracle"].psnr for r in rows]  # type: ignore[union-attr]
+    keys = ["tvd", "tvd_channelwise", *(f"tvd_beta{b:g}" for b in betas)]
+    keys += ["sk_oracle", "bregman", "bm3d"]
+    parts = [f"{k}: grey {mean(k, False)}, colour {mean(k, True)}" for k in keys]
+    return (
+        "Mean PSNR (dB): "
+        + "; ".join(parts)
+        + f". Smallest margin of the default over skimage chambolle at its oracle weight: "
+        f"{min(margins):+.3f} dB."
+    )
+
+
+def write_section(text: str, path: Path = RESULTS, section: str = SECTION) -> None:
+    """Replace this script's block of ``path`` (create the file or block if missing)."""
+    begin, end = f"<!-- BEGIN {section} -->", f"<!-- END {section} -->"
+    block = f"{begin}\n{text}{end}\n"
+    old = path.read_text() if path.exists() else "# Benchmark results\n"
+    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end) + "\n?", re.DOTALL)
+    new = (
+        pattern.sub(lambda _: block, old) if pattern.search(old) else old.rstrip() + "\n\n" + block
+    )
+    path.write_text(new)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--images", nargs="*", default=list(GREY + COLOUR))
+    parser.add_argument("--sigmas", nargs="*", type=int, default=list(SIGMAS))
+    parser.add_argument("--crop", type=int, default=256)
+    parser.add_argument("--betas", nargs="*", type=float, default=[1.1])
+    parser.add_argument("--no-bm3d", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="tiny smoke run, no file written")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(2)
+    if args.quick:
+        args.images, args.sigmas, args.crop, args.no_bm3d = ["camera"], [25], 32, True
+        args.betas = []
+    start = time.perf_counter()
+    rows = run(args.images, args.sigmas, args.crop, args.betas, not args.no_bm3d)
+    text = markdown(rows, args.betas, not args.no_bm3d, args.crop, time.perf_counter() - start)
+    if not args.quick:
+        write_section(text, args.output)
+    print(text)
+    return 0 if all(math.isfinite(r["tvd"].psnr) for r in rows) else 1  # type: ignore[union-attr]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,39 @@
+"""Smoke test of benchmarks/bench_quality.py on a tiny input, and its RESULTS.md section."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import bench_quality
+
+
+def test_quick_run_prints_a_table(capsys) -> None:
+    assert bench_quality.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "| camera | 25 |" in out and "skimage chambolle oracle" in out
+
+
+def test_oracle_finds_the_peak_of_a_known_curve() -> None:
+    # A fake denoiser whose PSNR peaks at weight 0.3: the oracle must land within 2^(1/16).
+    clean = np.zeros((8, 8))
+
+    def method(noisy: np.ndarray, weight: float) -> np.ndarray:
+        return np.full_like(noisy, 0.01 * (1 + abs(np.log2(weight / 0.3))))
+
+    best = bench_quality.oracle(clean, clean, method, first_guess=0.05)
+    assert best.weight is not None and abs(np.log2(best.weight / 0.3)) <= 1 / 16
+
+
+def test_write_section_replaces_only_its_block(tmp_path: Path) -> None:
+    path = tmp_path / "RESULTS.md"
+    path.write_text("# R\n\n<!-- BEGIN other.py -->\nkeep\n<!-- END other.py -->\n")
+    bench_quality.write_section("first\n", path)
+    bench_quality.write_section("second\n", path)
+    text = path.read_text()
+    assert "keep" in text and "second" in text and "first" not in text
+    assert text.count("<!-- BEGIN bench_quality.py -->") == 1
