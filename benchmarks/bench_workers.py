@@ -40,10 +40,10 @@ def make_images(folder: Path, count: int, size: int, seed: int = 0) -> None:
         Image.fromarray(np.round(noisy * 255).astype(np.uint8)).save(folder / f"{i:04d}.png")
 
 
-def run_once(folder: Path, out: Path, workers: int) -> float:
+def run_once(folder: Path, out: Path, workers: int, extra: tuple[str, ...] = ()) -> float:
     shutil.rmtree(out, ignore_errors=True)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "tvdenoise", str(folder), "-o", str(out), "-q"]
+    command = [sys.executable, "-m", "tvdenoise", str(folder), "-o", str(out), "-q", *extra]
     start = time.perf_counter()
     subprocess.run([*command, "--workers", str(workers)], check=True, env=env)
     seconds = time.perf_counter() - start
@@ -60,20 +60,22 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--weight", default=None, help="fixed weight (default: auto)")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp:
         folder, out = Path(tmp) / "in", Path(tmp) / "out"
         make_images(folder, args.images, args.size)
+        extra = ("--weight", args.weight) if args.weight else ()
         one, many = [], []
         for _ in range(args.rounds):
-            one.append(run_once(folder, out, 1))
-            many.append(run_once(folder, out, args.workers))
+            one.append(run_once(folder, out, 1, extra))
+            many.append(run_once(folder, out, args.workers, extra))
     t1, tn = statistics.median(one), statistics.median(many)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(
         f"{args.images} images of {args.size}x{args.size} RGB, {cores} cores, "
-        f"median of {args.rounds} rounds"
+        f"weight {args.weight or 'auto'}, median of {args.rounds} rounds"
     )
     print(f"--workers 1: {t1:.2f} s  (runs: {', '.join(f'{t:.2f}' for t in one)})")
     print(f"--workers {args.workers}: {tn:.2f} s  (runs: {', '.join(f'{t:.2f}' for t in many)})")
