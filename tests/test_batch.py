@@ -338,7 +338,7 @@ def test_unknown_preset_lists_the_available_ones() -> None:
 
 def test_every_shipped_preset_is_valid_and_documented() -> None:
     names = config.preset_names()
-    assert {"default", "photo", "scan"} <= set(names)
+    assert {"default", "photo", "scan", "microscopy-poisson", "salt-pepper-l1"} <= set(names)
     for name in names:
         config.load_preset(name)
         text = (ROOT / "configs" / f"{name}.toml").read_text()

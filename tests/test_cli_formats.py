@@ -218,3 +218,30 @@ def test_kill_9_at_random_moments_never_leaves_a_bad_output(tmp_path: Path) -> N
             np.asarray(Image.open(path)), np.asarray(Image.open(strict / path.name))
         )
     assert _temps(out) == []  # stale temporaries of killed writes were cleaned up
+
+
+def test_stack_volume_uses_3d_tv(tmp_path: Path) -> None:
+    import tvdenoise
+
+    rng = np.random.default_rng(3)
+    clean = np.zeros((6, 24, 24))
+    clean[:, 6:18, 6:18] = 0.8
+    pages = (np.clip(clean + 0.1 * rng.standard_normal(clean.shape), 0, 1) * 255).astype(np.uint8)
+    source = tmp_path / "zstack.tif"
+    with tifffile.TiffWriter(source) as writer:
+        for page in pages:
+            writer.write(page, photometric="minisblack")
+    refused = runner.invoke(app, [str(source), "--stack", "volume"])
+    assert refused.exit_code == 2 and "numeric --weight" in refused.stderr
+    result = runner.invoke(app, [str(source), "--stack", "volume", "--weight", "0.1", "-q"])
+    assert result.exit_code == 0, result.output
+    out = tifffile.imread(tmp_path / "zstack_denoised.tif")
+    assert out.shape == pages.shape
+    # The same as the library's 3-D solve of the stack (one volume, not page by page).
+    volume = tvdenoise.denoise(pages.astype(np.float32) / 255, weight=0.1, volume=True)
+    assert np.abs(out.astype(float) - np.round(volume * 255)).max() <= 1
+    frames = runner.invoke(
+        app, [str(source), "--stack", "frames", "--weight", "0.1", "-o", str(tmp_path / "f.tif")]
+    )
+    assert frames.exit_code == 0
+    assert not np.array_equal(tifffile.imread(tmp_path / "f.tif"), out)  # 3-D differs from 2-D

@@ -380,6 +380,8 @@ def _run(
             f"--weight auto chooses the weight for Gaussian noise (--fidelity l2); give "
             f"--weight for --fidelity {settings['fidelity']}"
         )
+    if auto and settings["stack"] == "volume" and not estimate_noise:
+        raise _Usage("--stack volume needs a numeric --weight (auto is for 2-D images)")
     if settings["sigma"] is not None and not auto:
         raise _Usage("--sigma is used only with --weight auto")
     if overwrite and settings["skip_existing"]:

@@ -260,6 +260,10 @@ def denoise(
     volume = volume or (steps is not None and len(steps) == 3)
     batch, back = _to_batch(image, volume)
     steps = _validate.spacing("spacing", steps, batch.dim() - 2)
+    if auto and batch.dim() != 4:
+        raise InvalidParameterError(
+            "weight='auto' chooses weights for 2-D images; give a numeric weight for volumes"
+        )
     if not bool(torch.isfinite(batch).all()):
         raise InvalidParameterError("image contains NaN or infinite values")
     if options["fidelity"] == "poisson" and bool((batch < 0).any()):
