@@ -214,3 +214,20 @@ def test_image_file_for_a_round_trip_keeps_metadata_when_encoding_ignores_it() -
     # NPY stores no metadata: encoding an ImageFile with metadata must still work.
     image = ImageFile(np.zeros((2, 2), np.float32), None, "TIFF", metadata={"dpi": (72, 72)})
     assert decode_image(encode_image(image, "NPY")).pixels.shape == (2, 2)
+
+
+def test_every_single_byte_corruption_of_a_tiff_raises_only_image_read_error() -> None:
+    # Exhaustive over positions: hypothesis once found tags of the wrong type or shape that
+    # escaped as IndexError / AttributeError (positions 590 and 1618 with value 0, cut at 178).
+    pixels = np.random.default_rng(0).integers(0, 256, (9, 11, 3), dtype=np.uint8)
+    original = encode_image(pixels, "TIFF")
+    for position in range(len(original)):
+        for value in (0, 255):
+            encoded = bytearray(original)
+            encoded[position] = value
+            for cut in (len(encoded), 178):
+                try:
+                    image = decode_image(bytes(encoded[:cut]), max_pixels=LIMIT)
+                except ImageReadError:
+                    continue
+                check_decoded(image.pixels, image.alpha, 0)

@@ -1352,6 +1352,14 @@ def _decode_tiff_with_tifffile(
                 if len(pages) > 1:
                     raise ImageReadError(f"{name}: {refusal.args[0]}") from None
                 raise
+            except (ImageReadError, MemoryError):
+                raise
+            except Exception:
+                # A corrupt header can give tifffile tags of the wrong type or shape (found by
+                # the property tests): any other failure here is a corrupt file.
+                raise ImageReadError(
+                    f"{name}: cannot decode TIFF image (truncated or corrupt)"
+                ) from None
     return decoded
 
 
