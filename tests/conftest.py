@@ -1,10 +1,18 @@
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
+from hypothesis import settings
 
 torch.set_num_threads(2)
+
+# CI runs the property tests with a fixed seed (.ci/run sets HYPOTHESIS_PROFILE=ci), so a
+# landing never depends on luck; locally they explore new examples on every run.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture(scope="session")
