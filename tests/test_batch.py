@@ -328,7 +328,7 @@ def test_bad_config_is_a_usage_error_naming_file_and_key(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and str(cfg) in lines[0] and expected in lines[0]
     if "unknown key" in expected:
-        assert "allowed keys: beta, color" in lines[0]
+        assert "allowed keys: batch_size, beta, color" in lines[0]
 
 
 def test_unknown_preset_lists_the_available_ones() -> None:

@@ -149,6 +149,7 @@ def process_job(
     stop: StopFlag | None = None,
     on_iteration: Callable[[Any], object] | None = None,
     report: bool = False,
+    solved: tuple[Any, Any, Any] | None = None,
 ) -> JobResult:
     """Read, denoise and write one image; report failures in the result, never raise.
 
@@ -156,6 +157,8 @@ def process_job(
     whose output is stdout the encoded image is returned in ``result.data``. With ``report``
     the result carries an ImageRecord (with PSNR/SSIM against ``job.reference`` and pictures
     when ``job.pictures``), built here so a worker sends back only the small record.
+    ``solved`` is ``(image, denoised pixels, record)`` of a 2-D image already read and
+    denoised in a batch (:func:`_solve_batches`): only the writing and reporting are left.
     """
     from .denoising import resolve_device
     from .image_io import DEFAULT_MAX_PIXELS
@@ -174,7 +177,10 @@ def process_job(
             raise Interrupted
         if job.target is not None and not overwrite and job.target.exists():
             raise ImageWriteError(f"{job.target}: exists (use --overwrite to replace it)")
-        stack, image = _read(job, stdin_data, stack_mode, max_pixels)
+        if solved is None:
+            stack, image = _read(job, stdin_data, stack_mode, max_pixels)
+        else:
+            stack, image = None, solved[0]
         height, width = image.pixels.shape[:2]
         result.width, result.height = int(width), int(height)
         result.channels = 1 if image.pixels.ndim == 2 else int(image.pixels.shape[2])
@@ -188,16 +194,23 @@ def process_job(
             if on_iteration is not None:
                 on_iteration(info)
 
-        solve = functools.partial(_solve, options=options, device=device, callback=callback)
-        if stack is None:
-            pixels, record = solve(image.pixels)
+        solve = functools.partial(
+            _solve, options=options, device=device, callback=callback, settings=settings
+        )
+        if solved is not None:
+            _, pixels, record = solved
             output: Any = replace(image, pixels=pixels)
+        elif stack is None:
+            pixels, record = solve(image.pixels)
+            output = replace(image, pixels=pixels)
         elif stack_mode == "volume":
             pixels, record = solve(stack.pixels, volume=True)
             output = replace(stack, pixels=pixels)
         else:
+            from .solvers.base import combine_records
+
             pages = [solve(page) for page in stack.pixels]
-            record = _combine([solve_record for _, solve_record in pages])
+            record = combine_records([solve_record for _, solve_record in pages])
             output = replace(stack, pixels=np_stack([pixels for pixels, _ in pages]))
         result.record = {
             "solver_used": record.solver,
@@ -220,6 +233,8 @@ def process_job(
             )
         if stack is not None:
             result.record["pages"] = stack.pages
+        elif stack_mode == "off" and (tile := tile_size(image.pixels.shape, settings)):
+            result.record["tile"] = tile
         if report:
             first = output if stack is None else output.page(0)
             result.report = _report_record(
@@ -260,14 +275,59 @@ def _read(job: Job, data: bytes | None, stack_mode: str, max_pixels: int | None)
     return stack, stack.page(0)
 
 
+def tile_size(shape: tuple[int, ...], settings: dict[str, Any]) -> int | None:
+    """The tile side for a 2-D image of ``shape`` (H, W[, C]), or None to solve it whole:
+    ``settings["tile"]`` when set (> 0), else a tile that keeps the solver under
+    ``settings["max_memory"]``."""
+    from .config import DEFAULT_MAX_MEMORY, DEFAULT_OVERLAP, parse_memory
+    from .tiling import tile_for_budget
+
+    height, width = shape[:2]
+    channels = shape[2] if len(shape) == 3 else 1
+    tile = settings.get("tile") or 0
+    if tile > 0:
+        return tile if max(height, width) > tile else None
+    return tile_for_budget(
+        height,
+        width,
+        channels,
+        parse_memory(settings.get("max_memory") or DEFAULT_MAX_MEMORY),
+        overlap=settings.get("tile_overlap", DEFAULT_OVERLAP),
+    )
+
+
 def _solve(
-    pixels: Any, *, options: dict[str, Any], device: Any, callback: Any, volume: bool = False
+    pixels: Any,
+    *,
+    options: dict[str, Any],
+    device: Any,
+    callback: Any,
+    settings: dict[str, Any] | None = None,
+    volume: bool = False,
 ) -> Any:
     """Denoise pixels of any dtype on the unit scale the weight is defined on; return pixels
-    of the same dtype (floats outside [0, 1] keep their own range) and the solve record."""
+    of the same dtype (floats outside [0, 1] keep their own range) and the solve record.
+    2-D images larger than the tile size or the memory budget (``settings``) are denoised in
+    tiles."""
     from .denoising import denoise
     from .image_io import from_unit_range, to_unit_range
 
+    tile = None if volume or settings is None else tile_size(pixels.shape, settings)
+    if tile is not None:
+        from .config import DEFAULT_OVERLAP
+        from .image_io import value_range
+        from .tiling import denoise_tiled
+
+        return denoise_tiled(
+            pixels,
+            tile=tile,
+            overlap=settings.get("tile_overlap", DEFAULT_OVERLAP),
+            span=value_range(pixels),
+            return_record=True,
+            **options,
+            device=device,
+            callback=callback,
+        )
     values, span = to_unit_range(pixels)
     if volume:
         import numpy as np
@@ -286,25 +346,6 @@ def _solve(
             values, **options, device=device, callback=callback, return_record=True
         )
     return from_unit_range(denoised, span, pixels.dtype), record
-
-
-def _combine(records: list[Any]) -> Any:
-    """One record for the pages of a stack denoised one by one."""
-    gaps = [r.gap for r in records]
-    changes = [r.relative_change for r in records]
-    unconverged = [r.stop_reason for r in records if not r.converged]
-    return replace(
-        records[0],
-        iterations=sum(r.iterations for r in records),
-        energy=sum(r.energy for r in records),
-        gap=None if None in gaps else max(gaps),
-        relative_change=None if None in changes else max(changes),
-        converged=all(r.converged for r in records),
-        seconds=sum(r.seconds for r in records),
-        stop_reason=unconverged[0] if unconverged else records[0].stop_reason,
-        local_minimum=any(r.local_minimum for r in records),
-        history=[],
-    )
 
 
 def _write(
@@ -367,6 +408,80 @@ def _report_record(
 _worker_stop: StopFlag | None = None
 
 
+def batching(settings: dict[str, Any]) -> bool:
+    """Whether same-size images are denoised together: ``batch_size > 1``, a fixed weight
+    (an automatic weight is chosen per image), and single-page images."""
+    return (
+        settings.get("batch_size", 1) > 1
+        and settings.get("weight") != "auto"
+        and settings.get("stack", "off") == "off"
+    )
+
+
+def _solve_batches(
+    jobs: list[Job],
+    settings: dict[str, Any],
+    stop: StopFlag | None,
+    on_iteration: Callable[[Any], object] | None,
+) -> dict[int, tuple[Any, Any, Any]]:
+    """Read ``jobs`` and denoise those of equal shape and dtype as one (N, C, H, W) batch.
+
+    Returns ``{index: (image, denoised pixels, batch record)}`` for the jobs solved in a batch
+    of two or more; the others (unreadable, alone of their size, tiled, or in a batch that
+    failed) are left to :func:`process_job`, which reports their errors. Each image keeps its
+    own value span; all share the batch's solver record (the batch stops when every image has
+    reached the tolerance).
+    """
+    import numpy as np
+    import torch
+
+    from .denoising import denoise, resolve_device
+    from .image_io import DEFAULT_MAX_PIXELS, from_unit_range, to_unit_range
+
+    max_pixels = settings.get("max_pixels", DEFAULT_MAX_PIXELS) or None
+    groups: dict[tuple[Any, ...], list[tuple[int, Any]]] = {}
+    for index, job in enumerate(jobs):
+        if job.source is None:
+            continue
+        try:
+            _, image = _read(job, None, "off", max_pixels)
+        except Exception:  # reported by process_job when it reads the file again
+            continue
+        if tile_size(image.pixels.shape, settings) is None:
+            groups.setdefault((image.pixels.shape, image.pixels.dtype.str), []).append(
+                (index, image)
+            )
+
+    def callback(info: Any) -> None:
+        if stop is not None and stop.is_set():
+            raise Interrupted
+        if on_iteration is not None:
+            on_iteration(info)
+
+    options = {key: settings[key] for key in DENOISE_KEYS if key in settings}
+    device = resolve_device(settings.get("device", "auto"))
+    solved: dict[int, tuple[Any, Any, Any]] = {}
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        scaled = [to_unit_range(image.pixels) for _, image in members]
+        values = np.stack([value if value.ndim == 3 else value[..., None] for value, _ in scaled])
+        batch = torch.from_numpy(np.ascontiguousarray(values.transpose(0, 3, 1, 2)))
+        try:
+            denoised, record = denoise(
+                batch, **options, device=device, callback=callback, return_record=True
+            )
+        except Interrupted:
+            raise
+        except Exception:  # for example out of device memory: fall back to one by one
+            continue
+        arrays = denoised.permute(0, 2, 3, 1).cpu().numpy()
+        for (index, image), (_, span), array in zip(members, scaled, arrays, strict=True):
+            array = array if image.pixels.ndim == 3 else array[..., 0]
+            solved[index] = (image, from_unit_range(array, span, image.pixels.dtype), record)
+    return solved
+
+
 def _init_worker(threads: int, stop: StopFlag) -> None:
     """Run once per worker process: its share of the cores, and the stop signals."""
     import signal
@@ -418,20 +533,37 @@ def run_jobs(
     jobs never started are not yielded at all.
     """
     if workers <= 1 or len(jobs) <= 1:
-        for job in jobs:
-            if stop is not None and stop.is_set():
-                return
-            if on_start is not None:
-                on_start(job)
-            yield process_job(
-                job,
-                settings,
-                overwrite=overwrite,
-                stdin_data=stdin_data if job.source is None else None,
-                stop=stop,
-                on_iteration=on_iteration,
-                report=report,
-            )
+        size = settings.get("batch_size", 1) if batching(settings) else 1
+        for first in range(0, len(jobs), size):
+            chunk = jobs[first : first + size]
+            solved: dict[int, tuple[Any, Any, Any]] = {}
+            if len(chunk) > 1:
+                if stop is not None and stop.is_set():
+                    return
+                for job in chunk:
+                    if on_start is not None:
+                        on_start(job)
+                try:
+                    solved = _solve_batches(chunk, settings, stop, on_iteration)
+                except Interrupted:  # the stop flag is set: each job reports "interrupted"
+                    for job in chunk:
+                        yield process_job(job, settings, stop=stop, report=report)
+                    return
+            for index, job in enumerate(chunk):
+                if stop is not None and stop.is_set():
+                    return
+                if on_start is not None and len(chunk) == 1:
+                    on_start(job)
+                yield process_job(
+                    job,
+                    settings,
+                    overwrite=overwrite,
+                    stdin_data=stdin_data if job.source is None else None,
+                    stop=stop,
+                    on_iteration=on_iteration,
+                    report=report,
+                    solved=solved.get(index),
+                )
         return
 
     context = _pool_context()

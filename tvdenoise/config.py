@@ -37,6 +37,7 @@ __all__ = [
     "check_value",
     "load_config",
     "load_preset",
+    "parse_memory",
     "preset_names",
     "to_toml",
 ]
@@ -50,7 +51,58 @@ STACK_MODES = ("off", "frames", "volume")
 DEFAULT_MAX_PIXELS = 178_956_970
 #: Fields a ``--name`` template may use.
 NAME_FIELDS = ("stem", "suffix", "ext", "tag", "name")
+#: Overlap between neighbouring tiles, in pixels: tiled and untiled results then agree to
+#: better than 1e-3 at weight 0.1 (measured by benchmarks/bench_scale.py, see tvdenoise.tiling).
+DEFAULT_OVERLAP = 64
+#: Solver memory above which an image is denoised in tiles (per worker process).
+DEFAULT_MAX_MEMORY = "2GiB"
+_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+_MEMORY = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([kmgt]?)(?:i?b)?", re.IGNORECASE)
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def parse_memory(text: str | int) -> int:
+    """Bytes in a size such as ``"2GiB"``, ``"512M"``, ``"1.5g"`` or ``"1000000"``.
+
+    Units are binary (K = 1024); ``B``, ``iB`` and lower case are accepted.
+
+    Raises
+    ------
+    ConfigError
+        For anything else, or a size that is not positive.
+
+    Examples
+    --------
+    >>> parse_memory("2GiB"), parse_memory("512m"), parse_memory(4096)
+    (2147483648, 536870912, 4096)
+    """
+    if isinstance(text, int) and not isinstance(text, bool):
+        value = float(text)
+    else:
+        match = _MEMORY.fullmatch(str(text).strip())
+        if match is None:
+            raise ConfigError(
+                f"memory size must be a number with an optional unit K, M, G or T (binary), "
+                f"like 2GiB or 512M; got {text!r}"
+            )
+        value = float(match.group(1)) * _UNITS[match.group(2).lower()]
+    if not value >= 1:
+        raise ConfigError(f"memory size must be at least one byte, got {text!r}")
+    return int(value)
+
+
+def _memory(key: str, value: Any) -> str:
+    try:
+        parse_memory(value)
+    except ConfigError as error:
+        raise ConfigError(f"{key}: {error}") from None
+    return str(value)
+
+
+def _non_negative_int(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{key} must be an integer >= 0, got {value!r}")
+    return value
 
 
 def _string(key: str, value: Any) -> str:
@@ -169,6 +221,10 @@ KEYS: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
     "quality": (None, _quality),
     "max_pixels": (DEFAULT_MAX_PIXELS, _max_pixels),
     "stack": ("off", lambda k, v: _validate.choice(k, v, STACK_MODES)),
+    "tile": (0, _non_negative_int),
+    "tile_overlap": (DEFAULT_OVERLAP, _non_negative_int),
+    "max_memory": (DEFAULT_MAX_MEMORY, _memory),
+    "batch_size": (1, _validate.positive_int),
     "recursive": (False, _boolean),
     "skip_existing": (False, _boolean),
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -84,6 +84,27 @@ class SolveRecord:
     def energies(self) -> list[float]:
         """Energy at each evaluated iteration (see ``history`` for the iteration numbers)."""
         return [h.energy for h in self.history]
+
+
+def combine_records(records: list[SolveRecord]) -> SolveRecord:
+    """One record for an image solved in parts (the pages of a stack, the tiles of a large
+    image): iterations, energies and seconds summed, the largest gap and relative change,
+    converged only if every part converged; the per-iteration history is dropped."""
+    gaps = [r.gap for r in records]
+    changes = [r.relative_change for r in records]
+    unconverged = [r.stop_reason for r in records if not r.converged]
+    return replace(
+        records[0],
+        iterations=sum(r.iterations for r in records),
+        energy=sum(r.energy for r in records),
+        gap=None if None in gaps else max(g for g in gaps if g is not None),
+        relative_change=None if None in changes else max(c for c in changes if c is not None),
+        converged=all(r.converged for r in records),
+        seconds=sum(r.seconds for r in records),
+        stop_reason=unconverged[0] if unconverged else records[0].stop_reason,
+        local_minimum=any(r.local_minimum for r in records),
+        history=[],
+    )
 
 
 class Monitor:

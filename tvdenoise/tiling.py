@@ -1,0 +1,271 @@
+"""Denoise images too large for memory in overlapping tiles with blended seams.
+
+An image of ``H x W`` pixels is cut into tiles of ``tile x tile`` pixels that overlap their
+neighbours by ``overlap`` pixels. Each tile is denoised on its own; where tiles overlap, the
+results are blended with weights that fall linearly to zero across the overlap, after
+discarding a quarter of the overlap at each tile edge (the pixels nearest a cut carry the
+artificial boundary condition and are never used). The weights of all tiles sum to one at
+every pixel, so a constant image stays constant.
+
+Tiles are processed one band of rows at a time, and each finished band is converted straight
+back to the image's dtype: besides the input and the output, only two bands of float values
+and one tile's solver state are held, whatever the image size.
+
+Why tiling changes the result at all: the TV minimiser is not local. A flat region's level
+depends on its whole area, so cutting it moves its value by about ``weight * cut length /
+area``. On natural images the influence of a cut decays within a few dozen pixels at the
+usual weights; :data:`DEFAULT_OVERLAP` is chosen from a measurement (see
+``benchmarks/bench_scale.py``) so that tiled and untiled results agree to 1e-3 at weight 0.1.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from .config import DEFAULT_OVERLAP
+from .errors import InvalidParameterError
+from .image_io import ValueRange, from_unit_range, to_float
+
+__all__ = [
+    "BYTES_PER_VALUE",
+    "DEFAULT_OVERLAP",
+    "DEFAULT_TILE",
+    "TilePlan",
+    "blend_weights",
+    "denoise_tiled",
+    "plan_tiles",
+    "solver_bytes",
+    "tile_for_budget",
+]
+
+#: Tile side used by ``--tile`` when only a memory budget is given and it allows this much.
+DEFAULT_TILE = 1024
+#: Bytes the solvers hold per float32 pixel-channel, a generous bound over the solvers
+#: (the fused ROF kernel needs about 21, Chambolle-Pock about 40, the automatic weight search
+#: solves a batch of two at once).
+BYTES_PER_VALUE = 64
+
+
+def solver_bytes(height: int, width: int, channels: int, *, double: bool = False) -> int:
+    """A bound on the solver memory for one ``height x width x channels`` image."""
+    return height * width * channels * BYTES_PER_VALUE * (2 if double else 1)
+
+
+def tile_for_budget(
+    height: int,
+    width: int,
+    channels: int,
+    budget: int,
+    *,
+    overlap: int = DEFAULT_OVERLAP,
+    double: bool = False,
+) -> int | None:
+    """The tile side to use under a memory budget, or None when the whole image fits.
+
+    The largest multiple of 64 (at most :data:`DEFAULT_TILE` times 4) whose solver state fits
+    half the budget (the other half is for the bands of blended values), and at least
+    ``4 * overlap`` so that tiles are mostly their own pixels.
+    """
+    if solver_bytes(height, width, channels, double=double) <= budget:
+        return None
+    per_pixel = channels * BYTES_PER_VALUE * (2 if double else 1)
+    side = int(math.sqrt(budget / 2 / per_pixel)) // 64 * 64
+    return max(4 * overlap, min(side, 4 * DEFAULT_TILE))
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """Where the tiles lie along one axis: ``spans[k] = (start, stop)`` and their weights."""
+
+    size: int
+    spans: list[tuple[int, int]]
+    weights: list[np.ndarray]
+
+
+def plan_tiles(size: int, tile: int, overlap: int) -> TilePlan:
+    """Tiles of ``tile`` pixels covering ``range(size)``, neighbours overlapping by at least
+    ``overlap`` (the last tile is moved back to end at the edge), with their blend weights.
+
+    Examples
+    --------
+    >>> plan_tiles(10, 6, 2).spans
+    [(0, 6), (4, 10)]
+    >>> plan_tiles(5, 8, 2).spans
+    [(0, 5)]
+    """
+    if tile < 1 or overlap < 0:
+        raise InvalidParameterError(f"tile must be >= 1 and overlap >= 0, got {tile}, {overlap}")
+    if overlap >= tile:
+        raise InvalidParameterError(
+            f"overlap ({overlap}) must be smaller than the tile ({tile}); use a larger --tile"
+        )
+    if size <= tile:
+        spans = [(0, size)]
+    else:
+        step = tile - overlap
+        starts = [*range(0, size - tile, step), size - tile]
+        spans = [(start, start + tile) for start in starts]
+    return TilePlan(size, spans, blend_weights(size, spans, overlap))
+
+
+def blend_weights(size: int, spans: list[tuple[int, int]], overlap: int) -> list[np.ndarray]:
+    """Per-tile weights along one axis that sum to one at every position.
+
+    Inside the image's own edges a tile has full weight. At an edge that cuts the image, its
+    weight is zero over the outer quarter of the overlap, then rises linearly to one at the
+    inner quarter; the weights are then divided by their sum.
+    """
+    margin = overlap // 4
+    ramp = max(overlap - 2 * margin, 1)
+    raw = []
+    for start, stop in spans:
+        position = np.arange(stop - start, dtype=np.float64) + 0.5
+        weight = np.ones(stop - start)
+        if start > 0:
+            weight = np.minimum(weight, np.clip((position - margin) / ramp, 0.0, 1.0))
+        if stop < size:
+            weight = np.minimum(weight, np.clip((position[::-1] - margin) / ramp, 0.0, 1.0))
+        raw.append(weight)
+    total = np.zeros(size)
+    for (start, stop), weight in zip(spans, raw, strict=True):
+        total[start:stop] += weight
+    if not (total > 0).all():  # pragma: no cover - spans always overlap by >= overlap
+        raise InvalidParameterError("tiles leave pixels uncovered; use a larger overlap")
+    return [
+        (weight / total[start:stop]).astype(np.float32)
+        for (start, stop), weight in zip(spans, raw, strict=True)
+    ]
+
+
+def tiles_of(
+    height: int, width: int, tile: int, overlap: int
+) -> Iterator[tuple[tuple[int, int], tuple[int, int]]]:
+    """The tiles' ``((y0, y1), (x0, x1))`` in processing order (rows of tiles, left to right)."""
+    rows, columns = plan_tiles(height, tile, overlap), plan_tiles(width, tile, overlap)
+    for y in rows.spans:
+        for x in columns.spans:
+            yield y, x
+
+
+def denoise_tiled(
+    image: np.ndarray,
+    *,
+    tile: int = DEFAULT_TILE,
+    overlap: int = DEFAULT_OVERLAP,
+    span: ValueRange | None = None,
+    return_record: bool = False,
+    on_tile: Callable[[int, int], object] | None = None,
+    **options: Any,
+) -> Any:
+    """Denoise a large ``(H, W)`` or ``(H, W, C)`` array tile by tile in bounded memory.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        Integer images are scaled by their dtype's maximum, float images are used as they are
+        (as :func:`tvdenoise.denoise` does), unless ``span`` says otherwise.
+    tile, overlap : int
+        Tile side and overlap between neighbouring tiles, in pixels (``overlap < tile``).
+    span : ValueRange, optional
+        The values mapped to [0, 1] before denoising (see
+        :func:`tvdenoise.image_io.to_unit_range`); computed once for the whole image so every
+        tile sees the same scale.
+    return_record : bool
+        Also return one :class:`tvdenoise.SolveRecord` for the whole image (iterations,
+        energies and seconds summed over the tiles, the largest gap, converged only if every
+        tile converged).
+    on_tile : callable, optional
+        Called with ``(done, total)`` after each tile.
+    **options
+        Passed to :func:`tvdenoise.denoise` (weight, beta, tv, color, fidelity, solver,
+        max_iter, tol, device, dtype, callback, sigma, seed, ...). With ``weight="auto"`` the
+        weight is chosen once, on the central ``1024 x 1024`` crop, and used for every tile
+        (a weight per tile would make the seams visible).
+
+    Returns
+    -------
+    numpy.ndarray
+        Same shape and dtype as ``image`` (and the record when ``return_record``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> noisy = np.random.default_rng(0).normal(0.5, 0.1, (40, 50)).astype(np.float32)
+    >>> out = denoise_tiled(noisy, tile=32, overlap=8, weight=0.1)
+    >>> out.shape, out.dtype, bool(out.std() < noisy.std())
+    ((40, 50), dtype('float32'), True)
+    """
+    from .denoising import denoise
+
+    pixels = np.asarray(image)
+    if pixels.ndim not in (2, 3):
+        raise InvalidParameterError(
+            f"denoise_tiled takes an (H, W) or (H, W, C) array, got shape {pixels.shape}"
+        )
+    if span is None:
+        span = ValueRange(0.0, 1.0)
+    height, width = pixels.shape[:2]
+    rows, columns = plan_tiles(height, tile, overlap), plan_tiles(width, tile, overlap)
+
+    choice = None
+    if options.get("weight") == "auto":
+        choice = _choose_weight(pixels, span, options)
+        options = {**options, "weight": choice.weight}
+        options.pop("sigma", None)
+        options.pop("seed", None)
+
+    output = np.empty_like(pixels)
+    records = []
+    total = len(rows.spans) * len(columns.spans)
+    pending: np.ndarray | None = None  # blended rows [pending_start, ...) not yet final
+    pending_start = 0
+    for row_index, ((y0, y1), row_weight) in enumerate(zip(rows.spans, rows.weights, strict=True)):
+        band = np.zeros((y1 - y0, width, *pixels.shape[2:]), dtype=np.float32)
+        for column_index, ((x0, x1), column_weight) in enumerate(
+            zip(columns.spans, columns.weights, strict=True)
+        ):
+            values = span.normalise(to_float(pixels[y0:y1, x0:x1]))
+            denoised, record = denoise(values, **options, return_record=True)
+            records.append(record)
+            weight = np.outer(row_weight, column_weight)
+            if pixels.ndim == 3:
+                weight = weight[..., None]
+            band[:, x0:x1] += denoised * weight
+            if on_tile is not None:
+                on_tile(row_index * len(columns.spans) + column_index + 1, total)
+        if pending is not None:
+            # Rows above this band are final; rows shared with it are added to it.
+            final = y0 - pending_start
+            output[pending_start:y0] = from_unit_range(pending[:final], span, pixels.dtype)
+            band[: pending.shape[0] - final] += pending[final:]
+        pending, pending_start = band, y0
+    if pending is not None:
+        output[pending_start:] = from_unit_range(pending, span, pixels.dtype)
+
+    if not return_record:
+        return output
+    from .solvers.base import combine_records
+
+    record = combine_records(records)
+    if choice is not None:
+        from .auto_weight import with_choice
+
+        record = with_choice(record, choice)
+    return output, record
+
+
+def _choose_weight(pixels: np.ndarray, span: ValueRange, options: dict[str, Any]) -> Any:
+    """The SURE weight of the central crop (at most 1024 x 1024) of the image."""
+    from .denoising import denoise
+
+    height, width = pixels.shape[:2]
+    side = 1024
+    top, left = max((height - side) // 2, 0), max((width - side) // 2, 0)
+    crop = span.normalise(to_float(pixels[top : top + side, left : left + side]))
+    _, record = denoise(crop, **options, return_record=True)
+    return replace(record.weight_choice)
