@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from results import write_section
 
 GREY = ["camera", "moon", "coins", "brick", "grass"]
 COLOUR = ["astronaut", "coffee", "chelsea", "immunohistochemistry", "rocket"]
@@ -172,18 +173,6 @@ def weight_table(names: list[str], size: int) -> tuple[list[str], list[str]]:
     return rows, summary
 
 
-def write_section(lines: list[str]) -> None:
-    begin, end = f"<!-- BEGIN {SECTION} -->", f"<!-- END {SECTION} -->"
-    block = "\n".join([begin, *lines, end])
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        text = head + block + rest.split(end, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    RESULTS.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> list[str]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", nargs="+", default=GREY + COLOUR, choices=GREY + COLOUR)
@@ -210,7 +199,7 @@ def main(argv: list[str] | None = None) -> list[str]:
         lines += summary
     print("\n".join(lines))
     if args.write:
-        write_section(lines)
+        write_section(SECTION, lines)
     return lines
 
 

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
+from results import write_section
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "bench_precision.py"
 IMAGES = ["camera", "moon", "astronaut", "coffee"]
 ORDER = [
@@ -102,15 +101,7 @@ def main() -> None:
     )
     print(text)
     if args.write:
-        begin, end = f"<!-- BEGIN {SECTION} -->", f"<!-- END {SECTION} -->"
-        old = RESULTS.read_text() if RESULTS.exists() else ""
-        block = f"{begin}\n{text}\n{end}"
-        if begin in old:
-            head, _, rest = old.partition(begin)
-            new = head + block + rest.partition(end)[2]
-        else:
-            new = old.rstrip("\n") + "\n\n" + block + "\n"
-        RESULTS.write_text(new)
+        write_section(SECTION, text)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from results import write_section
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -245,18 +245,6 @@ def summary(rows: list[dict[str, object]], betas: list[float]) -> str:
     )
 
 
-def write_section(text: str, path: Path = RESULTS, section: str = SECTION) -> None:
-    """Replace this script's block of ``path`` (create the file or block if missing)."""
-    begin, end = f"<!-- BEGIN {section} -->", f"<!-- END {section} -->"
-    block = f"{begin}\n{text}{end}\n"
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end) + "\n?", re.DOTALL)
-    new = (
-        pattern.sub(lambda _: block, old) if pattern.search(old) else old.rstrip() + "\n\n" + block
-    )
-    path.write_text(new)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", nargs="*", default=list(GREY + COLOUR))
@@ -275,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = run(args.images, args.sigmas, args.crop, args.betas, not args.no_bm3d)
     text = markdown(rows, args.betas, not args.no_bm3d, args.crop, time.perf_counter() - start)
     if not args.quick:
-        write_section(text, args.output)
+        write_section(SECTION, text, args.output)
     print(text)
     return 0 if all(math.isfinite(r["tvd"].psnr) for r in rows) else 1  # type: ignore[union-attr]
 

@@ -35,6 +35,7 @@ import numpy as np
 # must be set before torch loads the OpenMP runtime.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch
+from results import write_section
 
 from tvdenoise.fidelity import L2Fidelity
 from tvdenoise.ops import divergence, gradient
@@ -394,7 +395,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"Peak memory of the default solve (float32, 3 channels, vectorial): {memory:.1f} bytes "
         "per pixel-channel (RSS peak minus RSS before the image was made)"
     )
-    write_section(args.output, lines)
+    write_section(
+        SECTION, [f"## Speed ({SECTION}, {time.strftime('%Y-%m-%d')})", "", *lines], args.output
+    )
     return results
 
 
@@ -427,19 +430,6 @@ TOLERANCES = (1e-2, 3e-3, 1e-3, 3e-4, 1e-4)
 def per_iteration_checked(problem: Problem) -> float:
     seconds, _ = best_time(lambda: solve_rof(problem, max_iter=100, tol=0, check_every=10), 3)
     return seconds / 100
-
-
-def write_section(path: Path, lines: list[str]) -> None:
-    begin, end = f"<!-- BEGIN {SECTION} -->", f"<!-- END {SECTION} -->"
-    block = "\n".join(
-        [begin, f"## Speed ({SECTION}, {time.strftime('%Y-%m-%d')})", "", *lines, end]
-    )
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    if begin in text and end in text:
-        text = text[: text.index(begin)] + block + text[text.index(end) + len(end) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text)
 
 
 if __name__ == "__main__":

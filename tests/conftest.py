@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,6 +10,10 @@ import torch
 from hypothesis import settings
 
 torch.set_num_threads(2)
+
+# The benchmark scripts import their shared helpers (benchmarks/results.py) as a top-level
+# module, as they do when run as scripts.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 # CI runs the property tests with a fixed seed (.ci/run sets HYPOTHESIS_PROFILE=ci), so a
 # landing never depends on luck; locally they explore new examples on every run.

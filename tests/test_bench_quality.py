@@ -10,6 +10,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import bench_quality
+from results import write_section
 
 
 def test_quick_run_prints_a_table(capsys) -> None:
@@ -32,8 +33,8 @@ def test_oracle_finds_the_peak_of_a_known_curve() -> None:
 def test_write_section_replaces_only_its_block(tmp_path: Path) -> None:
     path = tmp_path / "RESULTS.md"
     path.write_text("# R\n\n<!-- BEGIN other.py -->\nkeep\n<!-- END other.py -->\n")
-    bench_quality.write_section("first\n", path)
-    bench_quality.write_section("second\n", path)
+    write_section(bench_quality.SECTION, "first\n", path)
+    write_section(bench_quality.SECTION, "second\n", path)
     text = path.read_text()
     assert "keep" in text and "second" in text and "first" not in text
     assert text.count("<!-- BEGIN bench_quality.py -->") == 1
