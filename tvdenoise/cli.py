@@ -13,6 +13,7 @@ interrupted by SIGINT/SIGTERM.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -20,14 +21,13 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 
 from . import __version__, config
-from .errors import ConfigError, InvalidParameterError, TVDenoiseError
+from .errors import ClusterError, ConfigError, InvalidParameterError, TVDenoiseError
 
 # OpenMP threads that spin at barriers waiting for work slow every parallel step several times
 # on a machine that is also running other things (measured in benchmarks/RESULTS.md); a
@@ -98,7 +98,7 @@ def _summary_line(result: JobResult) -> str:
     )
 
 
-@contextmanager
+@contextlib.contextmanager
 def _stop_on_signals(stop: threading.Event) -> Iterator[dict[str, int]]:
     """While inside, SIGINT and SIGTERM ask the batch to stop instead of killing it."""
     caught: dict[str, int] = {}
@@ -285,6 +285,13 @@ def run(
     shard: str | None = typer.Option(
         None, "--shard", metavar="K/N", help="Process only shard K of N (1 <= K <= N)."
     ),
+    dask_scheduler: str | None = typer.Option(
+        None,
+        "--dask-scheduler",
+        metavar="ADDRESS",
+        help="Denoise on a Dask cluster's workers, e.g. tcp://host:8786 (needs "
+        "tvdenoise[dask] and a filesystem shared with the workers; --workers is ignored).",
+    ),
     config_file: str | None = typer.Option(
         None, "--config", metavar="FILE", help="TOML settings file (see --show-config)."
     ),
@@ -349,6 +356,7 @@ def run(
         batch_size=batch_size,
         recursive=recursive,
         skip_existing=skip_existing,
+        dask_scheduler=dask_scheduler,
     )
     try:
         settings = _effective_settings(ctx, given, preset, config_file)
@@ -369,7 +377,7 @@ def run(
             reports=_ReportSpec(report or [], reference, report_images, settings),
             estimate_noise=estimate_noise,
         )
-    except (InvalidParameterError, ConfigError, _Usage) as error:
+    except (InvalidParameterError, ConfigError, ClusterError, _Usage) as error:
         _error(err, str(error))
         raise typer.Exit(EXIT_USAGE) from None
     raise typer.Exit(exit_code)
@@ -426,6 +434,12 @@ def _run(
     if inputs.count(planning.STDIO) > 1:
         raise _Usage("- (stdin) can be given only once")
     shard = planning.parse_shard(shard_text) if shard_text is not None else None
+    scheduler = settings["dask_scheduler"]
+    if scheduler is not None and (planning.STDIO in inputs or output == planning.STDIO):
+        raise _Usage(
+            "--dask-scheduler sends files to the cluster's workers: stdin (-) and stdout "
+            "(-o -) cannot be used with it"
+        )
 
     from pathlib import Path
 
@@ -458,7 +472,8 @@ def _run(
                 output_format_for(job.target if job.format is None else f"x.{job.format}")
             except TVDenoiseError as error:
                 raise _Usage(str(error)) from None
-    if settings["device"] not in ("auto", "cpu"):
+    # With a cluster the device is resolved on each worker, which may have a GPU this lacks.
+    if settings["device"] not in ("auto", "cpu") and scheduler is None:
         from .denoising import resolve_device
 
         resolve_device(settings["device"])
@@ -467,6 +482,19 @@ def _run(
 
     if reports is not None and reports.paths:
         jobs = reports.prepare(jobs)
+    client = None
+    if scheduler is not None and not dry_run:
+        # Before any output, so an unreachable scheduler is one error line and exit code 2.
+        from .distributed import connect
+
+        client = connect(scheduler)
+        if settings["workers"] > 1 and not quiet:
+            err.print(
+                "tvdenoise: --workers is ignored with --dask-scheduler (the cluster's worker "
+                "threads run the images)",
+                markup=False,
+                soft_wrap=True,
+            )
     reporter = _Reporter(err, json_lines=json_lines, quiet=quiet, reports=reports)
     reporter.order = {job.label: index for index, job in enumerate(jobs)}
     for name, reason in found.problems:
@@ -500,7 +528,14 @@ def _run(
     if any(job.source is None for job in todo):
         stdin_data = sys.stdin.buffer.read()
     return _execute(
-        todo, settings, reporter, overwrite=overwrite, stdin_data=stdin_data, quiet=quiet, err=err
+        todo,
+        settings,
+        reporter,
+        overwrite=overwrite,
+        stdin_data=stdin_data,
+        quiet=quiet,
+        err=err,
+        client=client,
     )
 
 
@@ -551,7 +586,9 @@ def _execute(
     stdin_data: bytes | None,
     quiet: bool,
     err: Console,
+    client: Any = None,
 ) -> int:
+    """Run the jobs locally, or on the Dask cluster of ``client`` (closed here)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .batch import run_jobs
@@ -568,7 +605,8 @@ def _execute(
         transient=True,
     )
     stop = threading.Event()
-    with _stop_on_signals(stop) as caught, progress:
+    closing = contextlib.closing(client) if client is not None else contextlib.nullcontext()
+    with closing, _stop_on_signals(stop) as caught, progress:
         overall = progress.add_task("images", total=len(jobs), status="") if len(jobs) > 1 else None
         current: dict[str, Any] = {}
 
@@ -583,18 +621,31 @@ def _execute(
             status = f"gap {info.gap:.1e}" if info.gap is not None else ""
             progress.update(current["task"], completed=info.iteration, status=status)
 
+        if client is not None:
+            from .distributed import run_jobs_dask
+
+            results = run_jobs_dask(
+                jobs,
+                settings,
+                address=client,
+                overwrite=overwrite,
+                stop=stop,
+                report=reporter.wants_records,
+            )
+        else:
+            results = run_jobs(
+                jobs,
+                settings,
+                workers=workers,
+                overwrite=overwrite,
+                stop=stop,
+                stdin_data=stdin_data,
+                on_start=on_start,
+                on_iteration=on_iteration,
+                report=reporter.wants_records,
+            )
         finished = 0
-        for result in run_jobs(
-            jobs,
-            settings,
-            workers=workers,
-            overwrite=overwrite,
-            stop=stop,
-            stdin_data=stdin_data,
-            on_start=on_start,
-            on_iteration=on_iteration,
-            report=reporter.wants_records,
-        ):
+        for result in results:
             finished += 1
             reporter.result(result, progress.console)
             if result.data is not None:

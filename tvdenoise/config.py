@@ -193,6 +193,14 @@ def _sigma(key: str, value: Any) -> float:
     return _validate.positive(key, value)
 
 
+def _scheduler_address(key: str, value: Any) -> str:
+    """A Dask scheduler address such as ``tcp://host:8786`` (checked when connecting)."""
+    address = _string(key, value).strip()
+    if not address:
+        raise ConfigError(f"{key} must be a scheduler address like tcp://host:8786, got {value!r}")
+    return address
+
+
 def _tol(key: str, value: Any) -> float:
     return _validate.non_negative(key, value)
 
@@ -227,6 +235,7 @@ KEYS: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
     "batch_size": (1, _validate.positive_int),
     "recursive": (False, _boolean),
     "skip_existing": (False, _boolean),
+    "dask_scheduler": (None, _scheduler_address),
 }
 DEFAULTS: dict[str, Any] = {key: default for key, (default, _) in KEYS.items()}
 

@@ -25,3 +25,8 @@ class ImageWriteError(TVDenoiseError):
 
 class ConfigError(TVDenoiseError):
     """A configuration file or preset is invalid (a usage error, exit code 2)."""
+
+
+class ClusterError(TVDenoiseError):
+    """A Dask cluster cannot be used: the ``dask`` extra is missing or the scheduler cannot be
+    reached (a usage error, exit code 2)."""
