@@ -729,7 +729,9 @@ def load_image(
     ((512, 512, 3), dtype('uint8'), True)
     """
     name = os.fspath(path)
-    image = decode_image(_read_file(name), name=name, max_pixels=max_pixels)
+    data = _read_file(name)
+    image = decode_image(data, name=name, max_pixels=max_pixels)
+    _release(data)
     image.path = Path(name)
     return image
 
@@ -772,9 +774,25 @@ def load_stack(
     (12, 512, 512)
     """
     name = os.fspath(path)
-    stack = decode_stack(_read_file(name), name=name, max_pixels=max_pixels)
+    data = _read_file(name)
+    stack = decode_stack(data, name=name, max_pixels=max_pixels)
+    _release(data)
     stack.path = Path(name)
     return stack
+
+
+#: Encoded files at least this large are freed as soon as they are decoded (see _release).
+_RELEASE_ABOVE = 64 * 2**20
+
+
+def _release(data: bytes) -> None:
+    """Free a large file's encoded bytes now. Decoders (tifffile's pages, Pillow's images)
+    keep the stream that wraps them in reference cycles, so without a collection the bytes
+    of a 100-megapixel TIFF stay in memory beside its pixels until the next one."""
+    if len(data) >= _RELEASE_ABOVE:
+        import gc
+
+        gc.collect()
 
 
 def _read_file(name: str) -> bytes:

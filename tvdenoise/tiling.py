@@ -241,11 +241,11 @@ def denoise_tiled(
         if pending is not None:
             # Rows above this band are final; rows shared with it are added to it.
             final = y0 - pending_start
-            output[pending_start:y0] = from_unit_range(pending[:final], span, pixels.dtype)
+            _emit(output, pending_start, pending[:final], span)
             band[: pending.shape[0] - final] += pending[final:]
         pending, pending_start = band, y0
     if pending is not None:
-        output[pending_start:] = from_unit_range(pending, span, pixels.dtype)
+        _emit(output, pending_start, pending, span)
 
     if not return_record:
         return output
@@ -257,6 +257,17 @@ def denoise_tiled(
 
         record = with_choice(record, choice)
     return output, record
+
+
+def _emit(output: np.ndarray, start: int, values: np.ndarray, span: ValueRange) -> None:
+    """Write final unit-range rows into ``output`` from row ``start``, converting 64 rows at
+    a time (the conversion to integers works in float64: a whole band at once would need
+    several times the band's size in temporaries)."""
+    for top in range(0, values.shape[0], 64):
+        rows = values[top : top + 64]
+        output[start + top : start + top + rows.shape[0]] = from_unit_range(
+            rows, span, output.dtype
+        )
 
 
 def _choose_weight(pixels: np.ndarray, span: ValueRange, options: dict[str, Any]) -> Any:

@@ -19,7 +19,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#define DEFINE_KERNELS(T, SUFFIX)                                                              \
+#define DEFINE_KERNELS(T, SUFFIX, SQRT)                                                              \
     static void dual_sweep_##SUFFIX(const T *ubar, T *p, long images, long channels, long h,   \
                                     long w, int anisotropic, T weight, T sigma, int threads)   \
     {                                                                                          \
@@ -46,12 +46,19 @@
                         norm_x[j] += px[j] * px[j];                                            \
                     }                                                                          \
                 }                                                                              \
-                if (!anisotropic)                                                              \
-                    for (long j = 0; j < w; ++j) norm_y[j] = norm_x[j] = norm_y[j] + norm_x[j];\
-                for (long j = 0; j < w; ++j) {                                                 \
-                    const T my = sqrt(norm_y[j]), mx = sqrt(norm_x[j]);                        \
-                    norm_y[j] = my > weight ? weight / my : (T)1;                              \
-                    norm_x[j] = mx > weight ? weight / mx : (T)1;                              \
+                /* Scale factors weight / max(|p|, weight): 1 inside the ball, branch-free so \
+                 * the loops vectorise (sqrt and division in the working precision). */        \
+                if (!anisotropic) {                                                            \
+                    for (long j = 0; j < w; ++j) {                                             \
+                        const T m = SQRT(norm_y[j] + norm_x[j]);                               \
+                        norm_y[j] = norm_x[j] = weight / (m > weight ? m : weight);            \
+                    }                                                                          \
+                } else {                                                                       \
+                    for (long j = 0; j < w; ++j) {                                             \
+                        const T my = SQRT(norm_y[j]), mx = SQRT(norm_x[j]);                    \
+                        norm_y[j] = weight / (my > weight ? my : weight);                      \
+                        norm_x[j] = weight / (mx > weight ? mx : weight);                      \
+                    }                                                                          \
                 }                                                                              \
                 for (long c = 0; c < channels; ++c) {                                          \
                     T *py = p + ((n * channels + c) * 2) * plane + i * w;                      \
@@ -73,7 +80,9 @@
         const long plane = h * w;                                                              \
         const T scale = (T)1 / ((T)1 + tau);                                                   \
         T *zeros = (T *)calloc((size_t)w, sizeof(T));                                          \
-        _Pragma("omp parallel for schedule(static) num_threads(threads)")                      \
+        _Pragma("omp parallel num_threads(threads)")                                           \
+        {                                                                                      \
+        _Pragma("omp for schedule(static)")                                                    \
         for (long row = 0; row < images * channels * h; ++row) {                               \
             const long image = row / h, i = row % h;                                           \
             const T *restrict py = p + image * 2 * plane + i * w;                              \
@@ -95,6 +104,7 @@
                 uu[j] = new_u;                                                                 \
                 ub[j] = new_u + theta * (new_u - old);                                         \
             }                                                                                  \
+        }                                                                                      \
         }                                                                                      \
         free(zeros);                                                                           \
     }                                                                                          \
@@ -161,5 +171,5 @@
         }                                                                                      \
     }
 
-DEFINE_KERNELS(float, f32)
-DEFINE_KERNELS(double, f64)
+DEFINE_KERNELS(float, f32, sqrtf)
+DEFINE_KERNELS(double, f64, sqrt)
