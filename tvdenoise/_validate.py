@@ -19,7 +19,10 @@ FIDELITY_NAMES = ("l2", "l1", "poisson")
 SOLVER_NAMES = ("auto", "chambolle_pock", "rof", "accelerated", "gd", "adam")
 EXACT_SOLVERS = ("auto", "chambolle_pock", "rof")
 DEFAULT_MAX_ITER = 2000
-DEFAULT_TOL = 1e-4
+#: The loosest relative gap at which the PSNR of the beta = 1 benchmark images (camera and
+#: astronaut 512x512, retina 4 MP; benchmarks/bench_speed.py) is within 0.01 dB of the
+#: converged result: 1e-3 already misses by 0.016 dB on retina, 3e-4 is within 0.004 dB.
+DEFAULT_TOL = 3e-4
 
 
 def choice(name: str, value: object, allowed: Iterable[str]) -> str:
