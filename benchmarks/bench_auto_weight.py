@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from results import write_section
+from common import write_section
 
 GREY = ["camera", "moon", "coins", "brick", "grass"]
 COLOUR = ["astronaut", "coffee", "chelsea", "immunohistochemistry", "rocket"]

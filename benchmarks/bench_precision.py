@@ -20,33 +20,18 @@ import os
 
 import numpy as np
 import torch
-from results import write_section
+from common import central_crop, noisy_image, write_section
 
 SECTION = "bench_precision.py"
 IMAGES = ["camera", "moon", "astronaut", "coffee"]
-ORDER = [
-    "camera",
-    "moon",
-    "coins",
-    "brick",
-    "grass",
-    "astronaut",
-    "coffee",
-    "chelsea",
-    "immunohistochemistry",
-    "rocket",
-]
 
 
 def noisy(name: str, size: int = 256, sigma: float = 25.0) -> tuple[np.ndarray, np.ndarray]:
+    """The clean and the noisy central crop of a DESIGN section 7 image."""
     from skimage import data, img_as_float
 
     clean = img_as_float(getattr(data, name)())
-    z = np.random.default_rng(1234 + ORDER.index(name)).standard_normal(clean.shape)
-    h, w = clean.shape[:2]
-    top, left = (h - size) // 2, (w - size) // 2
-    window = (slice(top, top + size), slice(left, left + size))
-    return clean[window], (clean + sigma / 255 * z)[window]
+    return central_crop(clean, size), central_crop(noisy_image(name, sigma), size)
 
 
 def solve_in(f: np.ndarray, dtype: torch.dtype, iterations: int) -> np.ndarray:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from results import write_section
+from common import write_section
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 

@@ -35,38 +35,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from results import RESULTS, write_section
+from common import RESULTS, central_crop, noisy_image, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "bench_scale.py"
-ORDER = [
-    "camera",
-    "moon",
-    "coins",
-    "brick",
-    "grass",
-    "astronaut",
-    "coffee",
-    "chelsea",
-    "immunohistochemistry",
-    "rocket",
-]
 OVERLAP_IMAGES = ["camera", "coins", "astronaut", "coffee"]
 OVERLAPS = (16, 32, 48, 64, 96, 128)
-
-
-def noisy_image(name: str, sigma: float = 25.0) -> np.ndarray:
-    from skimage import data, img_as_float
-
-    clean = img_as_float(getattr(data, name)())
-    z = np.random.default_rng(1234 + ORDER.index(name)).standard_normal(clean.shape)
-    return clean + sigma / 255 * z
-
-
-def crop(image: np.ndarray, size: int) -> np.ndarray:
-    h, w = image.shape[:2]
-    top, left = (h - size) // 2, (w - size) // 2
-    return image[top : top + size, left : left + size]
 
 
 def part_overlap(args: argparse.Namespace) -> list[str]:
@@ -82,7 +56,7 @@ def part_overlap(args: argparse.Namespace) -> list[str]:
     ]
     worst = dict.fromkeys(OVERLAPS, 0.0)
     for name in OVERLAP_IMAGES:
-        f = crop(noisy_image(name), 384)
+        f = central_crop(noisy_image(name), 384)
         reference = denoise(f, **options)
         cells = []
         for overlap in OVERLAPS:

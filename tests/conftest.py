@@ -11,7 +11,7 @@ from hypothesis import settings
 
 torch.set_num_threads(2)
 
-# The benchmark scripts import their shared helpers (benchmarks/results.py) as a top-level
+# The benchmark scripts import their shared helpers (benchmarks/common.py) as a top-level
 # module, as they do when run as scripts.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 

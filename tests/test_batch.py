@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tomllib
+from helpers import save_noisy_png
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -25,24 +26,14 @@ runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _save(path: Path, seed: int, size: int = 24) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    clean = np.full((size, size), 60.0)
-    clean[size // 4 : 3 * size // 4, size // 3 :] = 190.0
-    noisy = np.clip(clean + 25 * rng.standard_normal(clean.shape), 0, 255)
-    Image.fromarray(noisy.astype(np.uint8)).save(path)
-    return path
-
-
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
     """in/a.png, in/b.png, in/sub/c.png, in/sub/deeper/d.png, a text file, a hidden image."""
     root = tmp_path / "in"
     for seed, name in enumerate(["a.png", "b.png", "sub/c.png", "sub/deeper/d.png"]):
-        _save(root / name, seed)
+        save_noisy_png(root / name, seed)
     (root / "notes.txt").write_text("not an image")
-    _save(root / ".hidden.png", 9)
+    save_noisy_png(root / ".hidden.png", 9)
     return root
 
 
@@ -206,7 +197,7 @@ def test_signal_mid_batch_leaves_complete_outputs_and_resumes(
 ) -> None:
     folder = tmp_path / "in"
     for i in range(16):
-        _save(folder / f"img{i:02d}.png", i, size=64)
+        save_noisy_png(folder / f"img{i:02d}.png", i, size=64)
     out = tmp_path / "out"
     # --tol 0: every image runs all its iterations, long enough to be caught mid-batch.
     args = [str(folder), "-o", str(out), "--tol", "0", "--max-iter", "400", "--json"]
@@ -258,7 +249,7 @@ def test_workers_give_the_same_outputs_as_one_process(tree: Path, tmp_path: Path
 def test_shards_are_disjoint_and_cover_the_whole_set(tmp_path: Path) -> None:
     folder = tmp_path / "in"
     for i in range(11):
-        _save(folder / f"{i:02d}.png", i, size=4)
+        save_noisy_png(folder / f"{i:02d}.png", i, size=4)
     everything = set()
     sizes = []
     for k in (1, 2, 3):

@@ -10,7 +10,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import bench_quality
-from results import write_section
+from common import write_section
 
 
 def test_quick_run_prints_a_table(capsys) -> None:

@@ -13,9 +13,8 @@ import sys
 import threading
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
+from helpers import save_noisy_png
 from typer.testing import CliRunner
 
 from tvdenoise import planning
@@ -39,21 +38,12 @@ def scheduler() -> str:
         yield cluster.scheduler_address
 
 
-def _save(path: Path, seed: int, size: int = 24) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    clean = np.full((size, size), 60.0)
-    clean[size // 4 : 3 * size // 4, size // 3 :] = 190.0
-    noisy = np.clip(clean + 25 * rng.standard_normal(clean.shape), 0, 255)
-    Image.fromarray(noisy.astype(np.uint8)).save(path)
-
-
 @pytest.fixture
 def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """in/ with four small images (two in a subfolder); the working folder is tmp_path, so
     inputs and outputs are named by relative paths, as users type them."""
     for seed, name in enumerate(NAMES):
-        _save(tmp_path / "in" / name, seed)
+        save_noisy_png(tmp_path / "in" / name, seed)
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -180,7 +170,7 @@ def test_dask_scheduler_is_a_config_key(folder: Path) -> None:
 
 def _jobs(folder: Path, count: int) -> list[planning.Job]:
     for seed in range(len(NAMES), count):
-        _save(folder / "in" / f"extra{seed}.png", seed)
+        save_noisy_png(folder / "in" / f"extra{seed}.png", seed)
     found = planning.discover(["in"], recursive=True)
     jobs, _ = planning.plan(found.sources, "out", folder_inputs=True)
     assert len(jobs) == count

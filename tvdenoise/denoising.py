@@ -188,7 +188,7 @@ def denoise(
         Called with a :class:`tvdenoise.solvers.IterationInfo` at every evaluated iteration.
     check_every : int, optional
         Evaluate energy and gap (and call ``callback``) every this many iterations; by
-        default 20 for the fused ``rof`` kernel (its check costs about two iterations) and
+        default 25 for the fused ``rof`` kernel (its check costs about two iterations) and
         10 for the other solvers.
     time_limit : float, optional
         Stop after about this many seconds.
