@@ -17,8 +17,9 @@ searched on ``log(weight)``: three trials a factor 2 apart around ``0.7 sigma`` 
 ``sqrt(C)`` for vectorial colour), moving the bracket while its lowest risk is at an end; then
 one more trial at the vertex of the parabola through the bracket (the risk curve is lopsided on
 smooth images, and a vertex from points a factor 2 apart missed the oracle by up to 0.9 dB);
-the weight is the vertex of the parabola through the lowest measured risk and its neighbours. Each trial starts from the
-nearest earlier trial's solution, and the final solve from the nearest trial's.
+the weight is the vertex of the parabola through the lowest measured risk and its neighbours.
+Each trial starts from the nearest earlier trial's solution, and the final solve from the
+nearest trial's.
 
 References
 ----------
@@ -294,9 +295,7 @@ def search_weight(
         # images), so the vertex of a parabola through points a factor 2 apart can miss
         # by half a step: measure the risk there too, then fit the three points around the
         # lowest one.
-        vertex, _ = parabola_vertex(
-            (low, risks[low]), (centre, risks[centre]), (high, risks[high])
-        )
+        vertex, _ = parabola_vertex((low, risks[low]), (centre, risks[centre]), (high, risks[high]))
         if min(abs(vertex - t) for t in risks) > REFINE_MIN:
             risk(vertex)
     chosen, estimate = _lowest(risks)

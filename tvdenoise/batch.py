@@ -312,7 +312,8 @@ def _solve(
     from .denoising import denoise
     from .image_io import from_unit_range, to_unit_range
 
-    tile = None if volume or settings is None else tile_size(pixels.shape, settings)
+    settings = settings or {}
+    tile = None if volume or not settings else tile_size(pixels.shape, settings)
     if tile is not None:
         from .config import DEFAULT_OVERLAP
         from .image_io import value_range

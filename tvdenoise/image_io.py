@@ -2216,19 +2216,7 @@ def save_image(
     name = os.fspath(path)
     target = Path(name)
     image_format = _target_format(target, name, format, like)
-    pixels, alpha, own_metadata = _parts(image, name)
-    metadata: dict[str, Any] = {}
-    if like is not None:
-        metadata.update(like.metadata)
-        pixels = _convert_dtype(pixels, like.pixels.dtype)
-        if alpha is None and like.alpha is not None:
-            alpha = like.alpha
-            if alpha.shape != pixels.shape[:2]:
-                raise ImageWriteError(
-                    f"{name}: the alpha of the original image has shape {alpha.shape}, "
-                    f"the pixels to write have shape {pixels.shape}"
-                )
-    metadata.update(own_metadata)
+    pixels, alpha, metadata = _take_from_original(*_parts(image, name), like, name, "image")
     _check_quality(quality)
 
     _check_target(target, name, overwrite)
@@ -2289,25 +2277,40 @@ def save_stack(
     name = os.fspath(path)
     target = Path(name)
     image_format = _target_format(target, name, format, like)
-    pages, alpha, own_metadata = _stack_parts(stack, name)
-    metadata: dict[str, Any] = {}
-    if like is not None:
-        metadata.update(like.metadata)
-        pages = _convert_dtype(pages, like.pixels.dtype)
-        if alpha is None and like.alpha is not None:
-            alpha = like.alpha
-            if alpha.shape != pages.shape[:3]:
-                raise ImageWriteError(
-                    f"{name}: the alpha of the original stack has shape {alpha.shape}, "
-                    f"the pages to write have shape {pages.shape}"
-                )
-    metadata.update(own_metadata)
+    pages, alpha, metadata = _take_from_original(*_stack_parts(stack, name), like, name, "stack")
     _check_quality(quality)
 
     _check_target(target, name, overwrite)
     encoded = _encode_pages(pages, alpha, image_format, metadata, quality, name)
     _write_atomically(target, encoded, name, overwrite)
     return target
+
+
+def _take_from_original(
+    pixels: np.ndarray,
+    alpha: np.ndarray | None,
+    own_metadata: Mapping[str, Any],
+    like: ImageFile | ImageStack | None,
+    name: str,
+    kind: str,
+) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
+    """What an output takes from the ``like`` it was made from: its dtype, its alpha when the
+    output has none, and its metadata (under the output's own). ``kind`` is "image" (alpha
+    (H, W)) or "stack" (alpha (P, H, W))."""
+    metadata: dict[str, Any] = {}
+    if like is not None:
+        metadata.update(like.metadata)
+        pixels = _convert_dtype(pixels, like.pixels.dtype)
+        if alpha is None and like.alpha is not None:
+            alpha = like.alpha
+            dims, what = (2, "pixels") if kind == "image" else (3, "pages")
+            if alpha.shape != pixels.shape[:dims]:
+                raise ImageWriteError(
+                    f"{name}: the alpha of the original {kind} has shape {alpha.shape}, "
+                    f"the {what} to write have shape {pixels.shape}"
+                )
+    metadata.update(own_metadata)
+    return pixels, alpha, metadata
 
 
 def _target_format(
