@@ -21,8 +21,8 @@ usual weights; :data:`DEFAULT_OVERLAP` is chosen from a measurement (see
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -140,16 +140,6 @@ def blend_weights(size: int, spans: list[tuple[int, int]], overlap: int) -> list
         (weight / total[start:stop]).astype(np.float32)
         for (start, stop), weight in zip(spans, raw, strict=True)
     ]
-
-
-def tiles_of(
-    height: int, width: int, tile: int, overlap: int
-) -> Iterator[tuple[tuple[int, int], tuple[int, int]]]:
-    """The tiles' ``((y0, y1), (x0, x1))`` in processing order (rows of tiles, left to right)."""
-    rows, columns = plan_tiles(height, tile, overlap), plan_tiles(width, tile, overlap)
-    for y in rows.spans:
-        for x in columns.spans:
-            yield y, x
 
 
 def denoise_tiled(
@@ -279,4 +269,4 @@ def _choose_weight(pixels: np.ndarray, span: ValueRange, options: dict[str, Any]
     top, left = max((height - side) // 2, 0), max((width - side) // 2, 0)
     crop = span.normalise(to_float(pixels[top : top + side, left : left + side]))
     _, record = denoise(crop, **options, return_record=True)
-    return replace(record.weight_choice)
+    return record.weight_choice
