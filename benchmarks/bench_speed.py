@@ -361,6 +361,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "gap": gap,
             "seconds": seconds,
             "skimage_seconds": sk_seconds,
+            "skimage_iterations": sk_iterations,
+            "replay_iterations": predicted,
             "clean": clean,
             "u_star": u_star,
             "f": f,
