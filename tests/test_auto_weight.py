@@ -146,3 +146,20 @@ def test_benchmark_runs_on_a_tiny_crop() -> None:
     text = "\n".join(lines)
     assert "| camera | 25 |" in text and "auto - oracle PSNR" in text
     assert not math.isnan(float(text.split("auto - oracle PSNR: mean ")[1].split(" ")[0]))
+    assert "| camera | 512x512 |" in text and "- whole images: wall time median" in text
+
+
+def test_large_images_are_searched_on_their_central_crop(camera_crop, monkeypatch) -> None:
+    # With the crop side lowered to 32, a 64x48 image's weight is the one its central 32x32
+    # window gets on its own, and the final solve still covers the whole image.
+    import tvdenoise.auto_weight as auto_weight
+
+    _, noisy = camera_crop
+    image = np.ascontiguousarray(noisy[:64, :48])
+    window = image[16:48, 8:40]
+    own = tvd.choose_weight(window, sigma=25 / 255)
+    monkeypatch.setattr(auto_weight, "SEARCH_SIDE", 32)
+    result, record = tvd.denoise(image, weight="auto", sigma=25 / 255, return_record=True)
+    assert record.weight_choice.weight == pytest.approx(own.weight, rel=1e-6)
+    assert result.shape == image.shape and record.converged
+    assert np.allclose(result, tvd.denoise(image, weight=own.weight), atol=1e-3)

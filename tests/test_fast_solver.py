@@ -4,6 +4,7 @@ independent energy, the compiled kernel's cache and fallback, batching, records,
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from test_solvers import _problem, _reference_energy
 from tvdenoise.errors import InvalidParameterError
 from tvdenoise.fidelity import L2Fidelity
 from tvdenoise.solvers import IterationInfo, Problem, native, solve
-from tvdenoise.solvers.primal_dual import solve_primal_dual
+from tvdenoise.solvers.primal_dual import feasible_dual, solve_primal_dual
 from tvdenoise.solvers.rof import DEFAULT_GAMMA, DEFAULT_TAU, solve_rof
 
 COUPLINGS = list(itertools.product(["isotropic", "anisotropic"], ["vectorial", "channelwise"]))
@@ -200,3 +201,41 @@ def test_cuda_agrees_with_cpu(astronaut_crop, tv: str, color: str) -> None:
     gpu, record = solve_rof(on_gpu, max_iter=5000, tol=1e-6)
     assert gpu.is_cuda and record.converged
     assert torch.allclose(gpu.cpu(), cpu, atol=1e-4)
+
+
+@pytest.mark.parametrize("solver", ["rof", "chambolle_pock"])
+def test_dual_warm_start_resumes_where_a_solve_stopped(camera_crop, solver: str) -> None:
+    # Solved once to a tight gap, the same problem restarted from its own primal and dual
+    # is already converged: it stops at its first check, at the same minimiser, while a start
+    # from the primal alone (dual at zero) must work its way back.
+    problem = _problem(camera_crop[1][:48, :40].astype(np.float64), weight=0.12)
+    dual = torch.zeros((1, 1, 2, 48, 40), dtype=torch.float64)
+    u, first = solve(problem, solver, max_iter=5000, tol=1e-7, dual=dual)
+    assert first.converged and first.iterations > 50
+    assert float(dual.abs().max()) > 0.05  # the final dual came back
+    norms = dual.pow(2).sum(2).sqrt()
+    assert float(norms.max()) <= 0.12 * (1 + 1e-9)
+    options = {"max_iter": 5000, "tol": 1e-6, "check_every": 5}
+    again, resumed = solve(problem, solver, init=u, dual=dual.clone(), **options)
+    _, primal_only = solve(problem, solver, init=u, **options)
+    assert resumed.iterations == 5 and primal_only.iterations > 5
+    assert torch.allclose(again, u, atol=1e-5)
+
+
+def test_dual_start_is_projected_and_its_shape_checked(camera_crop) -> None:
+    problem = _problem(camera_crop[1][:32, :32].astype(np.float64), weight=0.1)
+    # The dual of the same image at twice the weight lies outside |p| <= 0.1 in places: it
+    # is projected onto the ball first, and the solve reaches the same minimiser.
+    dual = torch.zeros((1, 1, 2, 32, 32), dtype=torch.float64)
+    solve_rof(replace(problem, weight=0.2), max_iter=3000, tol=1e-6, dual=dual)
+    assert float(dual.pow(2).sum(2).sqrt().max()) > 0.15
+    projected = feasible_dual(dual, problem)
+    norms = projected.pow(2).sum(2).sqrt()
+    assert float(norms.max()) == pytest.approx(0.1) and float(norms.min()) >= 0.0
+    inside = dual.pow(2).sum(2).sqrt() <= 0.1
+    assert torch.equal(projected[:, :, 0][inside], dual[:, :, 0][inside])
+    u, record = solve_rof(problem, max_iter=3000, tol=1e-6, dual=dual)
+    reference, _ = solve_rof(problem, max_iter=3000, tol=1e-6)
+    assert record.converged and torch.allclose(u, reference, atol=1e-4)
+    with pytest.raises(InvalidParameterError, match=r"dual must have shape \(1, 1, 2, 32, 32\)"):
+        solve_rof(problem, max_iter=10, tol=1e-4, dual=torch.zeros(1, 1, 32, 32))

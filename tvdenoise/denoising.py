@@ -285,12 +285,12 @@ def denoise(
         options["eps"],
         steps,
     )
-    init = None
+    init = dual = None
     if auto:
         from .auto_weight import search_weight, with_choice
 
         with torch.no_grad():
-            choice, init = search_weight(
+            choice, init, dual = search_weight(
                 problem,
                 sigma,
                 solver=options["solver"],
@@ -315,6 +315,7 @@ def denoise(
             check_every=check_every,
             time_limit=time_limit,
             init=init,
+            dual=dual,
         )
     if auto:
         record = with_choice(record, choice)

@@ -24,6 +24,7 @@ noise, ``pca`` the most (see benchmarks/RESULTS.md).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -99,6 +100,10 @@ def estimate_sigma(image: Any, method: str = "weak_texture", per_channel: bool =
     if not np.isfinite(values).all():
         raise InvalidParameterError("image contains NaN or infinite values")
     estimator = _ESTIMATORS[method]
+    if method == "weak_texture":
+        # The pooled variance averages n * c estimates: share the patch budget among them.
+        budget = max(_WEAK_SAMPLES // (n * c), _WEAK_MIN_SAMPLES)
+        estimator = functools.partial(_sigma_weak_texture, samples=budget)
     variances = np.array([[estimator(values[i, k]) ** 2 for k in range(c)] for i in range(n)])
     if per_channel:
         return [float(s) for s in np.sqrt(variances.mean(axis=0))]
@@ -163,40 +168,75 @@ def texture_operator(patch: int) -> np.ndarray:
 # because numpy lacks the inverse gamma function; tests/test_noise.py checks it) are weak.
 _WEAK_PATCH = 7
 _WEAK_THRESHOLD = 81.82076743668523
+# Patches in the covariances of the weak-texture estimator at most, shared among the channels
+# (and samples) whose variances are pooled, but at least _WEAK_MIN_SAMPLES per channel.
+_WEAK_SAMPLES = 1 << 15
+_WEAK_MIN_SAMPLES = 1 << 13
 
 
-def _sigma_weak_texture(channel: np.ndarray, iterations: int = 3) -> float:
-    """Liu-Tanaka-Okutomi: smallest eigenvalue of the covariance of weakly textured patches."""
+def _sigma_weak_texture(channel: np.ndarray, iterations: int = 3, samples: int = 1 << 15) -> float:
+    """Liu-Tanaka-Okutomi: smallest eigenvalue of the covariance of weakly textured patches.
+
+    The texture strength of every 7x7 patch comes from box sums (integral images) of the
+    squared central differences, so it costs a few passes over the image; the covariance is
+    taken over at most ``samples`` of the selected patches, evenly spaced in raster order.
+    """
     patch = _WEAK_PATCH
-    h, w = channel.shape
-    count = (h - patch + 1) * (w - patch + 1)
-    stride = max(1, math.ceil(math.sqrt(count / _MAX_PATCHES)))
-    windows = np.lib.stride_tricks.sliding_window_view(channel, (patch, patch))[::stride, ::stride]
-    patches = windows.reshape(-1, patch * patch)
-    # Texture strength: the squared central differences inside each patch (the trace of its
-    # gradient covariance), ||D y||^2 with D = texture_operator(patch).
-    dx = (windows[..., :, 2:] - windows[..., :, :-2]) / 2.0
-    dy = (windows[..., 2:, :] - windows[..., :-2, :]) / 2.0
-    strength = (dx**2).sum(axis=(-2, -1)).ravel() + (dy**2).sum(axis=(-2, -1)).ravel()
+    x = np.ascontiguousarray(channel, dtype=np.float64)
+    h, w = x.shape
+    rows, cols = h - patch + 1, w - patch + 1
+    # Texture strength ||D y||^2 of the patch at (r, c), D = texture_operator(patch): the
+    # squared central differences across (columns c+1..c+patch-2 of rows r..r+patch-1) plus
+    # those down (rows r+1..r+patch-2 of columns c..c+patch-1).
+    across = np.zeros_like(x)
+    across[:, 1:-1] = ((x[:, 2:] - x[:, :-2]) / 2.0) ** 2
+    down = np.zeros_like(x)
+    down[1:-1, :] = ((x[2:, :] - x[:-2, :]) / 2.0) ** 2
+    strength = _box_sums(across, patch, patch - 2, 0, 1, rows, cols) + _box_sums(
+        down, patch - 2, patch, 1, 0, rows, cols
+    )
+    strength = strength.ravel()
+    offsets = (np.arange(patch)[:, None] * w + np.arange(patch)[None, :]).ravel()
+    flat = x.ravel()
 
-    def smallest_eigenvalue(x: np.ndarray) -> float:
-        # torch's matrix product: 2 to 3 times numpy's here, and it keeps to torch's threads.
-        values = torch.from_numpy(x)
-        centred = values - values.mean(dim=0)
-        covariance = (centred.T @ centred).numpy() / (len(x) - 1)
+    def smallest_eigenvalue(positions: np.ndarray) -> float:
+        if len(positions) > samples:
+            positions = positions[np.linspace(0, len(positions) - 1, samples).astype(int)]
+        starts = positions // cols * w + positions % cols
+        patches = torch.from_numpy(flat[starts[:, None] + offsets[None, :]])
+        # Centred in float64, multiplied in float32 (twice as fast; the covariance's
+        # eigenvalues span about 1e4 at most, well within float32's precision).
+        centred = (patches - patches.mean(dim=0)).float()
+        covariance = (centred.T @ centred).double().numpy() / (len(patches) - 1)
         smallest = np.linalg.eigvalsh(covariance)[0]
         # The smallest eigenvalue of a sample covariance of n noise vectors of dimension p
         # sits near sigma^2 (1 - sqrt(p / n))^2 (Marchenko-Pastur's lower edge): undo that.
-        return float(max(smallest, 0.0) / (1.0 - math.sqrt(x.shape[1] / len(x))) ** 2)
+        return float(max(smallest, 0.0) / (1.0 - math.sqrt(patch * patch / len(patches))) ** 2)
 
-    variance = smallest_eigenvalue(patches)
+    variance = smallest_eigenvalue(np.arange(rows * cols))
     for _ in range(1, iterations):
-        weak = strength < variance * _WEAK_THRESHOLD
-        if np.count_nonzero(weak) < patch * patch:
+        weak = np.flatnonzero(strength < variance * _WEAK_THRESHOLD)
+        if len(weak) < 2 * patch * patch:
             break
-        patches, strength = patches[weak], strength[weak]
-        variance = smallest_eigenvalue(patches)
+        variance = smallest_eigenvalue(weak)
     return float(math.sqrt(variance))
+
+
+def _box_sums(
+    values: np.ndarray, height: int, width: int, top: int, left: int, rows: int, cols: int
+) -> np.ndarray:
+    """``out[r, c] = values[r + top : r + top + height, c + left : c + left + width].sum()``
+    for ``r < rows``, ``c < cols``, from an integral image."""
+    integral = np.zeros((values.shape[0] + 1, values.shape[1] + 1))
+    np.cumsum(np.cumsum(values, axis=0), axis=1, out=integral[1:, 1:])
+    r0, c0 = top, left
+    r1, c1 = top + height, left + width
+    return (
+        integral[r1 : r1 + rows, c1 : c1 + cols]
+        - integral[r0 : r0 + rows, c1 : c1 + cols]
+        - integral[r1 : r1 + rows, c0 : c0 + cols]
+        + integral[r0 : r0 + rows, c0 : c0 + cols]
+    )
 
 
 _ESTIMATORS = {

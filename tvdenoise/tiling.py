@@ -261,11 +261,12 @@ def _emit(output: np.ndarray, start: int, values: np.ndarray, span: ValueRange) 
 
 
 def _choose_weight(pixels: np.ndarray, span: ValueRange, options: dict[str, Any]) -> Any:
-    """The SURE weight of the central crop (at most 1024 x 1024) of the image."""
+    """The SURE weight of the central crop (at most SEARCH_SIDE^2) of the image."""
+    from .auto_weight import SEARCH_SIDE
     from .denoising import denoise
 
     height, width = pixels.shape[:2]
-    side = 1024
+    side = SEARCH_SIDE
     top, left = max((height - side) // 2, 0), max((width - side) // 2, 0)
     crop = span.normalise(to_float(pixels[top : top + side, left : left + side]))
     _, record = denoise(crop, **options, return_record=True)

@@ -66,6 +66,7 @@ def solve(
     check_every: int | None = None,
     time_limit: float | None = None,
     init: torch.Tensor | None = None,
+    dual: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, SolveRecord]:
     """Run the named solver (``"auto"`` picks the fastest exact choice) on ``problem``.
 
@@ -78,6 +79,13 @@ def solve(
     callback sees both stages (iteration numbers continue across them; the first stage reports
     the beta = 1 energy). The record's ``history`` holds the beta < 1 stage only, so its
     energies are all of the energy that was minimised.
+
+    ``init`` is a starting point for the primal variable (``f`` if omitted). ``dual`` is one
+    for the dual variable of the primal-dual solvers (``rof``, ``chambolle_pock``), of shape
+    (N, C, ndim, *spatial) and projected onto ``|p| <= weight``; on return it holds the final
+    dual, so a solve at a nearby weight can start from both (:mod:`tvdenoise.auto_weight`
+    does, with the dual scaled by the ratio of the weights). The other solvers have no dual
+    variable and leave it untouched.
     """
     if check_every is None:
         fused = solver in ("auto", "rof") and fused_available(problem)
@@ -89,12 +97,14 @@ def solve(
         check_every=check_every,
         time_limit=time_limit,
     )
+    if solver in ("rof", "chambolle_pock"):
+        return SOLVERS[solver](problem, init=init, dual=dual, **options)
     if solver != "auto":
         return SOLVERS[solver](problem, init=init, **options)
     if fused_available(problem):
-        return solve_rof(problem, init=init, **options)
+        return solve_rof(problem, init=init, dual=dual, **options)
     if problem.beta == 1.0 and problem.eps == 0.0:
-        return solve_primal_dual(problem, init=init, **options)
+        return solve_primal_dual(problem, init=init, dual=dual, **options)
     if problem.beta >= 1.0 or init is not None:
         return solve_accelerated(problem, init=init, **options)
     # Non-convex: start from the convex beta = 1 minimiser, a good basin for the descent.

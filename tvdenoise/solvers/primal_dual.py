@@ -30,6 +30,7 @@ import math
 import torch
 
 from .. import _validate
+from ..errors import InvalidParameterError
 from ..ops import coupled_squared_norm, difference_norm_squared, divergence, gradient
 from .base import Callback, Monitor, Problem, SolveRecord, relative_change
 
@@ -53,6 +54,19 @@ def project_dual(p: torch.Tensor, radius: float, tv: str, color: str) -> torch.T
     return p / magnitude
 
 
+def feasible_dual(dual: torch.Tensor, problem: Problem) -> torch.Tensor:
+    """A starting dual variable: a copy of ``dual`` on ``problem``'s device and dtype,
+    projected onto ``|p| <= weight``, after checking its shape."""
+    n, c, *spatial = problem.f.shape
+    expected = (n, c, problem.ndim, *spatial)
+    if tuple(dual.shape) != expected:
+        raise InvalidParameterError(
+            f"dual must have shape {expected} for this problem, got {tuple(dual.shape)}"
+        )
+    p = dual.to(problem.f, copy=True)
+    return project_dual(p, problem.weight, problem.tv, problem.color)
+
+
 def solve_primal_dual(
     problem: Problem,
     *,
@@ -62,10 +76,15 @@ def solve_primal_dual(
     check_every: int = 10,
     time_limit: float | None = None,
     init: torch.Tensor | None = None,
+    dual: torch.Tensor | None = None,
     tau: float | None = None,
     gamma: float | None = None,
 ) -> tuple[torch.Tensor, SolveRecord]:
-    """Solve the beta = 1 problem exactly; stop when the relative primal-dual gap <= tol."""
+    """Solve the beta = 1 problem exactly; stop when the relative primal-dual gap <= tol.
+
+    ``dual`` is a starting dual variable, projected onto the feasible set; on return it holds
+    the final one (see :func:`tvdenoise.solvers.solve`).
+    """
     _validate.solver_applies("chambolle_pock", problem.beta, problem.eps)
     f = problem.f
     weight, tv, color = problem.weight, problem.tv, problem.color
@@ -82,7 +101,7 @@ def solve_primal_dual(
     sigma = 1.0 / (norm_squared * tau)
     u = f.clone() if init is None else init.clone()
     u_bar = u.clone()
-    p = torch.zeros_like(gradient(u, ndim))
+    p = torch.zeros_like(gradient(u, ndim)) if dual is None else feasible_dual(dual, problem)
     monitor = Monitor("chambolle_pock", max_iter, tol, callback, check_every, time_limit)
 
     iteration = 0
@@ -101,4 +120,6 @@ def solve_primal_dual(
             gap = float(gaps.max().clamp(min=0.0))
             if monitor.report(iteration, energy, gap, relative_change(u, u_previous), gap):
                 break
+    if dual is not None:
+        dual.copy_(p)
     return u, monitor.record(iteration, eps=0.0)

@@ -34,6 +34,7 @@ from ..errors import InvalidParameterError
 from ..ops import difference_norm_squared, divergence
 from . import native
 from .base import Callback, Monitor, Problem, SolveRecord
+from .primal_dual import feasible_dual
 
 __all__ = ["applies", "fused_available", "solve_rof"]
 
@@ -193,6 +194,7 @@ def solve_rof(
     check_every: int = 10,
     time_limit: float | None = None,
     init: torch.Tensor | None = None,
+    dual: torch.Tensor | None = None,
     tau: float | None = None,
     gamma: float | None = None,
     backend: str = "auto",
@@ -203,7 +205,7 @@ def solve_rof(
     ----------
     problem : Problem
         L2 fidelity, beta = 1, eps = 0, ``f`` of shape (N, C, H, W) on any device.
-    max_iter, tol, callback, check_every, time_limit, init
+    max_iter, tol, callback, check_every, time_limit, init, dual
         As for every solver (:func:`tvdenoise.solvers.solve`).
     tau, gamma : float, optional
         Initial primal step and acceleration; by default ``DEFAULT_TAU`` and ``DEFAULT_GAMMA``.
@@ -228,7 +230,7 @@ def solve_rof(
     problem = Problem(f, problem.weight, 1.0, problem.tv, problem.color, problem.fidelity)
     u = (f if init is None else init.to(f)).clone(memory_format=torch.contiguous_format)
     n, c, h, w = f.shape
-    p = f.new_zeros((n, c, 2, h, w))
+    p = f.new_zeros((n, c, 2, h, w)) if dual is None else feasible_dual(dual, problem)
     kernel = _native_kernel(f, backend)
     iteration_runner = (
         _NativeIteration(problem, u, p, kernel)
@@ -243,11 +245,13 @@ def solve_rof(
         count = min(check_every - iteration % check_every, max_iter - iteration)
         iteration_runner.run(count, step, gamma)
         iteration += count
-        primal, dual, change = iteration_runner.measure(problem, _last_theta(step[0], gamma))
-        gaps = (primal - dual) / primal.abs().clamp(min=1e-300)
+        primal, dual_value, change = iteration_runner.measure(problem, _last_theta(step[0], gamma))
+        gaps = (primal - dual_value) / primal.abs().clamp(min=1e-300)
         gap = float(gaps.max().clamp(min=0.0))
         if monitor.report(iteration, primal, gap, change, gap):
             break
+    if dual is not None:
+        dual.copy_(p)
     return u, monitor.record(iteration, eps=0.0)
 
 
