@@ -18,8 +18,10 @@ searched on ``log(weight)``: three trials a factor 2 apart around ``0.7 sigma`` 
 one more trial at the vertex of the parabola through the bracket (the risk curve is lopsided on
 smooth images, and a vertex from points a factor 2 apart missed the oracle by up to 0.9 dB);
 the weight is the vertex of the parabola through the lowest measured risk and its neighbours.
-Each trial starts from the nearest earlier trial's solution, and the final solve from the
-nearest trial's.
+Trials solve to a relative gap of ``SEARCH_TOL`` (3e-3: the risk curve is flat near its
+minimum), each starting from the nearest earlier trial's primal and dual solution (the dual
+scaled by the ratio of the weights), and so does the final solve. Images larger than
+``SEARCH_SIDE`` (1024) on a side are searched on their central crop of that size.
 
 References
 ----------
