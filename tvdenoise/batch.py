@@ -140,6 +140,16 @@ def _make_parent(target: Path) -> None:
         ) from error
 
 
+def denoise_options(settings: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of :func:`tvdenoise.denoise` that ``settings`` sets."""
+    options = {key: settings[key] for key in DENOISE_KEYS if key in settings}
+    if options.get("weight") == "auto" and settings.get("sigma") is not None:
+        options["sigma"] = settings["sigma"]
+    if settings.get("spacing") is not None:
+        options["spacing"] = settings["spacing"]
+    return options
+
+
 def process_job(
     job: Job,
     settings: dict[str, Any],
@@ -166,9 +176,7 @@ def process_job(
     start = time.perf_counter()
     result = JobResult(job.label, job.target_label, "failed")
     image = None
-    options = {key: settings[key] for key in DENOISE_KEYS if key in settings}
-    if options.get("weight") == "auto" and settings.get("sigma") is not None:
-        options["sigma"] = settings["sigma"]
+    options = denoise_options(settings)
     result.settings = dict(options)
     stack_mode = settings.get("stack", "off")
     max_pixels = settings.get("max_pixels", DEFAULT_MAX_PIXELS) or None
@@ -459,7 +467,7 @@ def _solve_batches(
         if on_iteration is not None:
             on_iteration(info)
 
-    options = {key: settings[key] for key in DENOISE_KEYS if key in settings}
+    options = denoise_options(settings)
     device = resolve_device(settings.get("device", "auto"))
     solved: dict[int, tuple[Any, Any, Any]] = {}
     for members in groups.values():

@@ -266,6 +266,13 @@ def run(
         metavar="MODE",
         help="Multi-page files: off, frames (each page alone) or volume (3-D TV).",
     ),
+    spacing: str | None = typer.Option(
+        None,
+        "--spacing",
+        metavar="STEPS",
+        help="Grid steps, 'dy,dx' or with --stack volume 'dz,dy,dx' (e.g. '3,1,1' for a "
+        "z-step three times the pixel size).",
+    ),
     all_frames: bool = typer.Option(
         False, "--all-frames", help="Denoise every frame of a GIF/WebP (same as --stack frames)."
     ),
@@ -350,6 +357,7 @@ def run(
         quality=quality,
         max_pixels=max_pixels,
         stack="frames" if all_frames and stack == "off" else stack,
+        spacing=spacing,
         tile=tile,
         tile_overlap=tile_overlap,
         max_memory=max_memory,
@@ -422,6 +430,12 @@ def _run(
         )
     if auto and settings["stack"] == "volume" and not estimate_noise:
         raise _Usage("--stack volume needs a numeric --weight (auto is for 2-D images)")
+    spacing = settings["spacing"]
+    if spacing is not None and (len(spacing) == 3) != (settings["stack"] == "volume"):
+        raise _Usage(
+            f"--spacing has {len(spacing)} steps: give 3 (dz, dy, dx) with --stack volume and "
+            "2 (dy, dx) otherwise"
+        )
     if settings["tile"] and settings["tile_overlap"] >= settings["tile"]:
         raise _Usage(
             f"--tile-overlap ({settings['tile_overlap']}) must be smaller than --tile "

@@ -201,6 +201,22 @@ def _scheduler_address(key: str, value: Any) -> str:
     return address
 
 
+def _spacing(key: str, value: Any) -> tuple[float, ...]:
+    """Grid steps: a TOML array or a comma-separated string of 2 (dy, dx) or 3 (dz, dy, dx)
+    positive numbers."""
+    items = value.replace(",", " ").split() if isinstance(value, str) else value
+    try:
+        steps = tuple(float(item) for item in items)
+    except (TypeError, ValueError):
+        steps = ()
+    if len(steps) not in (2, 3) or not all(math.isfinite(h) and h > 0 for h in steps):
+        raise ConfigError(
+            f"{key} must be 2 (dy, dx) or 3 (dz, dy, dx) positive grid steps, such as "
+            f"'1,1' or '2.5,1,1', got {value!r}"
+        )
+    return steps
+
+
 def _tol(key: str, value: Any) -> float:
     return _validate.non_negative(key, value)
 
@@ -229,6 +245,7 @@ KEYS: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
     "quality": (None, _quality),
     "max_pixels": (DEFAULT_MAX_PIXELS, _max_pixels),
     "stack": ("off", lambda k, v: _validate.choice(k, v, STACK_MODES)),
+    "spacing": (None, _spacing),
     "tile": (0, _non_negative_int),
     "tile_overlap": (DEFAULT_OVERLAP, _non_negative_int),
     "max_memory": (DEFAULT_MAX_MEMORY, _memory),
@@ -316,6 +333,8 @@ def _toml_value(value: Any) -> str:
         if not math.isfinite(value):  # pragma: no cover - checks refuse these
             raise ValueError(f"cannot write {value!r} to TOML")
         return repr(value)
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
     # JSON string escapes are valid TOML basic-string escapes.
     return json.dumps(str(value), ensure_ascii=False)
 

@@ -18,8 +18,8 @@ Four estimators, all on images scaled as :func:`tvdenoise.denoise` scales them (
 
 ``benchmarks/bench_auto_weight.py`` measures them on scikit-image's test images with added
 noise: ``weak_texture`` alone meets the project's target there (median relative error 6 %
-at sigma 5 and within 4.2 % at sigma 10 to 50 of 255); the others overestimate on textured images (grass, coins) at low
-noise, ``pca`` the most (see benchmarks/RESULTS.md).
+at sigma 5 and within 4.2 % at sigma 10 to 50 of 255); the others overestimate on textured
+images (grass, coins) at low noise, ``pca`` the most (see benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
