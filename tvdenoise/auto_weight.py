@@ -144,8 +144,8 @@ def sure(
     ``u_probe`` is the denoiser's output for ``f + step * probe``; all tensors share a shape.
     """
     n = f.numel()
-    residual = float(((u - f).double() ** 2).sum()) / n
-    divergence = float((probe.double() * (u_probe - u).double()).sum()) / (step * n)
+    residual = float(torch.linalg.vector_norm(u - f, dtype=torch.float64)) ** 2 / n
+    divergence = float((probe * (u_probe - u)).sum(dtype=torch.float64)) / (step * n)
     return residual - sigma**2 + 2.0 * sigma**2 * divergence
 
 

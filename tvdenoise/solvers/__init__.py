@@ -82,9 +82,10 @@ def solve(
 
     ``init`` is a starting point for the primal variable (``f`` if omitted). ``dual`` is one
     for the dual variable of the primal-dual solvers (``rof``, ``chambolle_pock``), of shape
-    (N, C, ndim, *spatial) and projected onto ``|p| <= weight``; on return it holds the final
-    dual, so a solve at a nearby weight can start from both (:mod:`tvdenoise.auto_weight`
-    does, with the dual scaled by the ratio of the weights). The other solvers have no dual
+    (N, C, ndim, *spatial) (any values: the first dual step projects it onto
+    ``|p| <= weight``); on return it holds the final dual, so a solve at a nearby weight can
+    start from both (:mod:`tvdenoise.auto_weight` does, with the dual scaled by the ratio of
+    the weights). The other solvers have no dual
     variable and leave it untouched.
     """
     if check_every is None:

@@ -54,17 +54,21 @@ def project_dual(p: torch.Tensor, radius: float, tv: str, color: str) -> torch.T
     return p / magnitude
 
 
-def feasible_dual(dual: torch.Tensor, problem: Problem) -> torch.Tensor:
-    """A starting dual variable: a copy of ``dual`` on ``problem``'s device and dtype,
-    projected onto ``|p| <= weight``, after checking its shape."""
+def start_dual(dual: torch.Tensor, problem: Problem) -> torch.Tensor:
+    """The dual variable to start from: ``dual`` itself when it is contiguous on ``problem``'s
+    device and dtype (a solver then updates it in place), else a contiguous copy. Its shape is
+    checked; its values need not be feasible, since the first dual step projects onto
+    ``|p| <= weight``."""
     n, c, *spatial = problem.f.shape
     expected = (n, c, problem.ndim, *spatial)
     if tuple(dual.shape) != expected:
         raise InvalidParameterError(
             f"dual must have shape {expected} for this problem, got {tuple(dual.shape)}"
         )
-    p = dual.to(problem.f, copy=True)
-    return project_dual(p, problem.weight, problem.tv, problem.color)
+    same = dual.dtype == problem.f.dtype and dual.device == problem.f.device
+    if same and dual.is_contiguous():
+        return dual
+    return dual.to(problem.f).contiguous()
 
 
 def solve_primal_dual(
@@ -82,8 +86,8 @@ def solve_primal_dual(
 ) -> tuple[torch.Tensor, SolveRecord]:
     """Solve the beta = 1 problem exactly; stop when the relative primal-dual gap <= tol.
 
-    ``dual`` is a starting dual variable, projected onto the feasible set; on return it holds
-    the final one (see :func:`tvdenoise.solvers.solve`).
+    ``dual`` is a starting dual variable; on return it holds the final one (see
+    :func:`tvdenoise.solvers.solve`).
     """
     _validate.solver_applies("chambolle_pock", problem.beta, problem.eps)
     f = problem.f
@@ -101,7 +105,7 @@ def solve_primal_dual(
     sigma = 1.0 / (norm_squared * tau)
     u = f.clone() if init is None else init.clone()
     u_bar = u.clone()
-    p = torch.zeros_like(gradient(u, ndim)) if dual is None else feasible_dual(dual, problem)
+    p = torch.zeros_like(gradient(u, ndim)) if dual is None else start_dual(dual, problem)
     monitor = Monitor("chambolle_pock", max_iter, tol, callback, check_every, time_limit)
 
     iteration = 0

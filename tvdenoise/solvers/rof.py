@@ -34,7 +34,7 @@ from ..errors import InvalidParameterError
 from ..ops import difference_norm_squared, divergence
 from . import native
 from .base import Callback, Monitor, Problem, SolveRecord
-from .primal_dual import feasible_dual
+from .primal_dual import start_dual
 
 __all__ = ["applies", "fused_available", "solve_rof"]
 
@@ -230,7 +230,7 @@ def solve_rof(
     problem = Problem(f, problem.weight, 1.0, problem.tv, problem.color, problem.fidelity)
     u = (f if init is None else init.to(f)).clone(memory_format=torch.contiguous_format)
     n, c, h, w = f.shape
-    p = f.new_zeros((n, c, 2, h, w)) if dual is None else feasible_dual(dual, problem)
+    p = f.new_zeros((n, c, 2, h, w)) if dual is None else start_dual(dual, problem)
     kernel = _native_kernel(f, backend)
     iteration_runner = (
         _NativeIteration(problem, u, p, kernel)
@@ -250,7 +250,7 @@ def solve_rof(
         gap = float(gaps.max().clamp(min=0.0))
         if monitor.report(iteration, primal, gap, change, gap):
             break
-    if dual is not None:
+    if dual is not None and p is not dual:
         dual.copy_(p)
     return u, monitor.record(iteration, eps=0.0)
 
