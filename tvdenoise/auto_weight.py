@@ -91,7 +91,8 @@ class WeightChoice:
         Every weight tried by the search, in order, with its SURE value.
     iterations : int
         Solver iterations of all trials together (each trial solves a batch of two: the
-        image and the probed image).
+        image and the probed image; for images over ``SEARCH_SIDE`` on a side, on their
+        central crop).
     seconds : float
         Time spent choosing (noise estimate and trials), not counting the final solve.
     """
