@@ -163,3 +163,44 @@ def test_large_images_are_searched_on_their_central_crop(camera_crop, monkeypatc
     assert record.weight_choice.weight == pytest.approx(own.weight, rel=1e-6)
     assert result.shape == image.shape and record.converged
     assert np.allclose(result, tvd.denoise(image, weight=own.weight), atol=1e-3)
+
+
+def test_every_exact_solver_path_chooses_the_same_weight(camera_crop) -> None:
+    # The search warm-starts the primal-dual solvers from the nearest trial's dual: the
+    # fused rof kernel, its PyTorch fallback and the generic chambolle_pock must agree on
+    # the weight (they solve the same problems, to the same tolerance) and on the image.
+    _, noisy = camera_crop
+    options = {"weight": "auto", "sigma": 25 / 255, "return_record": True}
+    results = {
+        solver: tvd.denoise(noisy, solver=solver, **options) for solver in ("rof", "chambolle_pock")
+    }
+    weights = {solver: record.weight_choice.weight for solver, (_, record) in results.items()}
+    assert weights["rof"] == pytest.approx(weights["chambolle_pock"], rel=0.03)
+    first, second = (image for image, _ in results.values())
+    assert np.abs(first - second).max() < 0.02
+    # beta > 1 runs the accelerated solver, which has no dual: the search still works.
+    image, record = tvd.denoise(noisy, beta=1.5, **options)
+    assert record.solver == "accelerated" and record.converged
+    assert 0.01 < record.weight_choice.weight < 1.0
+    assert _psnr(image, camera_crop[0]) > _psnr(noisy, camera_crop[0]) + 3
+
+
+def test_trials_start_warm_even_when_one_solution_is_kept(camera_crop, monkeypatch) -> None:
+    # Trial solutions beyond KEEP are dropped (highest risk first) to bound memory; with
+    # KEEP = 1 every trial after the first must still start from a kept solution.
+    import tvdenoise.auto_weight as auto_weight
+
+    held: list[bool] = []
+    real_solve = auto_weight.solve
+
+    def counting_solve(problem, *args, **kwargs):
+        held.append(kwargs["init"] is not None)
+        return real_solve(problem, *args, **kwargs)
+
+    monkeypatch.setattr(auto_weight, "solve", counting_solve)
+    monkeypatch.setattr(auto_weight, "KEEP", 1)
+    _, noisy = camera_crop
+    _, record = tvd.denoise(noisy, weight="auto", sigma=25 / 255, return_record=True)
+    trials = record.weight_choice.trials
+    assert len(trials) >= 3 and len(held) == len(trials)
+    assert held[0] is False and all(held[1:])  # every later trial starts warm
