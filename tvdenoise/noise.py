@@ -174,7 +174,9 @@ _WEAK_SAMPLES = 1 << 15
 _WEAK_MIN_SAMPLES = 1 << 13
 
 
-def _sigma_weak_texture(channel: np.ndarray, iterations: int = 3, samples: int = 1 << 15) -> float:
+def _sigma_weak_texture(
+    channel: np.ndarray, iterations: int = 3, samples: int = _WEAK_SAMPLES
+) -> float:
     """Liu-Tanaka-Okutomi: smallest eigenvalue of the covariance of weakly textured patches.
 
     The texture strength of every 7x7 patch comes from box sums (integral images) of the

@@ -85,8 +85,7 @@ def solve(
     (N, C, ndim, *spatial) (any values: the first dual step projects it onto
     ``|p| <= weight``); on return it holds the final dual, so a solve at a nearby weight can
     start from both (:mod:`tvdenoise.auto_weight` does, with the dual scaled by the ratio of
-    the weights). The other solvers have no dual
-    variable and leave it untouched.
+    the weights). The other solvers have no dual variable and leave it untouched.
     """
     if check_every is None:
         fused = solver in ("auto", "rof") and fused_available(problem)
