@@ -275,7 +275,7 @@ def search_weight(
     # The primal-dual solvers (beta = 1, eps = 0) also start from the nearest trial's dual.
     uses_dual = problem.beta == 1.0 and problem.eps == 0.0 and solver in SOLVERS_WITH_DUAL
     # Solutions (primal, dual) of the trials with the lowest risks, to start later trials from.
-    solutions: dict[float, tuple[torch.Tensor, torch.Tensor]] = {}
+    solutions: dict[float, tuple[torch.Tensor, torch.Tensor | None]] = {}
     risks: dict[float, float] = {}
     trials: list[tuple[float, float]] = []
     iterations = 0
@@ -283,16 +283,17 @@ def search_weight(
     def nearest(log_weight: float) -> float | None:
         return min(solutions, key=lambda t: abs(t - log_weight), default=None)
 
-    def start_from(log_weight: float, size: int) -> tuple[torch.Tensor | None, torch.Tensor]:
+    def start_from(log_weight: float, size: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Primal and dual starting points for a solve at ``log_weight`` on the first
         ``size`` images of the pair: the nearest trial's, its dual scaled to the new weight
-        (the dual is bounded by the weight, and its direction changes slowly with it)."""
+        (the dual is bounded by the weight, and its direction changes slowly with it); no
+        dual where the solver has none."""
         known = nearest(log_weight)
         if known is None:
             _, c, *spatial = pair.f.shape
-            return None, pair.f.new_zeros((size, c, pair.ndim, *spatial) if uses_dual else ())
+            return None, pair.f.new_zeros((size, c, pair.ndim, *spatial)) if uses_dual else None
         u, p = solutions[known]
-        return u[:size], p[:size] * math.exp(log_weight - known) if uses_dual else p
+        return u[:size], None if p is None else p[:size] * math.exp(log_weight - known)
 
     def risk(log_weight: float) -> float:
         nonlocal iterations
@@ -304,7 +305,7 @@ def search_weight(
             max_iter=max_iter,
             tol=search_tol,
             init=init,
-            dual=dual if uses_dual else None,
+            dual=dual,
             check_every=SEARCH_CHECK_EVERY,
         )
         iterations += record.iterations
@@ -363,7 +364,7 @@ def search_weight(
     if cropped:
         return choice, None, None
     init, dual = start_from(chosen, count)
-    return choice, init, dual if uses_dual else None
+    return choice, init, dual
 
 
 def central_crop(values: Any, side: int) -> Any:
