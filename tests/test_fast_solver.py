@@ -17,7 +17,8 @@ from tvdenoise.solvers import IterationInfo, Problem, native, solve
 from tvdenoise.solvers.primal_dual import solve_primal_dual
 from tvdenoise.solvers.rof import DEFAULT_GAMMA, DEFAULT_TAU, solve_rof
 
-COUPLINGS = list(itertools.product(["isotropic", "anisotropic"], ["vectorial", "channelwise"]))
+TV_KINDS = ["isotropic", "anisotropic", "symmetric"]
+COUPLINGS = list(itertools.product(TV_KINDS, ["vectorial", "channelwise"]))
 BACKENDS = ["native", "torch"]
 
 

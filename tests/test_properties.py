@@ -13,7 +13,7 @@ from tvdenoise.ops import divergence, gradient
 shapes = st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(1, 9), st.integers(1, 9))
 options = st.fixed_dictionaries(
     {
-        "tv": st.sampled_from(["isotropic", "anisotropic"]),
+        "tv": st.sampled_from(["isotropic", "anisotropic", "symmetric"]),
         "color": st.sampled_from(["vectorial", "channelwise"]),
         "beta": st.sampled_from([0.5, 1.0, 1.5, 2.0, 3.0]),
     }
@@ -32,6 +32,11 @@ def test_adjoint_identity_on_any_shape(shape: tuple[int, ...], seed: int) -> Non
     p = _tensor((*shape[:2], 2, *shape[2:]), seed + 1)
     lhs = float((gradient(u) * p).sum())
     rhs = float(-(u * divergence(p)).sum())
+    assert abs(lhs - rhs) <= 1e-10 * (1 + abs(lhs))
+    # With the backward stencil appended (symmetric TV): the same identity.
+    q = _tensor((*shape[:2], 4, *shape[2:]), seed + 2)
+    lhs = float((gradient(u, symmetric=True) * q).sum())
+    rhs = float(-(u * divergence(q, symmetric=True)).sum())
     assert abs(lhs - rhs) <= 1e-10 * (1 + abs(lhs))
 
 

@@ -35,11 +35,22 @@ def _numpy_tv(u: np.ndarray, beta: float, tv: str, color: str, eps: float) -> fl
     dx = np.zeros_like(u)
     dy[:-1] = np.diff(u, axis=0)
     dx[:, :-1] = np.diff(u, axis=1)
-    if tv == "isotropic":
-        squares = dy**2 + dx**2
-        if color == "vectorial":
-            squares = squares.sum(axis=2)
-        return float(((squares + eps**2) ** (beta / 2)).sum())
+    if tv in ("isotropic", "symmetric"):
+        # symmetric: the mean of the forward stencil's term and the backward stencil's,
+        # u[i, j] - u[i - 1, j] and u[i, j] - u[i, j - 1] (0 in the first row / column).
+        stencils = [(dy, dx)]
+        if tv == "symmetric":
+            by, bx = np.zeros_like(u), np.zeros_like(u)
+            by[1:] = u[1:] - u[:-1]
+            bx[:, 1:] = u[:, 1:] - u[:, :-1]
+            stencils.append((by, bx))
+        total = 0.0
+        for sy, sx in stencils:
+            squares = sy**2 + sx**2
+            if color == "vectorial":
+                squares = squares.sum(axis=2)
+            total += float(((squares + eps**2) ** (beta / 2)).sum())
+        return total / len(stencils)
     total = 0.0
     for d in (dy, dx):
         squares = d**2 if color == "channelwise" else (d**2).sum(axis=2)
@@ -84,7 +95,9 @@ def _neumann_dct_solution(f: np.ndarray, weight: float) -> np.ndarray:
     )
 
 
-@pytest.mark.parametrize("tv", ["isotropic", "anisotropic"])
+# For beta = 2, symmetric TV is the forward one: the backward squares are the forward squares
+# moved by one pixel, so the mean of the two stencils is the same sum.
+@pytest.mark.parametrize("tv", ["isotropic", "anisotropic", "symmetric"])
 @pytest.mark.parametrize("weight", [0.1, 1.0])
 def test_beta2_matches_dct_closed_form(camera_crop, tv: str, weight: float) -> None:
     _, noisy = camera_crop
@@ -108,7 +121,10 @@ def test_beta2_colour_vectorial_matches_dct_per_channel(astronaut_crop) -> None:
         (1.0, "isotropic", "vectorial"),
         (1.0, "anisotropic", "channelwise"),
         (1.0, "anisotropic", "vectorial"),
+        (1.0, "symmetric", "channelwise"),
+        (1.0, "symmetric", "vectorial"),
         (1.5, "isotropic", "vectorial"),
+        (1.5, "symmetric", "vectorial"),
         (2.0, "isotropic", "channelwise"),
         (3.0, "anisotropic", "channelwise"),
     ],
@@ -271,3 +287,24 @@ def test_iteration_cap_and_time_limit_stop_without_convergence(camera_crop) -> N
     _, timed = solve(_problem(noisy), max_iter=10**7, tol=0.0, time_limit=0.05, check_every=1)
     assert timed.stop_reason == "time_limit" and not timed.converged
     assert timed.seconds < 5
+
+
+@pytest.mark.parametrize("solver", ["rof", "chambolle_pock", "accelerated"])
+def test_symmetric_tv_commutes_with_a_half_turn_and_forward_tv_does_not(
+    astronaut_crop, solver: str
+) -> None:
+    # Turning the image by 180 degrees swaps the forward and backward stencils, so the
+    # symmetric model's minimiser turns with it; the forward-only model's does not.
+    _, noisy = astronaut_crop
+    noisy = noisy[:40, :44]
+    turned = noisy[::-1, ::-1].copy()
+    options = {"max_iter": 20000, "tol": 1e-9}
+    differences = {}
+    for tv in ("symmetric", "isotropic"):
+        model = {"weight": 0.15, "tv": tv, "color": "vectorial"}
+        model["eps"] = 1e-3 if solver == "accelerated" else 0.0
+        u, _ = solve(_problem(noisy, **model), solver, **options)
+        v, _ = solve(_problem(turned, **model), solver, **options)
+        differences[tv] = np.abs(_to_hwc(u)[::-1, ::-1] - _to_hwc(v)).max()
+    assert differences["symmetric"] <= 1e-5
+    assert differences["isotropic"] >= 1e-2

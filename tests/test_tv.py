@@ -111,7 +111,7 @@ def test_isotropic_mean_divides_by_number_of_pixels() -> None:
     )
 
 
-@pytest.mark.parametrize("tv", ["isotropic", "anisotropic"])
+@pytest.mark.parametrize("tv", ["isotropic", "anisotropic", "symmetric"])
 @pytest.mark.parametrize("color", ["vectorial", "channelwise"])
 @pytest.mark.parametrize("beta", [0.5, 1.0, 1.5, 2.0])
 def test_gradcheck_float64(tv: str, color: str, beta: float) -> None:
@@ -125,7 +125,7 @@ def test_gradcheck_float64(tv: str, color: str, beta: float) -> None:
 
 
 @pytest.mark.parametrize("beta", [0.3, 1.0, 2.0])
-@pytest.mark.parametrize("tv", ["isotropic", "anisotropic"])
+@pytest.mark.parametrize("tv", ["isotropic", "anisotropic", "symmetric"])
 def test_gradient_is_finite_on_constant_image(beta: float, tv: str) -> None:
     x = torch.full((1, 3, 8, 8), 0.5, requires_grad=True)
     loss = tvd.TVLoss(beta=beta, tv=tv, eps=0.0)(x)
@@ -164,7 +164,7 @@ def test_tvloss_batch_reductions() -> None:
     [
         ({"beta": 0}, "beta must be > 0, got 0"),
         ({"beta": -1.0}, "beta must be > 0"),
-        ({"tv": "l1"}, "tv must be one of isotropic, anisotropic; got 'l1'"),
+        ({"tv": "l1"}, "tv must be one of isotropic, anisotropic, symmetric; got 'l1'"),
         ({"color": "rgb"}, "color must be one of vectorial, channelwise"),
         ({"reduction": "max"}, "reduction must be one of sum, mean, none"),
         ({"eps": -0.1}, "eps must be >= 0"),
@@ -217,3 +217,41 @@ def test_kornia_mean_convention_per_channel() -> None:
         1,
     )
     torch.testing.assert_close(ours, reference)
+
+
+@pytest.mark.parametrize("color", ["vectorial", "channelwise"])
+@pytest.mark.parametrize(("beta", "eps"), [(1.0, 0.0), (0.7, 0.0), (1.5, 0.05)])
+@pytest.mark.parametrize("spacing", [None, (2.0, 1.0, 0.5)])
+def test_symmetric_tv_is_the_mean_over_a_half_turn(
+    color: str, beta: float, eps: float, spacing: tuple[float, ...] | None
+) -> None:
+    # Backward differences of u are the forward differences of u turned by 180 degrees
+    # (negated, turned back): symmetric TV = (TV(u) + TV(u turned)) / 2, with forward TV.
+    x = torch.randn(2, 3, 4, 6, 5, dtype=torch.float64)
+    turned = x.flip(-3, -2, -1)
+    options = {"beta": beta, "color": color, "eps": eps, "spacing": spacing}
+    expected = 0.5 * (
+        tvd.total_variation(x, tv="isotropic", **options)
+        + tvd.total_variation(turned, tv="isotropic", **options)
+    )
+    torch.testing.assert_close(tvd.total_variation(x, tv="symmetric", **options), expected)
+    # Per pixel, the map holds both stencils' halves; its sum is the total.
+    per_pixel = tvd.total_variation(x, tv="symmetric", reduction="none", **options)
+    torch.testing.assert_close(per_pixel.sum(dim=(1, 2, 3, 4)), expected)
+    mean = tvd.total_variation(x, tv="symmetric", reduction="mean", **options)
+    channels = 3 if color == "channelwise" else 1
+    torch.testing.assert_close(mean, expected / (channels * 4 * 6 * 5))
+
+
+def test_symmetric_tv_of_a_ramp_and_a_step() -> None:
+    # A ramp of slope 1 along x on a 3 x 4 grid: the forward stencil sees 3 differences per
+    # row (the last column has none), the backward stencil 3 as well (the first has none), so
+    # symmetric TV is (9 + 9) / 2 = 9. A single bright pixel in the middle of a 3 x 3 zero
+    # image: forward |D+ u| is sqrt(2) at the pixel and 1 at its upper and left neighbours,
+    # backward |D- u| sqrt(2) at the pixel and 1 at its lower and right neighbours: 2 + sqrt 2.
+    ramp = torch.arange(4.0, dtype=torch.float64).repeat(3, 1)
+    assert float(tvd.total_variation(ramp, tv="symmetric")) == pytest.approx(9.0)
+    dot = torch.zeros(3, 3, dtype=torch.float64)
+    dot[1, 1] = 1.0
+    assert float(tvd.total_variation(dot, tv="symmetric")) == pytest.approx(2 + 2**0.5)
+    assert float(tvd.total_variation(dot, tv="isotropic")) == pytest.approx(2 + 2**0.5)

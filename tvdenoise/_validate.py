@@ -12,7 +12,7 @@ from typing import Any
 
 from .errors import InvalidParameterError
 
-TV_KINDS = ("isotropic", "anisotropic")
+TV_KINDS = ("isotropic", "anisotropic", "symmetric")
 COLOR_COUPLINGS = ("vectorial", "channelwise")
 REDUCTIONS = ("sum", "mean", "none")
 FIDELITY_NAMES = ("l2", "l1", "poisson")

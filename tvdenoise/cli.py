@@ -172,7 +172,7 @@ def run(
         help="Exponent on the gradient magnitude, > 0.",
     ),
     tv: str = typer.Option(
-        config.DEFAULTS["tv"], "--tv", metavar="KIND", help="isotropic or anisotropic."
+        config.DEFAULTS["tv"], "--tv", metavar="KIND", help="symmetric, isotropic or anisotropic."
     ),
     color: str = typer.Option(
         config.DEFAULTS["color"], "--color", metavar="COUPLING", help="vectorial or channelwise."

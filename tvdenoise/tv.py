@@ -20,7 +20,7 @@ from torch import nn
 
 from . import _validate
 from .errors import InvalidParameterError
-from .ops import coupled_squared_norm, gradient, safe_power
+from .ops import TV_STENCIL_WEIGHT, coupled_squared_norm, gradient, safe_power
 
 __all__ = ["TVLoss", "total_variation", "tv_map"]
 
@@ -64,10 +64,12 @@ def tv_map(
     Returns the tensor of terms before any summation, shaped as
     :func:`tvdenoise.ops.coupled_squared_norm` describes (size-1 axes kept).
     """
-    s = coupled_squared_norm(gradient(u, u.dim() - 2, spacing), tv, color)
+    g = gradient(u, u.dim() - 2, spacing, symmetric=tv == "symmetric")
+    s = coupled_squared_norm(g, tv, color)
     if eps > 0:
         s = s + eps * eps
-    return safe_power(s, beta / 2.0)
+    terms = safe_power(s, beta / 2.0)
+    return terms * TV_STENCIL_WEIGHT[tv] if tv == "symmetric" else terms
 
 
 def total_variation(
@@ -88,8 +90,11 @@ def total_variation(
         differences); any floating dtype and device.
     beta : float
         Exponent on the gradient magnitude, > 0 (1 is classic TV, 2 is Tikhonov smoothing).
-    tv : {"isotropic", "anisotropic"}
-        Euclidean norm of the pixel gradient, or the sum of the absolute differences.
+    tv : {"isotropic", "anisotropic", "symmetric"}
+        Euclidean norm of the pixel gradient (forward differences), the sum of the absolute
+        differences, or the mean of the Euclidean norms of the forward and the backward
+        differences (isotropic TV with no bias towards one diagonal; what ``denoise`` uses
+        by default).
     color : {"vectorial", "channelwise"}
         Couple the channels inside the power, or add per-channel TV.
     eps : float
@@ -134,7 +139,7 @@ def total_variation(
     u = as_batch(x)
     spatial = tuple(u.shape[2:])
     spacing = _validate.spacing("spacing", spacing, len(spatial))
-    terms = tv_map(u, beta, tv, color, eps, spacing)  # (N, C or 1, 1 or ndim, *spatial)
+    terms = tv_map(u, beta, tv, color, eps, spacing)  # (N, C or 1, 1 or ndim or 2, *spatial)
     batched = x.dim() >= 4
     all_dims = tuple(range(1, terms.dim()))
 
@@ -145,7 +150,7 @@ def total_variation(
         per_sample = terms.sum(dim=all_dims)
     else:
         channels = u.shape[1] if color == "channelwise" else 1
-        if tv == "isotropic":
+        if tv != "anisotropic":
             per_sample = terms.sum(dim=all_dims) / (channels * math.prod(spatial))
         else:
             # Each direction is averaged over its own number of differences (the seeds'

@@ -10,6 +10,12 @@
  * one channel.  The last row of p_y and the last column of p_x are 0 and stay 0 (the forward
  * difference is 0 there), so the divergence is plain backward differences.
  *
+ * kind 0 is isotropic TV, 1 anisotropic, 2 symmetric: p then has 4 components per channel,
+ * the forward pair (0, 1) and the backward pair (2, 3), u[i] - u[i - 1] along y and x, whose
+ * first row (y) and first column (x) are 0; each pair is projected onto its own ball, of radius
+ * weight / 2 (the caller passes that radius as `weight` to the iterations, and the TV weight
+ * itself to the measure), and the divergence adds the backward pair's q[i + 1] - q[i].
+ *
  * One iteration (Chambolle & Pock 2011, Algorithm 2, G(u) = 1/2 ||u - f||^2):
  *   p    <- project_{|p| <= weight}(p + sigma D ubar)
  *   u'   <- (u + tau div p + tau f) / (1 + tau)
@@ -21,9 +27,9 @@
 
 #define DEFINE_KERNELS(T, SUFFIX, SQRT)                                                              \
     static void dual_sweep_##SUFFIX(const T *ubar, T *p, long images, long channels, long h,   \
-                                    long w, int anisotropic, T weight, T sigma, int threads)   \
+                                    long w, int kind, T weight, T sigma, int threads)          \
     {                                                                                          \
-        const long plane = h * w;                                                              \
+        const long plane = h * w, pairs = kind == 2 ? 2 : 1;                                   \
         _Pragma("omp parallel num_threads(threads)")                                           \
         {                                                                                      \
             T *norm_y = (T *)malloc(sizeof(T) * (size_t)(2 * w));                             \
@@ -34,21 +40,36 @@
                 for (long j = 0; j < w; ++j) norm_y[j] = norm_x[j] = 0;                        \
                 for (long c = 0; c < channels; ++c) {                                          \
                     const T *restrict ub = ubar + (n * channels + c) * plane + i * w;          \
-                    T *restrict py = p + ((n * channels + c) * 2) * plane + i * w;             \
+                    T *restrict py = p + ((n * channels + c) * 2 * pairs) * plane + i * w;     \
                     T *restrict px = py + plane;                                               \
                     if (i < h - 1) {                                                           \
                         const T *below = ub + w;                                               \
                         for (long j = 0; j < w; ++j) py[j] += sigma * (below[j] - ub[j]);      \
                     }                                                                          \
                     for (long j = 0; j < w - 1; ++j) px[j] += sigma * (ub[j + 1] - ub[j]);     \
-                    for (long j = 0; j < w; ++j) {                                             \
-                        norm_y[j] += py[j] * py[j];                                            \
-                        norm_x[j] += px[j] * px[j];                                            \
+                    if (kind == 2) {                                                           \
+                        /* norm_y: the forward pair's squares, norm_x: the backward pair's. */ \
+                        T *restrict qy = px + plane;                                           \
+                        T *restrict qx = qy + plane;                                           \
+                        if (i > 0) {                                                           \
+                            const T *above = ub - w;                                           \
+                            for (long j = 0; j < w; ++j) qy[j] += sigma * (ub[j] - above[j]);  \
+                        }                                                                      \
+                        for (long j = 1; j < w; ++j) qx[j] += sigma * (ub[j] - ub[j - 1]);     \
+                        for (long j = 0; j < w; ++j) {                                         \
+                            norm_y[j] += py[j] * py[j] + px[j] * px[j];                        \
+                            norm_x[j] += qy[j] * qy[j] + qx[j] * qx[j];                        \
+                        }                                                                      \
+                    } else {                                                                   \
+                        for (long j = 0; j < w; ++j) {                                         \
+                            norm_y[j] += py[j] * py[j];                                        \
+                            norm_x[j] += px[j] * px[j];                                        \
+                        }                                                                      \
                     }                                                                          \
                 }                                                                              \
                 /* Scale factors weight / max(|p|, weight): 1 inside the ball, branch-free so \
                  * the loops vectorise (sqrt and division in the working precision). */        \
-                if (!anisotropic) {                                                            \
+                if (kind == 0) {                                                               \
                     for (long j = 0; j < w; ++j) {                                             \
                         const T m = SQRT(norm_y[j] + norm_x[j]);                               \
                         norm_y[j] = norm_x[j] = weight / (m > weight ? m : weight);            \
@@ -61,11 +82,21 @@
                     }                                                                          \
                 }                                                                              \
                 for (long c = 0; c < channels; ++c) {                                          \
-                    T *py = p + ((n * channels + c) * 2) * plane + i * w;                      \
+                    T *py = p + ((n * channels + c) * 2 * pairs) * plane + i * w;              \
                     T *px = py + plane;                                                        \
-                    for (long j = 0; j < w; ++j) {                                             \
-                        py[j] *= norm_y[j];                                                    \
-                        px[j] *= norm_x[j];                                                    \
+                    if (kind == 2) {                                                           \
+                        T *qy = px + plane, *qx = qy + plane;                                  \
+                        for (long j = 0; j < w; ++j) {                                         \
+                            py[j] *= norm_y[j];                                                \
+                            px[j] *= norm_y[j];                                                \
+                            qy[j] *= norm_x[j];                                                \
+                            qx[j] *= norm_x[j];                                                \
+                        }                                                                      \
+                    } else {                                                                   \
+                        for (long j = 0; j < w; ++j) {                                         \
+                            py[j] *= norm_y[j];                                                \
+                            px[j] *= norm_x[j];                                                \
+                        }                                                                      \
                     }                                                                          \
                 }                                                                              \
             }                                                                                  \
@@ -74,10 +105,10 @@
     }                                                                                          \
                                                                                                \
     static void primal_sweep_##SUFFIX(T *u, T *ubar, const T *p, const T *f, long images,      \
-                                      long channels, long h, long w, T tau, T theta,           \
-                                      int threads)                                             \
+                                      long channels, long h, long w, int kind, T tau,          \
+                                      T theta, int threads)                                    \
     {                                                                                          \
-        const long plane = h * w;                                                              \
+        const long plane = h * w, pairs = kind == 2 ? 2 : 1;                                   \
         const T scale = (T)1 / ((T)1 + tau);                                                   \
         T *zeros = (T *)calloc((size_t)w, sizeof(T));                                          \
         _Pragma("omp parallel num_threads(threads)")                                           \
@@ -85,43 +116,60 @@
         _Pragma("omp for schedule(static)")                                                    \
         for (long row = 0; row < images * channels * h; ++row) {                               \
             const long image = row / h, i = row % h;                                           \
-            const T *restrict py = p + image * 2 * plane + i * w;                              \
-            const T *restrict px = py + plane;                                                          \
+            const T *restrict py = p + image * 2 * pairs * plane + i * w;                      \
+            const T *restrict px = py + plane;                                                 \
             /* Row -1 of p_y and column -1 of p_x count as 0: branch-free inner loop. */       \
             const T *restrict above = i > 0 ? py - w : zeros;                                  \
+            /* The backward pair: row h of q_y counts as 0, and its row 0 and q_x's column 0   \
+             * hold 0; column w of q_x is handled at j = w - 1. */                             \
+            const T *restrict qy = kind == 2 ? px + plane : zeros;                             \
+            const T *restrict qx = kind == 2 ? px + 2 * plane : zeros;                         \
+            const T *restrict qy_below = kind == 2 && i < h - 1 ? qy + w : zeros;              \
+            const long qx_step = kind == 2 ? 1 : 0;                                            \
             T *restrict uu = u + image * plane + i * w;                                        \
             T *restrict ub = ubar + image * plane + i * w;                                     \
             const T *restrict ff = f + image * plane + i * w;                                  \
-            {                                                                                  \
-                const T d = py[0] - above[0] + px[0];                                          \
-                const T old = uu[0], new_u = (old + tau * (d + ff[0])) * scale;                \
-                uu[0] = new_u;                                                                 \
-                ub[0] = new_u + theta * (new_u - old);                                         \
-            }                                                                                  \
-            for (long j = 1; j < w; ++j) {                                                     \
-                const T d = py[j] - above[j] + px[j] - px[j - 1];                              \
+            for (long j = 0; j < w; j += w > 1 ? w - 1 : 1) {                                  \
+                T d = py[j] - above[j] + px[j] + qy_below[j] - qy[j] - qx[j * qx_step];        \
+                if (j > 0) d -= px[j - 1];                                                     \
+                if (j < w - 1) d += qx[(j + 1) * qx_step];                                     \
                 const T old = uu[j], new_u = (old + tau * (d + ff[j])) * scale;                \
                 uu[j] = new_u;                                                                 \
                 ub[j] = new_u + theta * (new_u - old);                                         \
+            }                                                                                  \
+            if (kind == 2) {                                                                   \
+                for (long j = 1; j < w - 1; ++j) {                                             \
+                    const T d = py[j] - above[j] + px[j] - px[j - 1] + qy_below[j] - qy[j]     \
+                                + qx[j + 1] - qx[j];                                           \
+                    const T old = uu[j], new_u = (old + tau * (d + ff[j])) * scale;            \
+                    uu[j] = new_u;                                                             \
+                    ub[j] = new_u + theta * (new_u - old);                                     \
+                }                                                                              \
+            } else {                                                                           \
+                for (long j = 1; j < w - 1; ++j) {                                             \
+                    const T d = py[j] - above[j] + px[j] - px[j - 1];                          \
+                    const T old = uu[j], new_u = (old + tau * (d + ff[j])) * scale;            \
+                    uu[j] = new_u;                                                             \
+                    ub[j] = new_u + theta * (new_u - old);                                     \
+                }                                                                              \
             }                                                                                  \
         }                                                                                      \
         }                                                                                      \
         free(zeros);                                                                           \
     }                                                                                          \
-                                                                                               \
     /* Run `iterations` iterations; step[0] = tau and step[1] = sigma are updated in place. */ \
     void rof_cp_iterations_##SUFFIX(T *u, T *ubar, T *p, const T *f, long images,              \
-                                    long channels, long h, long w, int anisotropic,            \
+                                    long channels, long h, long w, int kind,                   \
                                     double weight, double *step, double gamma,                 \
                                     long iterations, int threads)                              \
     {                                                                                          \
         double tau = step[0], sigma = step[1];                                                 \
         for (long k = 0; k < iterations; ++k) {                                                \
             const double theta = 1.0 / sqrt(1.0 + 2.0 * gamma * tau);                          \
-            dual_sweep_##SUFFIX(ubar, p, images, channels, h, w, anisotropic, (T)weight,       \
-                                (T)sigma, threads);                                            \
-            primal_sweep_##SUFFIX(u, ubar, p, f, images, channels, h, w, (T)tau, (T)theta,     \
-                                  threads);                                                    \
+            dual_sweep_##SUFFIX(ubar, p, images, channels, h, w, kind, (T)weight, (T)sigma,    \
+                                threads);                                                      \
+            primal_sweep_##SUFFIX(u, ubar, p, f, images, channels, h, w, kind, (T)tau,         \
+                                  (T)theta, threads);                                          \
             tau *= theta;                                                                      \
             sigma /= theta;                                                                    \
         }                                                                                      \
@@ -133,26 +181,36 @@
      * 1/2 ||u - f||^2 + weight TV(u), the dual value -1/2 ||div p||^2 - <f, div p>,           \
      * ||ubar - u||^2 and ||u||^2 (ubar - u = theta (u - u_previous) after an iteration). */   \
     void rof_measure_##SUFFIX(const T *u, const T *ubar, const T *p, const T *f, long images,   \
-                              long channels, long h, long w, int anisotropic, double weight,   \
+                              long channels, long h, long w, int kind, double weight,          \
                               double *out, int threads)                                        \
     {                                                                                          \
-        const long plane = h * w;                                                              \
+        const long plane = h * w, pairs = kind == 2 ? 2 : 1;                                   \
         for (long n = 0; n < images; ++n) {                                                    \
             double fidelity = 0, tv = 0, dual_value = 0, change = 0, norm = 0;                 \
             _Pragma("omp parallel for schedule(static) num_threads(threads) reduction(+ : fidelity, tv, dual_value, change, norm)") \
             for (long i = 0; i < h; ++i) {                                                     \
                 for (long j = 0; j < w; ++j) {                                                 \
-                    double sum_y = 0, sum_x = 0;                                               \
+                    double sum_y = 0, sum_x = 0, sum_back = 0;                                 \
                     for (long c = 0; c < channels; ++c) {                                      \
                         const long at = (n * channels + c) * plane + i * w + j;                \
-                        const T *py = p + ((n * channels + c) * 2) * plane + i * w + j;        \
+                        const T *py = p + ((n * channels + c) * 2 * pairs) * plane + i * w + j;\
                         const T *px = py + plane;                                              \
                         const double uv = u[at], r = uv - (double)f[at];                       \
                         const double gy = i < h - 1 ? (double)u[at + w] - uv : 0.0;            \
-                        const double gx = j < w - 1 ? (double)u[at + 1] - uv : 0.0;           \
+                        const double gx = j < w - 1 ? (double)u[at + 1] - uv : 0.0;            \
                         double d = (double)*py + (double)*px;                                  \
                         if (i > 0) d -= (double)*(py - w);                                     \
                         if (j > 0) d -= (double)*(px - 1);                                     \
+                        if (kind == 2) {                                                       \
+                            const T *qy = px + plane, *qx = qy + plane;                        \
+                            const double by = i > 0 ? uv - (double)u[at - w] : 0.0;            \
+                            const double bx = j > 0 ? uv - (double)u[at - 1] : 0.0;            \
+                            if (i < h - 1) d += (double)*(qy + w);                             \
+                            if (i > 0) d -= (double)*qy;                                       \
+                            if (j < w - 1) d += (double)*(qx + 1);                             \
+                            if (j > 0) d -= (double)*qx;                                       \
+                            sum_back += by * by + bx * bx;                                     \
+                        }                                                                      \
                         const double step = (double)ubar[at] - uv;                             \
                         fidelity += 0.5 * r * r;                                               \
                         change += step * step;                                                 \
@@ -161,7 +219,9 @@
                         sum_y += gy * gy;                                                      \
                         sum_x += gx * gx;                                                      \
                     }                                                                          \
-                    tv += anisotropic ? sqrt(sum_y) + sqrt(sum_x) : sqrt(sum_y + sum_x);       \
+                    tv += kind == 0   ? sqrt(sum_y + sum_x)                                    \
+                          : kind == 1 ? sqrt(sum_y) + sqrt(sum_x)                              \
+                                      : 0.5 * (sqrt(sum_y + sum_x) + sqrt(sum_back));          \
                 }                                                                              \
             }                                                                                  \
             out[4 * n] = fidelity + weight * tv;                                               \

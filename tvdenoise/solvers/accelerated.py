@@ -36,13 +36,14 @@ import math
 
 import torch
 
-from ..ops import coupled_squared_norm, divergence, gradient
+from ..ops import TV_STENCIL_WEIGHT, coupled_squared_norm, divergence, gradient, spread
 from .base import Callback, Monitor, Problem, SolveRecord, relative_change
 
 
 def regularisation_gradient(problem: Problem, u: torch.Tensor) -> torch.Tensor:
     """Gradient of ``weight * TV_beta`` (smoothed by ``eps``) at ``u`` (N, C, *spatial)."""
-    g = gradient(u, problem.ndim, problem.spacing)
+    symmetric = problem.tv == "symmetric"
+    g = gradient(u, problem.ndim, problem.spacing, symmetric)
     s = coupled_squared_norm(g, problem.tv, problem.color)
     if problem.eps > 0:
         s = s + problem.eps**2
@@ -53,8 +54,9 @@ def regularisation_gradient(problem: Problem, u: torch.Tensor) -> torch.Tensor:
         # Where s = 0 (only when eps = 0) the term's gradient is taken as 0 (a subgradient).
         positive = s > 0
         factor = torch.where(positive, torch.where(positive, s, 1.0).pow(exponent), 0.0)
-    flux = g * factor
-    return (-problem.weight * problem.beta) * divergence(flux, problem.ndim, problem.spacing)
+    flux = g * spread(factor, problem.tv, problem.ndim)
+    scale = problem.weight * problem.beta * TV_STENCIL_WEIGHT[problem.tv]
+    return -scale * divergence(flux, problem.ndim, problem.spacing, symmetric)
 
 
 def energy_gradient(problem: Problem, u: torch.Tensor) -> torch.Tensor:

@@ -1,9 +1,9 @@
 """Fast exact solver for the ROF problem: L2 fidelity, beta = 1, eps = 0, images (N, C, H, W).
 
-Minimises ``E(u) = 1/2 ||u - f||^2 + weight * TV(u)`` (isotropic or anisotropic, vectorial or
-channelwise colour) with the accelerated Chambolle-Pock iteration (Algorithm 2 of Chambolle &
-Pock 2011, see :mod:`tvdenoise.solvers.primal_dual` for the general method), specialised so
-that one iteration makes as few passes over memory as it can:
+Minimises ``E(u) = 1/2 ||u - f||^2 + weight * TV(u)`` (isotropic, anisotropic or symmetric,
+vectorial or channelwise colour) with the accelerated Chambolle-Pock iteration (Algorithm 2 of
+Chambolle & Pock 2011, see :mod:`tvdenoise.solvers.primal_dual` for the general method),
+specialised so that one iteration makes as few passes over memory as it can:
 
 - on CPU, a fused C kernel (:mod:`tvdenoise.solvers.native`) runs ``check_every`` iterations
   per call in two sweeps each (dual, then primal), and computes energy and dual value in one
@@ -31,10 +31,10 @@ import torch
 
 from .. import _validate
 from ..errors import InvalidParameterError
-from ..ops import difference_norm_squared, divergence
+from ..ops import difference_norm_squared, divergence, gradient
 from . import native
 from .base import Callback, Monitor, Problem, SolveRecord
-from .primal_dual import start_dual
+from .primal_dual import dual_radius, project_dual, start_dual
 
 __all__ = ["applies", "fused_available", "solve_rof"]
 
@@ -65,11 +65,16 @@ class _TorchIteration:
     def __init__(self, problem: Problem, u: torch.Tensor, p: torch.Tensor) -> None:
         self.f = problem.f
         self.weight = problem.weight
+        self.radius = dual_radius(problem)
         self.tv, self.color = problem.tv, problem.color
+        self.symmetric = problem.tv == "symmetric"
         self.u, self.p = u, p
         self.ubar = u.clone()
 
     def run(self, iterations: int, step: list[float], gamma: float) -> None:
+        if self.symmetric:
+            self._run_symmetric(iterations, step, gamma)
+            return
         u, ubar, p, f, weight = self.u, self.ubar, self.p, self.f, self.weight
         p_y, p_x = p[:, :, 0], p[:, :, 1]
         for _ in range(iterations):
@@ -100,13 +105,27 @@ class _TorchIteration:
             ubar.add_(u, alpha=1.0 + theta)
             step[0], step[1] = tau * theta, sigma / theta
 
+    def _run_symmetric(self, iterations: int, step: list[float], gamma: float) -> None:
+        """The same iteration for symmetric TV, through the generic difference operators."""
+        u, f, p = self.u, self.f, self.p
+        for _ in range(iterations):
+            tau, sigma = step
+            theta = 1.0 / math.sqrt(1.0 + 2.0 * gamma * tau)
+            p.add_(gradient(self.ubar, 2, symmetric=True), alpha=sigma)
+            p.copy_(project_dual(p, self.radius, self.tv, self.color))
+            previous = u.clone()
+            u.add_(divergence(p, 2, symmetric=True).add_(f), alpha=tau).mul_(1.0 / (1.0 + tau))
+            torch.add(u, u - previous, alpha=theta, out=self.ubar)
+            step[0], step[1] = tau * theta, sigma / theta
+
     def measure(self, problem: Problem, theta: float) -> tuple[torch.Tensor, torch.Tensor, float]:
         """Per-sample energy and dual value (float64), and ``||u - u_previous|| / ||u||``."""
         # ubar = u + theta (u - u_previous) after an iteration.
         change = torch.linalg.vector_norm(self.ubar - self.u, dtype=torch.float64) / theta
         norm = torch.linalg.vector_norm(self.u, dtype=torch.float64)
         relative = float(change / norm) if norm > 0 else float(change)
-        return problem.energy(self.u), problem.fidelity.dual(self.f, divergence(self.p)), relative
+        div_p = divergence(self.p, symmetric=self.symmetric)
+        return problem.energy(self.u), problem.fidelity.dual(self.f, div_p), relative
 
 
 class _NativeIteration(_TorchIteration):
@@ -119,7 +138,7 @@ class _NativeIteration(_TorchIteration):
         n, c, h, w = u.shape
         self.images, self.channels = (n, c) if problem.color == "vectorial" else (n * c, 1)
         self.shape = (self.images, self.channels, h, w)
-        self.anisotropic = int(problem.tv == "anisotropic")
+        self.kind = ("isotropic", "anisotropic", "symmetric").index(problem.tv)
         double = u.dtype == torch.float64
         self.iterate = kernel.function("rof_cp_iterations", double)
         self.measure_kernel = kernel.function("rof_measure", double)
@@ -135,8 +154,8 @@ class _NativeIteration(_TorchIteration):
             self.p.data_ptr(),
             self.f.data_ptr(),
             *self.shape,
-            self.anisotropic,
-            self.weight,
+            self.kind,
+            self.radius,
             ctypes.addressof(steps),
             gamma,
             iterations,
@@ -152,7 +171,7 @@ class _NativeIteration(_TorchIteration):
             self.p.data_ptr(),
             self.f.data_ptr(),
             *self.shape,
-            self.anisotropic,
+            self.kind,
             self.weight,
             out.data_ptr(),
             self.threads,
@@ -230,7 +249,17 @@ def solve_rof(
     problem = Problem(f, problem.weight, 1.0, problem.tv, problem.color, problem.fidelity)
     u = (f if init is None else init.to(f)).clone(memory_format=torch.contiguous_format)
     n, c, h, w = f.shape
-    p = f.new_zeros((n, c, 2, h, w)) if dual is None else start_dual(dual, problem)
+    symmetric = problem.tv == "symmetric"
+    if dual is None:
+        p = f.new_zeros((n, c, 4 if symmetric else 2, h, w))
+    else:
+        # The entries no difference reaches must hold 0: the kernel's divergence reads them.
+        p = start_dual(dual, problem)
+        p[:, :, 0, -1, :] = 0
+        p[:, :, 1, :, -1] = 0
+        if symmetric:
+            p[:, :, 2, 0, :] = 0
+            p[:, :, 3, :, 0] = 0
     kernel = _native_kernel(f, backend)
     iteration_runner = (
         _NativeIteration(problem, u, p, kernel)
@@ -238,7 +267,7 @@ def solve_rof(
         else _TorchIteration(problem, u, p)
     )
     monitor = Monitor("rof", max_iter, tol, callback, check_every, time_limit)
-    step = [tau, 1.0 / (difference_norm_squared(2) * tau)]
+    step = [tau, 1.0 / (difference_norm_squared(2, symmetric=symmetric) * tau)]
 
     iteration = 0
     while iteration < max_iter:
