@@ -1,28 +1,31 @@
 """Why converged ROF loses to scikit-image's early-stopped Chambolle on a few grey rows, and
 which model closes it: other discretisations of isotropic TV, and Huber smoothing.
 
-bench_quality.py found the default model (``denoise(f, weight=w)``: converged ROF, forward
-differences) below scikit-image's ``denoise_tv_chambolle`` at its oracle weight on four grey
-rows (moon sigma 10, grass sigma 10 / 25 / 50, 128x128 crops). This script measures, on those
-rows and two controls, each candidate model at its own oracle weight, with bench_quality's
-protocol (same crops, noise, PSNR and oracle search):
+bench_quality.py found converged ROF with forward differences (``tv="isotropic"``, the default
+until the symmetric kind replaced it) below scikit-image's ``denoise_tv_chambolle`` at its
+oracle weight on four grey rows (moon sigma 10, grass sigma 10 / 25 / 50, 128x128 crops). This
+script measures, on those rows and four controls, each candidate model at its own oracle
+weight, with bench_quality's protocol (same crops, noise, PSNR and oracle search):
 
-- ``forward``: the default model, solved by tvdenoise (tol 1e-5);
+- ``forward``: ``tv="isotropic"``, solved by tvdenoise (tol 1e-5);
+- ``symmetric``: ``tv="symmetric"``, the default now, solved by tvdenoise (tol 1e-5): the
+  mean of the forward and the backward stencils' isotropic TV;
 - ``avg4``: isotropic TV averaged over the four one-sided stencils (forward/backward in y
   times forward/backward in x), ``1/4 sum_k |D_k u|``: less biased towards one diagonal;
 - ``huber c``: forward differences with the Huber function of threshold ``c * weight`` in
   place of ``|.|`` (quadratic below it, so gentle gradients are not flattened into steps);
-- ``avg4 + huber c``: both; the threshold applies to ``(K u)_k = D_k u / 4``, so it is four
-  times larger on the differences themselves than in ``huber c``.
+- ``avg4 + huber c`` and ``symmetric + huber c``: both; the threshold applies to
+  ``(K u)_k = D_k u / S`` (S stencils), so it is S times larger on the differences themselves
+  than in ``huber c``.
 
 The candidates are solved here by Chambolle-Pock on ``min_u 1/2 ||u - f||^2 + weight *
 sum h(|(K u)_k|)``, ``K`` the stencils stacked and divided by their count, stopped on a
 relative primal-dual gap of 1e-5 (dual of the Huber term: ``c / 2 |p|^2`` on ``|p| <= weight``).
 
-A second table puts the default model against scikit-image on the four rows at crop sizes
-128, 256 and 512 (the whole image).
+A second table puts the forward and the symmetric model against scikit-image on the four rows
+at crop sizes 128, 256 and 512 (the whole image).
 
-    python benchmarks/bench_models.py            # about 8 minutes; writes RESULTS.md
+    python benchmarks/bench_models.py            # about 10 minutes; writes RESULTS.md
 """
 
 from __future__ import annotations
@@ -41,9 +44,24 @@ import tvdenoise
 
 SECTION = "bench_models.py"
 SIZES = (128, 256, 512)
-ROWS = (("moon", 10), ("grass", 10), ("grass", 25), ("grass", 50), ("camera", 25), ("brick", 25))
-STENCILS = {"forward": (("f", "f"),), "avg4": (("f", "f"), ("f", "b"), ("b", "f"), ("b", "b"))}
+ROWS = (
+    ("moon", 10),
+    ("grass", 10),
+    ("grass", 25),
+    ("grass", 50),
+    ("camera", 10),
+    ("coins", 10),
+    ("camera", 25),
+    ("brick", 25),
+)
+STENCILS = {
+    "forward": (("f", "f"),),
+    "symmetric": (("f", "f"), ("b", "b")),
+    "avg4": (("f", "f"), ("f", "b"), ("b", "f"), ("b", "b")),
+}
 MODELS = (
+    ("symmetric + huber 0.025", "symmetric", 0.025),
+    ("symmetric + huber 0.05", "symmetric", 0.05),
     ("avg4", "avg4", 0.0),
     ("huber 0.05", "forward", 0.05),
     ("huber 0.1", "forward", 0.1),
@@ -125,7 +143,7 @@ def main(argv: list[str] | None = None) -> list[str]:
     rows = ROWS[:1] if args.quick else ROWS
     crop = 32 if args.quick else args.crop
     models = MODELS[:2] if args.quick else MODELS
-    header = ["image", "sigma", "scikit-image chambolle", "forward (default)"]
+    header = ["image", "sigma", "scikit-image chambolle", "forward", "symmetric (default)"]
     lines = [
         f"## Default-model candidates ({SECTION}, {time.strftime('%Y-%m-%d')})",
         "",
@@ -139,15 +157,15 @@ def main(argv: list[str] | None = None) -> list[str]:
         clean = load(name, crop)
         f = clean + sigma / 255 * noise((GREY + COLOUR).index(name), clean.shape)
         reference = oracle(clean, f, skimage_chambolle, 0.004 * sigma)
-        default = oracle(
-            clean, f, lambda g, w: tvdenoise.denoise(g, weight=w, tol=1e-5), 0.004 * sigma
-        )
-        cells = [
-            name,
-            str(sigma),
-            f"{reference.psnr:.3f} @ {reference.weight:.4f}",
-            f"{default.psnr - reference.psnr:+.3f}",
-        ]
+        cells = [name, str(sigma), f"{reference.psnr:.3f} @ {reference.weight:.4f}"]
+        for tv in ("isotropic", "symmetric"):
+            ours = oracle(
+                clean,
+                f,
+                lambda g, w, tv=tv: tvdenoise.denoise(g, weight=w, tv=tv, tol=1e-5),
+                0.004 * sigma,
+            )
+            cells.append(f"{ours.psnr - reference.psnr:+.3f}")
         for _, stencils, c in models:
             score = oracle(
                 clean,
@@ -165,11 +183,12 @@ def main(argv: list[str] | None = None) -> list[str]:
 
 
 def size_table(sizes: tuple[int, ...]) -> list[str]:
-    """The default model against scikit-image (both at their oracle weights) on the four
-    losing rows at several crop sizes: how much the verdict depends on the crop."""
+    """The forward and the symmetric (default) model against scikit-image (each at its oracle
+    weight) on the four rows forward loses at 128, at several crop sizes: how much the verdict
+    depends on the crop."""
     lines = [
-        "The default model minus scikit-image chambolle, each at its oracle weight (dB), by "
-        "central crop size (512 is the whole image):",
+        "Forward / symmetric (default) minus scikit-image chambolle, each at its oracle weight "
+        "(dB), by central crop size (512 is the whole image):",
         "",
         "| image | sigma | " + " | ".join(f"{size}x{size}" for size in sizes) + " |",
         "| --- | --- | " + " | ".join("---" for _ in sizes) + " |",
@@ -180,9 +199,18 @@ def size_table(sizes: tuple[int, ...]) -> list[str]:
             clean = load(name, size)
             f = clean + sigma / 255 * noise((GREY + COLOUR).index(name), clean.shape)
             reference = oracle(clean, f, skimage_chambolle, 0.004 * sigma)
-            default = oracle(clean, f, lambda g, w: tvdenoise.denoise(g, weight=w), 0.004 * sigma)
+            scores = [
+                oracle(
+                    clean,
+                    f,
+                    lambda g, w, tv=tv: tvdenoise.denoise(g, weight=w, tv=tv),
+                    0.004 * sigma,
+                )
+                for tv in ("isotropic", "symmetric")
+            ]
             cells.append(
-                f"{default.psnr - reference.psnr:+.3f} (weights {default.weight:.4f} / "
+                " / ".join(f"{s.psnr - reference.psnr:+.3f}" for s in scores)
+                + f" (weights {scores[0].weight:.4f} / {scores[1].weight:.4f} / "
                 f"{reference.weight:.4f})"
             )
         lines.append(f"| {name} | {sigma} | " + " | ".join(cells) + " |")

@@ -12,7 +12,12 @@ of the gap check, several algorithms to the same gap, the loosest tolerance whos
 within 0.01 dB of the converged one, the end-to-end command split into stages, and peak
 memory per pixel-channel.
 
+The solver comparison uses ``tv="isotropic"``, the model scikit-image minimises. The default
+model (``tv="symmetric"``, vectorial colour) is timed against it by ``--default-model``, which
+also measures the default command end to end and its peak memory, into a section of its own.
+
     python benchmarks/bench_speed.py            # full run, writes its section of RESULTS.md
+    python benchmarks/bench_speed.py --default-model   # a few minutes, its own section
     python benchmarks/bench_speed.py --smoke    # a 64x64 image in seconds (CI)
 """
 
@@ -88,9 +93,14 @@ def energy(u: np.ndarray, f: np.ndarray) -> float:
     return 0.5 * float(((u - f) ** 2).sum()) + WEIGHT * float(np.sqrt(dy**2 + dx**2).sum())
 
 
-def as_problem(f: np.ndarray, dtype: torch.dtype = torch.float32) -> Problem:
+def as_problem(
+    f: np.ndarray,
+    dtype: torch.dtype = torch.float32,
+    tv: str = "isotropic",
+    color: str = "channelwise",
+) -> Problem:
     batch = torch.from_numpy(f.transpose(2, 0, 1).copy()).to(dtype)[None]
-    return Problem(batch, WEIGHT, 1.0, "isotropic", "channelwise", L2Fidelity())
+    return Problem(batch, WEIGHT, 1.0, tv, color, L2Fidelity())
 
 
 def to_hwc(u: torch.Tensor) -> np.ndarray:
@@ -295,17 +305,79 @@ MEMORY = textwrap.dedent(
     before = status("VmRSS")
     open("/proc/self/clear_refs", "w").write("5")
     f = torch.rand(c, h, w)
-    u = tvdenoise.denoise(f, weight=0.1, max_iter=50, tol=0.0)
+    options = {"tv": sys.argv[2]} if len(sys.argv) > 2 else {}
+    u = tvdenoise.denoise(f, weight=0.1, max_iter=50, tol=0.0, **options)
     print((status("VmHWM") - before) / (c * h * w))
     """
 )
 
 
-def memory_per_pixel_channel(size: int) -> float:
-    done = subprocess.run(
-        [sys.executable, "-c", MEMORY, str(size)], check=True, capture_output=True, text=True
-    )
+def memory_per_pixel_channel(size: int, tv: str | None = None) -> float:
+    """Peak memory of ``denoise`` (default model, or ``tv``) in a fresh process."""
+    command = [sys.executable, "-c", MEMORY, str(size), *([tv] if tv else [])]
+    done = subprocess.run(command, check=True, capture_output=True, text=True)
     return float(done.stdout)
+
+
+def default_model(args: argparse.Namespace) -> list[str]:
+    """The default model (symmetric TV, vectorial) against forward isotropic TV, both fused,
+    to the same relative gap; the default command end to end; peak memory of both."""
+    lines: list[str] = []
+
+    def say(line: str = "") -> None:
+        print(line, flush=True)
+        lines.append(line)
+
+    say(
+        f"Default model (`tv='symmetric'`) against forward differences (`tv='isotropic'`), "
+        f"both vectorial, fused rof kernel, weight {WEIGHT}, each stopped on its own relative "
+        f"gap <= {TARGET:g}, best of {args.repeats} (2 threads, torch {torch.__version__}):"
+    )
+    say()
+    say(
+        "| image | isotropic: iterations, s, ms/it | symmetric: iterations, s, ms/it | time ratio |"
+    )
+    say("| --- | --- | --- | --- |")
+    for name, (_, f) in noisy_images(args.smoke, not args.skip_4mp).items():
+        cells = []
+        seconds = {}
+        for tv in ("isotropic", "symmetric"):
+            problem = as_problem(f, tv=tv, color="vectorial")
+            seconds[tv], (_, record) = best_time(
+                lambda problem=problem: solve(problem, max_iter=20000, tol=TARGET), args.repeats
+            )
+            per = seconds[tv] / record.iterations * 1e3
+            cells.append(f"{record.iterations}, {seconds[tv]:.3f}, {per:.2f}")
+        ratio = seconds["symmetric"] / seconds["isotropic"]
+        say(f"| {name} | {cells[0]} | {cells[1]} | {ratio:.2f}x |")
+    say()
+    size = 64 if args.smoke else 512 if args.skip_4mp else 2048
+    memory = {tv: memory_per_pixel_channel(size, tv) for tv in ("symmetric", "isotropic")}
+    say(
+        f"Peak memory of `denoise` (float32, 3x{size}x{size}, vectorial): symmetric "
+        f"{memory['symmetric']:.1f}, isotropic {memory['isotropic']:.1f} bytes per pixel-channel"
+    )
+    if not args.smoke:
+        _, f = next(iter(noisy_images(False, False).values()))
+        timings = end_to_end(f)
+        say()
+        say(
+            "End to end, 512x512 grey PNG, default settings (weight auto, tv symmetric), best "
+            "of 5 whole processes (s): " + ", ".join(f"{k} {v:.3f}" for k, v in timings.items())
+        )
+        extra = timings["tvdenoise image.png"] - timings["import torch"]
+        say(f'Extra over `python -c "import torch"`: {extra:.3f} s')
+        write_section(
+            f"{SECTION} --default-model",
+            [
+                f"## Speed of the default model ({SECTION} --default-model, "
+                f"{time.strftime('%Y-%m-%d')})",
+                "",
+                *lines,
+            ],
+            args.output,
+        )
+    return lines
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -313,9 +385,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--smoke", action="store_true", help="64x64 image, no file written")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-4mp", action="store_true", help="only the 512x512 images")
+    parser.add_argument(
+        "--default-model", action="store_true", help="only the default model's cost section"
+    )
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
+    if args.default_model:
+        return {"default_model": default_model(args)}
     kernel = native.load()
     lines: list[str] = []
 

@@ -24,3 +24,15 @@ def test_speed_benchmark_runs_and_reaches_the_gap(tmp_path) -> None:
         # The replay of scikit-image's iteration predicts its count exactly (scikit-image
         # itself confirmed the count at n and n - 1).
         assert entry["replay_iterations"] == entry["skimage_iterations"] > 100
+
+
+def test_default_model_section_compares_both_models(tmp_path) -> None:
+    spec = importlib.util.spec_from_file_location("bench_speed", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    lines = bench.main(["--smoke", "--default-model", "--repeats", "1"])["default_model"]
+    rows = [line for line in lines if line.startswith("| camera 64x64")]
+    assert len(rows) == 1 and rows[0].count("|") == 5
+    memory = next(line for line in lines if line.startswith("Peak memory"))
+    assert "symmetric" in memory and "isotropic" in memory

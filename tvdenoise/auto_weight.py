@@ -65,7 +65,7 @@ REFINE_MIN = 0.1
 # fewer iterations than the fused kernel's default interval.
 SEARCH_CHECK_EVERY = 10
 # Trial solutions kept as starting points (the lowest risks): each holds the pair's primal
-# and dual variables, 6 values per pixel-channel for 2-D images.
+# and dual variables, 6 values per pixel-channel for 2-D images (10 for symmetric TV).
 KEEP = 3
 SOLVERS_WITH_DUAL = ("auto", "rof", "chambolle_pock")
 # Larger images are searched on their central SEARCH_SIDE x SEARCH_SIDE crop.
@@ -157,7 +157,7 @@ def choose_weight(
     sigma: float | None = None,
     *,
     beta: float = 1.0,
-    tv: str = "isotropic",
+    tv: str = "symmetric",
     color: str = "vectorial",
     fidelity: str = "l2",
     solver: str = "auto",
@@ -291,7 +291,8 @@ def search_weight(
         known = nearest(log_weight)
         if known is None:
             _, c, *spatial = pair.f.shape
-            return None, pair.f.new_zeros((size, c, pair.ndim, *spatial)) if uses_dual else None
+            shape = (size, c, pair.dual_components, *spatial)
+            return None, pair.f.new_zeros(shape) if uses_dual else None
         u, p = solutions[known]
         return u[:size], None if p is None else p[:size] * math.exp(log_weight - known)
 

@@ -231,7 +231,7 @@ KEYS: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
     "weight": ("auto", _weight),
     "sigma": (None, _sigma),
     "beta": (1.0, _validate.positive),
-    "tv": ("isotropic", lambda k, v: _validate.choice(k, v, _validate.TV_KINDS)),
+    "tv": ("symmetric", lambda k, v: _validate.choice(k, v, _validate.TV_KINDS)),
     "color": ("vectorial", lambda k, v: _validate.choice(k, v, _validate.COLOR_COUPLINGS)),
     "fidelity": ("l2", lambda k, v: _validate.choice(k, v, _validate.FIDELITY_NAMES)),
     "solver": ("auto", lambda k, v: _validate.choice(k, v, _validate.SOLVER_NAMES)),

@@ -126,7 +126,7 @@ def denoise(
     image: Any,
     weight: float | str = 0.1,
     beta: float = 1.0,
-    tv: str = "isotropic",
+    tv: str = "symmetric",
     color: str = "vectorial",
     fidelity: str = "l2",
     solver: str = "auto",
@@ -162,7 +162,12 @@ def denoise(
         only), at about 3 to 4 times the cost of one solve.
     beta : float
         Exponent on the gradient magnitude, > 0. beta < 1 is non-convex (local minimum).
-    tv : {"isotropic", "anisotropic"}
+    tv : {"symmetric", "isotropic", "anisotropic"}
+        ``"symmetric"`` (the default) is isotropic TV averaged over the forward and the
+        backward difference stencils: no bias towards one diagonal, and it scores higher than
+        ``"isotropic"`` (forward differences only, scikit-image's ``denoise_tv_chambolle``
+        model) on every benchmark row (benchmarks/RESULTS.md), at about 2.5 times the cost
+        per iteration. ``"anisotropic"`` sums the absolute differences.
     color : {"vectorial", "channelwise"}
     fidelity : {"l2", "l1", "poisson"}
         Data term: ``"l2"`` is ``1/2 ||u - f||^2`` (Gaussian noise); ``"l1"`` is

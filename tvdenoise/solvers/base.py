@@ -35,6 +35,12 @@ class Problem:
         """Number of spatial axes: 2 for images, 3 for volumes."""
         return self.f.dim() - 2
 
+    @property
+    def dual_components(self) -> int:
+        """Components of the dual variable per channel and pixel: one per spatial axis, twice
+        that for symmetric TV (its forward and backward stencils)."""
+        return self.ndim * (2 if self.tv == "symmetric" else 1)
+
     def regularisation(self, u: torch.Tensor) -> torch.Tensor:
         """Per-sample ``weight * TV_beta(u)`` (with this problem's smoothing), in float64."""
         terms = tv_map(u, self.beta, self.tv, self.color, self.eps, self.spacing)

@@ -74,8 +74,7 @@ def start_dual(dual: torch.Tensor, problem: Problem) -> torch.Tensor:
     checked; its values need not be feasible, since the first dual step projects onto
     ``|p| <= weight``."""
     n, c, *spatial = problem.f.shape
-    components = problem.ndim * (2 if problem.tv == "symmetric" else 1)
-    expected = (n, c, components, *spatial)
+    expected = (n, c, problem.dual_components, *spatial)
     if tuple(dual.shape) != expected:
         raise InvalidParameterError(
             f"dual must have shape {expected} for this problem, got {tuple(dual.shape)}"

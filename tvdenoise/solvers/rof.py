@@ -251,7 +251,7 @@ def solve_rof(
     n, c, h, w = f.shape
     symmetric = problem.tv == "symmetric"
     if dual is None:
-        p = f.new_zeros((n, c, 4 if symmetric else 2, h, w))
+        p = f.new_zeros((n, c, problem.dual_components, h, w))
     else:
         # The entries no difference reaches must hold 0: the kernel's divergence reads them.
         p = start_dual(dual, problem)
