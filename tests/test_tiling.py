@@ -135,6 +135,27 @@ def test_budget_chooses_tiles_that_fit():
     assert tile_size((200, 100), {"tile": 256}) is None
 
 
+def test_budget_counts_more_memory_without_the_fused_kernel(monkeypatch):
+    # The generic Chambolle-Pock holds several times the fused kernel's state per value, so
+    # without a compiler the same budget gives smaller tiles, and a smaller image no longer fits.
+    from tvdenoise.solvers import native
+    from tvdenoise.tiling import BYTES_PER_VALUE, BYTES_PER_VALUE_GENERIC
+
+    if native.load() is None:
+        pytest.skip("no C compiler: the fused kernel's bound is not used here")
+    budget = parse_memory(DEFAULT_MAX_MEMORY)
+    fused_tile = tile_for_budget(10_000, 10_000, 3, budget)
+    side = 2400  # fits with the kernel's bound (1.0 GiB), not with the generic one (3.1 GiB)
+    assert tile_for_budget(side, side, 3, budget) is None
+    monkeypatch.setattr(native, "load", lambda: None)
+    generic_tile = tile_for_budget(10_000, 10_000, 3, budget)
+    assert fused_tile is not None and generic_tile is not None and generic_tile < fused_tile
+    assert solver_bytes(generic_tile, generic_tile, 3) <= budget / 2
+    assert solver_bytes(100, 100, 1) == 100 * 100 * BYTES_PER_VALUE_GENERIC
+    assert BYTES_PER_VALUE_GENERIC > BYTES_PER_VALUE
+    assert tile_for_budget(side, side, 3, budget) is not None
+
+
 def test_parse_memory_rejects_garbage():
     from tvdenoise.errors import ConfigError
 

@@ -33,10 +33,12 @@ from .image_io import ValueRange, from_unit_range, to_float
 
 __all__ = [
     "BYTES_PER_VALUE",
+    "BYTES_PER_VALUE_GENERIC",
     "DEFAULT_OVERLAP",
     "DEFAULT_TILE",
     "TilePlan",
     "blend_weights",
+    "bytes_per_value",
     "denoise_tiled",
     "plan_tiles",
     "solver_bytes",
@@ -45,15 +47,27 @@ __all__ = [
 
 #: Tile side used by ``--tile`` when only a memory budget is given and it allows this much.
 DEFAULT_TILE = 1024
-#: Bytes the solvers hold per float32 pixel-channel, a generous bound over the solvers
-#: (the fused ROF kernel needs about 21, Chambolle-Pock about 40, the automatic weight search
-#: solves a batch of two at once).
+#: Bytes the solvers hold per float32 pixel-channel, a generous bound where the fused ROF
+#: kernel runs (peak of a solve: 21 for forward isotropic TV, 29 for symmetric TV, the default;
+#: the automatic weight search solves a batch of two at once, on at most a 1024x1024 crop).
 BYTES_PER_VALUE = 64
+#: The same without the kernel (no C compiler): the generic Chambolle-Pock in PyTorch
+#: operations peaks at 102 (forward) and 172 (symmetric) bytes per pixel-channel
+#: (benchmarks/bench_speed.py's memory probe with TVDENOISE_NO_NATIVE=1, 3x1024x1024).
+BYTES_PER_VALUE_GENERIC = 192
+
+
+def bytes_per_value() -> int:
+    """:data:`BYTES_PER_VALUE`, or :data:`BYTES_PER_VALUE_GENERIC` where the fused kernel
+    cannot be loaded (the first call may compile it, as the first solve would)."""
+    from .solvers import native
+
+    return BYTES_PER_VALUE if native.load() is not None else BYTES_PER_VALUE_GENERIC
 
 
 def solver_bytes(height: int, width: int, channels: int, *, double: bool = False) -> int:
     """A bound on the solver memory for one ``height x width x channels`` image."""
-    return height * width * channels * BYTES_PER_VALUE * (2 if double else 1)
+    return height * width * channels * bytes_per_value() * (2 if double else 1)
 
 
 def tile_for_budget(
@@ -73,7 +87,7 @@ def tile_for_budget(
     """
     if solver_bytes(height, width, channels, double=double) <= budget:
         return None
-    per_pixel = channels * BYTES_PER_VALUE * (2 if double else 1)
+    per_pixel = channels * bytes_per_value() * (2 if double else 1)
     side = int(math.sqrt(budget / 2 / per_pixel)) // 64 * 64
     return max(4 * overlap, min(side, 4 * DEFAULT_TILE))
 
