@@ -82,10 +82,11 @@ def solve(
 
     ``init`` is a starting point for the primal variable (``f`` if omitted). ``dual`` is one
     for the dual variable of the primal-dual solvers (``rof``, ``chambolle_pock``), of shape
-    (N, C, ndim, *spatial) (any values: the first dual step projects it onto
-    ``|p| <= weight``); on return it holds the final dual, so a solve at a nearby weight can
-    start from both (:mod:`tvdenoise.auto_weight` does, with the dual scaled by the ratio of
-    the weights). The other solvers have no dual variable and leave it untouched.
+    (N, C, ``problem.dual_components``, *spatial): ndim components, 2 ndim for symmetric TV
+    (any values: the first dual step projects it onto its ball); on return it holds the final
+    dual, so a solve at a nearby weight can start from both (:mod:`tvdenoise.auto_weight`
+    does, with the dual scaled by the ratio of the weights). The other solvers have no dual
+    variable and leave it untouched.
     """
     if check_every is None:
         fused = solver in ("auto", "rof") and fused_available(problem)

@@ -68,7 +68,8 @@
                     }                                                                          \
                 }                                                                              \
                 /* Scale factors weight / max(|p|, weight): 1 inside the ball, branch-free so \
-                 * the loops vectorise (sqrt and division in the working precision). */        \
+                 * the loops vectorise (sqrt and division in the working precision); one       \
+                 * per pixel (isotropic), direction (anisotropic) or stencil (symmetric). */   \
                 if (kind == 0) {                                                               \
                     for (long j = 0; j < w; ++j) {                                             \
                         const T m = SQRT(norm_y[j] + norm_x[j]);                               \
