@@ -166,8 +166,8 @@ def denoise(
         ``"symmetric"`` (the default) is isotropic TV averaged over the forward and the
         backward difference stencils: no bias towards one diagonal, and it scores higher than
         ``"isotropic"`` (forward differences only, scikit-image's ``denoise_tv_chambolle``
-        model) on every benchmark row (benchmarks/RESULTS.md), at about 2.5 times the cost
-        per iteration. ``"anisotropic"`` sums the absolute differences.
+        model) on every benchmark row (benchmarks/RESULTS.md), at about twice the time per
+        iteration. ``"anisotropic"`` sums the absolute differences.
     color : {"vectorial", "channelwise"}
     fidelity : {"l2", "l1", "poisson"}
         Data term: ``"l2"`` is ``1/2 ||u - f||^2`` (Gaussian noise); ``"l1"`` is

@@ -42,7 +42,7 @@ from .base import Callback, Monitor, Problem, SolveRecord, relative_change
 
 def regularisation_gradient(problem: Problem, u: torch.Tensor) -> torch.Tensor:
     """Gradient of ``weight * TV_beta`` (smoothed by ``eps``) at ``u`` (N, C, *spatial)."""
-    symmetric = problem.tv == "symmetric"
+    symmetric = problem.symmetric
     g = gradient(u, problem.ndim, problem.spacing, symmetric)
     s = coupled_squared_norm(g, problem.tv, problem.color)
     if problem.eps > 0:

@@ -36,10 +36,15 @@ class Problem:
         return self.f.dim() - 2
 
     @property
+    def symmetric(self) -> bool:
+        """Whether TV averages the forward and backward stencils (``tv="symmetric"``)."""
+        return self.tv == "symmetric"
+
+    @property
     def dual_components(self) -> int:
         """Components of the dual variable per channel and pixel: one per spatial axis, twice
         that for symmetric TV (its forward and backward stencils)."""
-        return self.ndim * (2 if self.tv == "symmetric" else 1)
+        return self.ndim * (2 if self.symmetric else 1)
 
     def regularisation(self, u: torch.Tensor) -> torch.Tensor:
         """Per-sample ``weight * TV_beta(u)`` (with this problem's smoothing), in float64."""

@@ -106,7 +106,7 @@ def solve_primal_dual(
     _validate.solver_applies("chambolle_pock", problem.beta, problem.eps)
     f = problem.f
     radius, tv, color = dual_radius(problem), problem.tv, problem.color
-    ndim, spacing, symmetric = problem.ndim, problem.spacing, problem.tv == "symmetric"
+    ndim, spacing, symmetric = problem.ndim, problem.spacing, problem.symmetric
     weight = problem.weight
     fidelity = problem.fidelity
     if gamma is None:

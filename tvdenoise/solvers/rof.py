@@ -67,7 +67,7 @@ class _TorchIteration:
         self.weight = problem.weight
         self.radius = dual_radius(problem)
         self.tv, self.color = problem.tv, problem.color
-        self.symmetric = problem.tv == "symmetric"
+        self.symmetric = problem.symmetric
         self.u, self.p = u, p
         self.ubar = u.clone()
 
@@ -249,7 +249,7 @@ def solve_rof(
     problem = Problem(f, problem.weight, 1.0, problem.tv, problem.color, problem.fidelity)
     u = (f if init is None else init.to(f)).clone(memory_format=torch.contiguous_format)
     n, c, h, w = f.shape
-    symmetric = problem.tv == "symmetric"
+    symmetric = problem.symmetric
     if dual is None:
         p = f.new_zeros((n, c, problem.dual_components, h, w))
     else:
