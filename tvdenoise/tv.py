@@ -18,11 +18,15 @@ import math
 import torch
 from torch import nn
 
-from . import _validate
+from . import _fused_tv, _validate
 from .errors import InvalidParameterError
 from .ops import TV_STENCIL_WEIGHT, coupled_squared_norm, gradient, safe_power
 
-__all__ = ["TVLoss", "total_variation", "tv_map"]
+__all__ = ["BACKENDS", "TVLoss", "total_variation", "tv_map"]
+
+#: Where :func:`total_variation` computes: the fused C kernel, PyTorch operations, or the
+#: kernel where it applies.
+BACKENDS = ("auto", "native", "torch")
 
 
 def as_batch(x: torch.Tensor, name: str = "x", volume: bool = False) -> torch.Tensor:
@@ -80,6 +84,7 @@ def total_variation(
     eps: float = 0.0,
     reduction: str = "sum",
     spacing: tuple[float, ...] | None = None,
+    backend: str = "auto",
 ) -> torch.Tensor:
     """Total variation ``TV_beta`` of an image, a volume, or a batch of them.
 
@@ -107,6 +112,12 @@ def total_variation(
     spacing : tuple of float, optional
         Grid step per spatial axis, ``(dy, dx)`` or ``(dz, dy, dx)``: each difference is divided
         by its step (a z-step larger than the pixel size weighs z less). None means all 1.
+    backend : {"auto", "native", "torch"}
+        ``"native"``: the fused C kernel (value in one sweep over ``x``, the gradient in one
+        more; CPU float32 and float64); ``"torch"``: PyTorch operations (any device and
+        dtype, double backward); ``"auto"`` (default) the kernel where it applies, else
+        PyTorch. Both give the same values; a backward with ``create_graph=True`` through the
+        kernel is computed by the PyTorch path.
 
     Returns
     -------
@@ -136,31 +147,48 @@ def total_variation(
     color = _validate.choice("color", color, _validate.COLOR_COUPLINGS)
     eps = _validate.non_negative("eps", eps)
     reduction = _validate.choice("reduction", reduction, _validate.REDUCTIONS)
+    backend = _validate.choice("backend", backend, BACKENDS)
     u = as_batch(x)
-    spatial = tuple(u.shape[2:])
-    spacing = _validate.spacing("spacing", spacing, len(spatial))
-    terms = tv_map(u, beta, tv, color, eps, spacing)  # (N, C or 1, 1 or ndim or 2, *spatial)
-    batched = x.dim() >= 4
-    all_dims = tuple(range(1, terms.dim()))
-
-    if reduction == "none":
-        out = terms.sum(dim=2)
-        return out if batched else out[0] if x.dim() == 3 else out[0, 0]
-    if reduction == "sum":
-        per_sample = terms.sum(dim=all_dims)
+    options = _fused_tv.Options(
+        beta, tv, color, eps, reduction, _validate.spacing("spacing", spacing, u.dim() - 2)
+    )
+    if backend == "native" and not _fused_tv.usable(u):
+        raise InvalidParameterError(
+            "backend native needs a CPU float32/float64 tensor and a working C compiler "
+            f"(got a {u.dtype} tensor on {u.device.type}"
+            + (")" if _fused_tv.kernel() is not None else ", and the kernel is unavailable)")
+        )
+    if backend != "torch" and _fused_tv.usable(u):
+        out = _fused_tv.FusedTotalVariation.apply(u, options, _total_variation_torch)
     else:
-        channels = u.shape[1] if color == "channelwise" else 1
-        if tv != "anisotropic":
-            per_sample = terms.sum(dim=all_dims) / (channels * math.prod(spatial))
-        else:
-            # Each direction is averaged over its own number of differences (the seeds'
-            # and kornia's convention); the zero boundary slice is not counted.
-            per_sample = terms.new_zeros(terms.shape[0])
-            for k, n in enumerate(spatial):
-                direction = terms.select(2, k).narrow(2 + k, 0, max(n - 1, 0))
-                count = max(channels * math.prod(spatial) * (n - 1) // n, 1)
-                per_sample = per_sample + direction.sum(dim=all_dims[:-1]) / count
-    return per_sample if batched else per_sample[0]
+        out = _total_variation_torch(u, options)
+    if x.dim() >= 4:
+        return out
+    return out[0] if reduction != "none" or x.dim() == 3 else out[0, 0]
+
+
+def _total_variation_torch(u: torch.Tensor, options: _fused_tv.Options) -> torch.Tensor:
+    """The PyTorch path of :func:`total_variation` on a batch: per-sample values ``(N,)``, or
+    the term map ``(N, C or 1, *spatial)`` for ``reduction="none"``."""
+    beta, tv, color, eps, reduction, spacing = options
+    spatial = tuple(u.shape[2:])
+    terms = tv_map(u, beta, tv, color, eps, spacing)  # (N, C or 1, 1 or ndim or 2, *spatial)
+    all_dims = tuple(range(1, terms.dim()))
+    if reduction == "none":
+        return terms.sum(dim=2)
+    if reduction == "sum":
+        return terms.sum(dim=all_dims)
+    channels = u.shape[1] if color == "channelwise" else 1
+    if tv != "anisotropic":
+        return terms.sum(dim=all_dims) / (channels * math.prod(spatial))
+    # Each direction is averaged over its own number of differences (the seeds' and kornia's
+    # convention); the zero boundary slice is not counted.
+    per_sample = terms.new_zeros(terms.shape[0])
+    for k, n in enumerate(spatial):
+        direction = terms.select(2, k).narrow(2 + k, 0, max(n - 1, 0))
+        count = max(channels * math.prod(spatial) * (n - 1) // n, 1)
+        per_sample = per_sample + direction.sum(dim=all_dims[:-1]) / count
+    return per_sample
 
 
 class TVLoss(nn.Module):
@@ -174,6 +202,8 @@ class TVLoss(nn.Module):
         Factor applied to the result.
     spacing : tuple of float, optional
         Grid steps per spatial axis, as in :func:`total_variation`.
+    backend : {"auto", "native", "torch"}
+        As in :func:`total_variation`: by default the fused C kernel on CPU float32/float64.
     batch_reduction : {"mean", "sum", "none"}
         How the per-sample values of a 4-D (or 5-D volume) batch are combined: ``"mean"``
         (default) gives a scalar loss ready for ``backward()``; ``"none"`` keeps one value per
@@ -202,6 +232,7 @@ class TVLoss(nn.Module):
         weight: float = 1.0,
         batch_reduction: str = "mean",
         spacing: tuple[float, ...] | None = None,
+        backend: str = "auto",
     ) -> None:
         super().__init__()
         self.beta = _validate.positive("beta", beta)
@@ -214,10 +245,18 @@ class TVLoss(nn.Module):
             "batch_reduction", batch_reduction, ("mean", "sum", "none")
         )
         self.spacing = _validate.spacing("spacing", spacing)
+        self.backend = _validate.choice("backend", backend, BACKENDS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         value = self.weight * total_variation(
-            x, self.beta, self.tv, self.color, self.eps, self.reduction, self.spacing
+            x,
+            self.beta,
+            self.tv,
+            self.color,
+            self.eps,
+            self.reduction,
+            self.spacing,
+            self.backend,
         )
         if x.dim() >= 4 and self.reduction != "none":
             if self.batch_reduction == "mean":
@@ -232,4 +271,5 @@ class TVLoss(nn.Module):
             f"reduction={self.reduction!r}, weight={self.weight}, "
             f"batch_reduction={self.batch_reduction!r}"
             + ("" if self.spacing is None else f", spacing={self.spacing}")
+            + ("" if self.backend == "auto" else f", backend={self.backend!r}")
         )

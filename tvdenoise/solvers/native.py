@@ -1,36 +1,24 @@
-"""The fused C kernel of the ROF solver: compiled once per machine, cached, loaded with ctypes.
+"""The fused C kernel of the ROF solver, compiled and cached by :mod:`tvdenoise.native`.
 
-The kernel (``_rof_kernel.c`` beside this module) is plain C99 with OpenMP pragmas; it needs no
-Python or PyTorch headers, so a C compiler (``$CC``, else ``cc`` or ``gcc``) is the only
-requirement, and only at the first use on a machine. Compilation takes well under a second;
-the shared library (about 30 kB) is cached in ``$TVDENOISE_CACHE_DIR``, else
-``$XDG_CACHE_HOME/tvdenoise``, else ``~/.cache/tvdenoise``, under a name that hashes the source
-and the compiler command, and is reused by every later process.
-
-Where there is no compiler, the compilation fails, or ``TVDENOISE_NO_NATIVE=1`` is set,
-:func:`load` returns None and the solver uses its PyTorch operations instead (same algorithm,
-more memory passes).
+The kernel (``_rof_kernel.c`` beside this module) is plain C99 with OpenMP pragmas. Where there
+is no compiler, the compilation fails, or ``TVDENOISE_NO_NATIVE=1`` is set, :func:`load`
+returns None and the solver uses its PyTorch operations instead (same algorithm, more memory
+passes).
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
+
+from .. import native as _native
+from ..native import cache_dir
 
 __all__ = ["NativeKernel", "cache_dir", "load"]
 
 SOURCE = Path(__file__).with_name("_rof_kernel.c")
-_FLAGS = ("-O3", "-fno-math-errno", "-std=c99", "-shared", "-fPIC")
-_OPENMP = ("-fopenmp",)
 
 
 class NativeKernel:
@@ -71,73 +59,15 @@ class NativeKernel:
         return getattr(self.library, f"{name}_{'f64' if double else 'f32'}")
 
 
-def cache_dir() -> Path:
-    """Where the compiled kernel is kept (see the module docstring)."""
-    explicit = os.environ.get("TVDENOISE_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "tvdenoise"
-
-
 def _compiler() -> str | None:
-    named = os.environ.get("CC")
-    if named:
-        return shutil.which(named)
-    return shutil.which("cc") or shutil.which("gcc")
-
-
-def _compile(compiler: str, flags: tuple[str, ...], target: Path) -> bool:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Compile to a private name, then rename: concurrent processes never see half a file.
-    handle, temporary = tempfile.mkstemp(suffix=".so", dir=target.parent)
-    os.close(handle)
-    try:
-        done = subprocess.run(
-            [compiler, *flags, str(SOURCE), "-o", temporary, "-lm"],
-            capture_output=True,
-            timeout=120,
-            check=False,
-        )
-        if done.returncode != 0:
-            return False
-        os.replace(temporary, target)
-        return True
-    except (OSError, subprocess.SubprocessError):
-        return False
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+    return _native.compiler()
 
 
 def _build() -> NativeKernel | None:
-    if os.environ.get("TVDENOISE_NO_NATIVE", "") not in ("", "0"):
+    built = _native.build(SOURCE, "rof_kernel")
+    if built is None:
         return None
-    if not sys.platform.startswith(("linux", "darwin", "freebsd")):
-        return None
-    compiler = _compiler()
-    if compiler is None:
-        return None
-    source = SOURCE.read_bytes()
-    started = time.perf_counter()
-    for flags in (_FLAGS + _OPENMP, _FLAGS):  # OpenMP where the compiler has it
-        key = hashlib.sha256(source + repr((compiler, flags)).encode()).hexdigest()[:16]
-        target = cache_dir() / f"rof_kernel_{key}.so"
-        compiled = False
-        if not target.exists():
-            try:
-                compiled = _compile(compiler, flags, target)
-            except OSError:  # cache directory not writable
-                return None
-            if not compiled:
-                continue
-        try:
-            library = ctypes.CDLL(str(target))
-        except OSError:
-            continue
-        seconds = time.perf_counter() - started if compiled else 0.0
-        return NativeKernel(library, target, seconds)
-    return None
+    return NativeKernel(built.library, built.path, built.compile_seconds)
 
 
 @functools.cache

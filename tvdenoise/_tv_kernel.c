@@ -1,0 +1,426 @@
+/* Fused total variation: its value and its gradient, one sweep each, for float and double.
+ *
+ * Compiled at run time by tvdenoise/native.py (plain C99, OpenMP when available) and called
+ * through ctypes by tvdenoise/_fused_tv.py on contiguous CPU tensors; tvdenoise/tv.py holds the
+ * same functional in PyTorch operations, the reference this is tested against.
+ *
+ * Layout: x is (images, channels, A, R, W): A slabs of R rows of W values. A 2-D image is
+ * (images, channels, H, 1, W), so its slabs are rows; a volume is (images, channels, D, H, W),
+ * so its slabs are planes. Directions: 0 along slabs, 1 along rows (volumes only, nd == 3),
+ * 2 along columns. Differences are forward, d_k(p) = (x[p + e_k] - x[p]) / h_k, zero at the last
+ * index (Neumann boundary); the backward stencil uses b_k(p) = (x[p] - x[p - e_k]) / h_k, zero at
+ * the first index. Channels are coupled inside the power (vectorial colour); channelwise colour
+ * is passed as images * channels images of one channel.
+ *
+ * kind 0, isotropic:   term(p) = phi(sum_c sum_k d_k(p)^2)
+ * kind 1, anisotropic: term(p) = sum_k dir_weight[k] phi(sum_c d_k(p)^2)
+ * kind 2, symmetric:   term(p) = phi(sum_c sum_k d_k(p)^2) + phi(sum_c sum_k b_k(p)^2)
+ * with phi(s) = (s + eps^2)^(beta / 2) (0 where s + eps^2 = 0), each term times `scale`.
+ *
+ * The gradient is a divergence of fluxes: with a_k(p) = beta (s + eps^2)^(beta / 2 - 1) of the
+ * term that d_k(p) enters (0 where s + eps^2 = 0, where every difference is 0 too) and
+ * c_k(p) the sum of those coefficients over the terms holding d_k(p) (for the symmetric kind
+ * the forward term at p and the backward term at p + e_k),
+ *     grad(p) = sum_k ( c_k(p - e_k) (x[p] - x[p - e_k]) - c_k(p) (x[p + e_k] - x[p]) ) / h_k^2.
+ * Coefficients are computed one slab ahead, so each value of x is read from memory once per
+ * sweep; the work is split into runs of slabs, each run recomputing the slab before it.
+ */
+#ifndef TV_T
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TV_T float
+#define TV_NAME(name) name##_f32
+#define TV_SQRT sqrtf
+#define TV_POW powf
+#include __FILE__
+#undef TV_T
+#undef TV_NAME
+#undef TV_SQRT
+#undef TV_POW
+
+#define TV_T double
+#define TV_NAME(name) name##_f64
+#define TV_SQRT sqrt
+#define TV_POW pow
+#include __FILE__
+
+#else /* the body, once per type */
+
+typedef struct {
+    long channels, slabs, rows, width, plane, volume;
+    int nd, kind;
+    TV_T ih[3], ih2[3];
+} TV_NAME(shape_t);
+
+static TV_NAME(shape_t) TV_NAME(make_shape)(long channels, long slabs, long rows, long width,
+                                              int nd, int kind, const double *inv_h)
+{
+    TV_NAME(shape_t) s;
+    s.channels = channels;
+    s.slabs = slabs;
+    s.rows = rows;
+    s.width = width;
+    s.plane = rows * width;
+    s.volume = slabs * rows * width;
+    s.nd = nd;
+    s.kind = kind;
+    for (int k = 0; k < 3; ++k) {
+        s.ih[k] = (TV_T)inv_h[k];
+        s.ih2[k] = (TV_T)(inv_h[k] * inv_h[k]);
+    }
+    return s;
+}
+
+/* Squared differences of slab a of one image (all channels): the forward stencil's sum over
+ * directions into sq[0], or (per_direction) each direction k into sq[k]; the backward stencil
+ * with `backward`. A missing neighbour (past the boundary, or the row axis of a 2-D image) is
+ * replaced by the value itself, so its difference is 0 without a branch in the loop. */
+static void TV_NAME(squares)(const TV_NAME(shape_t) *s, const TV_T *image, long a, int backward,
+                             int per_direction, TV_T *const sq[3])
+{
+    const long W = s->width, R = s->rows, P = s->plane;
+    const TV_T ih0 = s->ih[0], ih1 = s->ih[1], ih2 = s->ih[2];
+    const int has_slab = backward ? a > 0 : a < s->slabs - 1;
+    for (int k = 0; k < (per_direction ? 3 : 1); ++k) memset(sq[k], 0, sizeof(TV_T) * P);
+    for (long c = 0; c < s->channels; ++c) {
+        const TV_T *slab = image + c * s->volume + a * P;
+        const TV_T *other = has_slab ? (backward ? slab - P : slab + P) : slab;
+        for (long r = 0; r < R; ++r) {
+            const TV_T *restrict x = slab + r * W, *restrict na = other + r * W;
+            const int has_row = s->nd == 3 && (backward ? r > 0 : r < R - 1);
+            const TV_T *restrict nr = has_row ? (backward ? x - W : x + W) : x;
+            const long o = r * W;
+            if (per_direction) {
+                TV_T *restrict t0 = sq[0] + o, *restrict t1 = sq[1] + o, *restrict t2 = sq[2] + o;
+                for (long j = 0; j < W; ++j) {
+                    const TV_T da = (na[j] - x[j]) * ih0, dr = (nr[j] - x[j]) * ih1;
+                    t0[j] += da * da;
+                    t1[j] += dr * dr;
+                }
+                for (long j = 0; j < W - 1; ++j) {
+                    const TV_T dc = (x[j + 1] - x[j]) * ih2;
+                    t2[j] += dc * dc;
+                }
+            } else if (!backward) {
+                TV_T *restrict t = sq[0] + o;
+                for (long j = 0; j < W - 1; ++j) {
+                    const TV_T da = (na[j] - x[j]) * ih0, dr = (nr[j] - x[j]) * ih1;
+                    const TV_T dc = (x[j + 1] - x[j]) * ih2;
+                    t[j] += da * da + dr * dr + dc * dc;
+                }
+                const TV_T da = (na[W - 1] - x[W - 1]) * ih0, dr = (nr[W - 1] - x[W - 1]) * ih1;
+                t[W - 1] += da * da + dr * dr;
+            } else {
+                TV_T *restrict t = sq[0] + o;
+                const TV_T da = (x[0] - na[0]) * ih0, dr = (x[0] - nr[0]) * ih1;
+                t[0] += da * da + dr * dr;
+                for (long j = 1; j < W; ++j) {
+                    const TV_T da = (x[j] - na[j]) * ih0, dr = (x[j] - nr[j]) * ih1;
+                    const TV_T dc = (x[j] - x[j - 1]) * ih2;
+                    t[j] += da * da + dr * dr + dc * dc;
+                }
+            }
+        }
+    }
+}
+
+/* phi(s) in place of s (value), or its coefficient times `weight` (and times gmap[p] when
+ * given) (derivative: beta (s + eps^2)^(beta / 2 - 1)), over n values. */
+static void TV_NAME(phi)(TV_T *restrict v, long n, double beta, TV_T eps2, int derivative,
+                         TV_T weight, const TV_T *restrict gmap)
+{
+    if (beta == 1.0) {
+        if (!derivative) {
+            for (long i = 0; i < n; ++i) v[i] = TV_SQRT(v[i] + eps2);
+        } else {
+            for (long i = 0; i < n; ++i) {
+                /* Branch-free, so the loop vectorises: the division always has a divisor. */
+                const TV_T q = v[i] + eps2, safe = q > 0 ? q : 1, r = weight / TV_SQRT(safe);
+                v[i] = q > 0 ? r : 0;
+            }
+        }
+    } else if (beta == 2.0) {
+        if (!derivative) {
+            for (long i = 0; i < n; ++i) v[i] = v[i] + eps2;
+        } else {
+            for (long i = 0; i < n; ++i) v[i] = 2 * weight;
+        }
+    } else {
+        const TV_T half = (TV_T)(beta / 2), b = (TV_T)beta;
+        for (long i = 0; i < n; ++i) {
+            const TV_T q = v[i] + eps2, safe = q > 0 ? q : 1, p = TV_POW(safe, half);
+            v[i] = q > 0 ? (derivative ? b * weight * p / safe : p) : 0;
+        }
+    }
+    if (derivative && gmap) {
+        for (long i = 0; i < n; ++i) v[i] *= gmap[i];
+    }
+}
+
+/* Sum of n values, vectorised (partial sums in TV_T over one row, then a double). */
+static double TV_NAME(row_sum)(const TV_T *restrict v, long n)
+{
+    TV_T part = 0;
+#pragma omp simd reduction(+ : part)
+    for (long j = 0; j < n; ++j) part += v[j];
+    return (double)part;
+}
+
+static long TV_NAME(run_length)(long images, long slabs, int threads)
+{
+    /* Enough runs to balance the threads; long enough that recomputing one slab per run
+     * costs little. */
+    const long target = (long)threads * 4;
+    long run = (images * slabs + target - 1) / target;
+    if (run < 8) run = 8;
+    return run < slabs ? run : slabs;
+}
+
+/* Sum of the terms of slab a over the slab, and their map when `map` is given. */
+static double TV_NAME(slab_value)(const TV_NAME(shape_t) *s, const TV_T *image, long a,
+                                  double beta, TV_T eps2, double scale, const double *dir_weight,
+                                  int skip_last, TV_T *const sq[3], TV_T *const sq_back,
+                                  TV_T *map)
+{
+    const long W = s->width, R = s->rows, plane = s->plane;
+    double total = 0.0;
+    if (s->kind == 1) {
+        TV_NAME(squares)(s, image, a, 0, 1, sq);
+        for (int k = 0; k < 3; ++k) {
+            if (k == 1 && s->nd != 3) continue;
+            TV_NAME(phi)(sq[k], plane, beta, eps2, 0, 1, NULL);
+            if (map) {
+                const TV_T wk = (TV_T)(dir_weight[k] * scale);
+                if (k == 0) {
+                    for (long i = 0; i < plane; ++i) map[i] = wk * sq[k][i];
+                } else {
+                    for (long i = 0; i < plane; ++i) map[i] += wk * sq[k][i];
+                }
+            }
+            if (k == 0 && skip_last && a == s->slabs - 1) continue;
+            double part = 0.0;
+            for (long r = 0; r < R; ++r) {
+                if (k == 1 && skip_last && r == R - 1) continue;
+                const TV_T *v = sq[k] + r * W;
+                part += TV_NAME(row_sum)(v, (k == 2 && skip_last) ? W - 1 : W);
+            }
+            total += dir_weight[k] * scale * part;
+        }
+        return total;
+    }
+    TV_T *const one[3] = {sq[0], sq[0], sq[0]};
+    TV_NAME(squares)(s, image, a, 0, 0, one);
+    TV_NAME(phi)(sq[0], plane, beta, eps2, 0, 1, NULL);
+    if (s->kind == 2) {
+        TV_T *const back[3] = {sq_back, sq_back, sq_back};
+        TV_NAME(squares)(s, image, a, 1, 0, back);
+        TV_NAME(phi)(sq_back, plane, beta, eps2, 0, 1, NULL);
+        for (long i = 0; i < plane; ++i) sq[0][i] += sq_back[i];
+    }
+    double part = 0.0;
+    for (long r = 0; r < R; ++r) part += TV_NAME(row_sum)(sq[0] + r * W, W);
+    if (map) {
+        const TV_T w = (TV_T)scale;
+        for (long i = 0; i < plane; ++i) map[i] = w * sq[0][i];
+    }
+    return scale * part;
+}
+
+/* Per-image sums of the terms into out[images]; with `map` (images, A * R * W) also the
+ * terms themselves. */
+void TV_NAME(tv_value)(const TV_T *x, long images, long channels, long slabs, long rows,
+                       long width, int nd, int kind, const double *inv_h, double beta,
+                       double eps, double scale, const double *dir_weight, int skip_last,
+                       double *out, TV_T *map, int threads)
+{
+    const TV_NAME(shape_t) s = TV_NAME(make_shape)(channels, slabs, rows, width, nd, kind, inv_h);
+    const TV_T eps2 = (TV_T)(eps * eps);
+    const long run = TV_NAME(run_length)(images, slabs, threads);
+    const long runs_per_image = (slabs + run - 1) / run, units = images * runs_per_image;
+    double *partial = (double *)calloc((size_t)(units > 0 ? units : 1), sizeof(double));
+#pragma omp parallel num_threads(threads)
+    {
+        TV_T *buffer = (TV_T *)malloc(sizeof(TV_T) * (size_t)(4 * s.plane));
+        TV_T *const sq[3] = {buffer, buffer + s.plane, buffer + 2 * s.plane};
+#pragma omp for schedule(dynamic)
+        for (long u = 0; u < units; ++u) {
+            const long n = u / runs_per_image, first = (u % runs_per_image) * run;
+            const long last = first + run < slabs ? first + run : slabs;
+            const TV_T *image = x + n * channels * s.volume;
+            double sum = 0.0;
+            for (long a = first; a < last; ++a) {
+                TV_T *slab_map = map ? map + n * s.volume + a * s.plane : NULL;
+                sum += TV_NAME(slab_value)(&s, image, a, beta, eps2, scale, dir_weight,
+                                           skip_last, sq, buffer + 3 * s.plane, slab_map);
+            }
+            partial[u] = sum;
+        }
+        free(buffer);
+    }
+    for (long n = 0; n < images; ++n) {
+        double sum = 0.0;
+        for (long q = 0; q < runs_per_image; ++q) sum += partial[n * runs_per_image + q];
+        out[n] = sum;
+    }
+    free(partial);
+}
+
+/* Forward-stencil coefficients of slab a into fwd[k] (one shared plane unless anisotropic). */
+static void TV_NAME(forward_coefficients)(const TV_NAME(shape_t) *s, const TV_T *image, long a,
+                                          double beta, TV_T eps2, TV_T weight,
+                                          const double *dir_weight, const TV_T *gmap_image,
+                                          TV_T *const fwd[3])
+{
+    if (a < 0 || a >= s->slabs) return;
+    const TV_T *g = gmap_image ? gmap_image + a * s->plane : NULL;
+    if (s->kind == 1) {
+        TV_NAME(squares)(s, image, a, 0, 1, fwd);
+        for (int k = 0; k < 3; ++k) {
+            if (k == 1 && s->nd != 3) continue;
+            TV_NAME(phi)(fwd[k], s->plane, beta, eps2, 1, (TV_T)(weight * dir_weight[k]), g);
+        }
+        return;
+    }
+    TV_T *const one[3] = {fwd[0], fwd[0], fwd[0]};
+    TV_NAME(squares)(s, image, a, 0, 0, one);
+    TV_NAME(phi)(fwd[0], s->plane, beta, eps2, 1, weight, g);
+}
+
+/* Backward-stencil coefficients of slab a into back (symmetric kind). */
+static void TV_NAME(backward_coefficients)(const TV_NAME(shape_t) *s, const TV_T *image, long a,
+                                           double beta, TV_T eps2, TV_T weight,
+                                           const TV_T *gmap_image, TV_T *back)
+{
+    if (a < 0 || a >= s->slabs) return;
+    const TV_T *g = gmap_image ? gmap_image + a * s->plane : NULL;
+    TV_T *const b3[3] = {back, back, back};
+    TV_NAME(squares)(s, image, a, 1, 0, b3);
+    TV_NAME(phi)(back, s->plane, beta, eps2, 1, weight, g);
+}
+
+/* grad = d/dx of sum_n image_weight[n] * (the image's term sum), or with gmap (images, A * R *
+ * W) of sum_p gmap[p] term(p): the backward pass of tv_value (dir_weight as there). */
+void TV_NAME(tv_gradient)(const TV_T *x, long images, long channels, long slabs, long rows,
+                          long width, int nd, int kind, const double *inv_h, double beta,
+                          double eps, double scale, const double *dir_weight,
+                          const double *image_weight, const TV_T *gmap, TV_T *grad,
+                          int threads)
+{
+    const TV_NAME(shape_t) s = TV_NAME(make_shape)(channels, slabs, rows, width, nd, kind, inv_h);
+    const TV_T eps2 = (TV_T)(eps * eps);
+    const long run = TV_NAME(run_length)(images, slabs, threads);
+    const long runs_per_image = (slabs + run - 1) / run, units = images * runs_per_image;
+    const long P = s.plane, W = s.width, R = s.rows;
+#pragma omp parallel num_threads(threads)
+    {
+        /* Rolling coefficient planes: forward stencil of the previous and current slab (3
+         * directions each for the anisotropic kind), backward stencil of the current and next
+         * slab; then c_k of the current slab (4 planes, with c_0 of the previous slab). */
+        TV_T *buffer = (TV_T *)malloc(sizeof(TV_T) * (size_t)(12 * P));
+        TV_T *zeros = (TV_T *)calloc((size_t)W, sizeof(TV_T));
+        TV_T *fwd_prev[3] = {buffer, buffer + P, buffer + 2 * P};
+        TV_T *fwd_cur[3] = {buffer + 3 * P, buffer + 4 * P, buffer + 5 * P};
+        TV_T *back_cur = buffer + 6 * P, *back_next = buffer + 7 * P;
+        TV_T *c_prev = buffer + 8 * P, *c0 = buffer + 9 * P, *c1 = buffer + 10 * P,
+             *c2 = buffer + 11 * P;
+#pragma omp for schedule(dynamic)
+        for (long u = 0; u < units; ++u) {
+            const long n = u / runs_per_image, first = (u % runs_per_image) * run;
+            const long last = first + run < slabs ? first + run : slabs;
+            const TV_T *image = x + n * channels * s.volume;
+            const TV_T *gm = gmap ? gmap + n * s.volume : NULL;
+            const TV_T weight = (TV_T)(image_weight[n] * scale);
+            TV_NAME(forward_coefficients)(&s, image, first - 1, beta, eps2, weight,
+                                          dir_weight, gm, fwd_prev);
+            TV_NAME(forward_coefficients)(&s, image, first, beta, eps2, weight, dir_weight, gm,
+                                          fwd_cur);
+            if (kind == 2)
+                TV_NAME(backward_coefficients)(&s, image, first, beta, eps2, weight, gm,
+                                               back_cur);
+            for (long a = first; a < last; ++a) {
+                if (kind == 2)
+                    TV_NAME(backward_coefficients)(&s, image, a + 1, beta, eps2, weight, gm,
+                                                   back_next);
+                /* c_k for this slab. */
+                const TV_T *cp, *k0, *k1, *k2;
+                if (kind == 0) {
+                    cp = fwd_prev[0];
+                    k0 = k1 = k2 = fwd_cur[0];
+                } else if (kind == 1) {
+                    cp = fwd_prev[0];
+                    k0 = fwd_cur[0];
+                    k1 = fwd_cur[1];
+                    k2 = fwd_cur[2];
+                } else {
+                    /* c_k(p) = forward coefficient at p + backward coefficient at p + e_k;
+                     * past the last index the value is never used (d_k is 0 there). */
+                    const TV_T *restrict f0 = fwd_cur[0], *restrict bc = back_cur;
+                    const TV_T *restrict bn = a + 1 < slabs ? back_next : back_cur;
+                    for (long i = 0; i < P; ++i) c_prev[i] = fwd_prev[0][i] + bc[i];
+                    for (long i = 0; i < P; ++i) c0[i] = f0[i] + bn[i];
+                    for (long i = 0; i + W < P; ++i) c1[i] = f0[i] + bc[i + W];
+                    for (long i = P - W > 0 ? P - W : 0; i < P; ++i) c1[i] = f0[i];
+                    for (long i = 0; i + 1 < P; ++i) c2[i] = f0[i] + bc[i + 1];
+                    c2[P - 1] = f0[P - 1];
+                    cp = c_prev;
+                    k0 = c0;
+                    k1 = c1;
+                    k2 = c2;
+                }
+                const TV_T h0 = s.ih2[0], h1 = s.ih2[1], h2 = s.ih2[2];
+                for (long c = 0; c < channels; ++c) {
+                    const TV_T *slab = image + c * s.volume + a * P;
+                    TV_T *gslab = grad + (n * channels + c) * s.volume + a * P;
+                    /* A missing neighbour is the value itself (difference 0) and a missing
+                     * coefficient is 0, so one loop covers the interior and the faces. */
+                    const TV_T *pslab = a > 0 ? slab - P : slab;
+                    const TV_T *nslab = a < slabs - 1 ? slab + P : slab;
+                    for (long r = 0; r < R; ++r) {
+                        const long o = r * W;
+                        const TV_T *restrict x = slab + o, *restrict pa = pslab + o;
+                        const TV_T *restrict na = nslab + o;
+                        const int up = nd == 3 && r > 0, down = nd == 3 && r < R - 1;
+                        const TV_T *restrict pr = up ? x - W : x, *restrict nr = down ? x + W : x;
+                        const TV_T *restrict qp = a > 0 ? cp + o : zeros;
+                        const TV_T *restrict qu = up ? k1 + o - W : zeros;
+                        const TV_T *restrict q0 = k0 + o, *restrict q1 = k1 + o;
+                        const TV_T *restrict q2 = k2 + o;
+                        TV_T *restrict g = gslab + o;
+#define TV_GRAD_AXES(j)                                                                      \
+    (h0 * (qp[j] * (x[j] - pa[j]) - q0[j] * (na[j] - x[j])) +                                \
+     h1 * (qu[j] * (x[j] - pr[j]) - q1[j] * (nr[j] - x[j])))
+                        if (W == 1) {
+                            g[0] = TV_GRAD_AXES(0);
+                            continue;
+                        }
+                        g[0] = TV_GRAD_AXES(0) - h2 * q2[0] * (x[1] - x[0]);
+                        for (long j = 1; j < W - 1; ++j)
+                            g[j] = TV_GRAD_AXES(j) + h2 * (q2[j - 1] * (x[j] - x[j - 1]) -
+                                                           q2[j] * (x[j + 1] - x[j]));
+                        g[W - 1] = TV_GRAD_AXES(W - 1) + h2 * q2[W - 2] * (x[W - 1] - x[W - 2]);
+#undef TV_GRAD_AXES
+                    }
+                }
+                /* Roll: the current slab becomes the previous one. */
+                if (a + 1 < last) {
+                    for (int k = 0; k < 3; ++k) {
+                        TV_T *t = fwd_prev[k];
+                        fwd_prev[k] = fwd_cur[k];
+                        fwd_cur[k] = t;
+                    }
+                    TV_T *t = back_cur;
+                    back_cur = back_next;
+                    back_next = t;
+                    TV_NAME(forward_coefficients)(&s, image, a + 1, beta, eps2, weight,
+                                                  dir_weight, gm, fwd_cur);
+                }
+            }
+        }
+        free(buffer);
+        free(zeros);
+    }
+}
+
+#endif
