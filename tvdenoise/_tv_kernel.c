@@ -159,13 +159,17 @@ static void TV_NAME(phi)(TV_T *restrict v, long n, double beta, TV_T eps2, int d
     }
 }
 
-/* Sum of n values, vectorised (partial sums in TV_T over one row, then a double). */
+/* Sum of n values: 16 running sums (one vector register) in TV_T, added up in double. */
 static double TV_NAME(row_sum)(const TV_T *restrict v, long n)
 {
-    TV_T part = 0;
-#pragma omp simd reduction(+ : part)
-    for (long j = 0; j < n; ++j) part += v[j];
-    return (double)part;
+    TV_T acc[16] = {0};
+    long j = 0;
+    for (; j + 16 <= n; j += 16)
+        for (int l = 0; l < 16; ++l) acc[l] += v[j + l];
+    double total = 0.0;
+    for (; j < n; ++j) total += v[j];
+    for (int l = 0; l < 16; ++l) total += acc[l];
+    return total;
 }
 
 static long TV_NAME(run_length)(long images, long slabs, int threads)
@@ -176,6 +180,176 @@ static long TV_NAME(run_length)(long images, long slabs, int threads)
     long run = (images * slabs + target - 1) / target;
     if (run < 8) run = 8;
     return run < slabs ? run : slabs;
+}
+
+/* The anisotropic kind on one channel (channelwise colour, or grey) needs no coefficient
+ * planes: each difference d is its own term, phi(d^2), with derivative psi(d) = dphi/dd, so the
+ * value and the gradient are single loops over x. mode 0: beta 1, eps 0 (|d|, sign d);
+ * 1: beta 1 (sqrt(d^2 + eps^2)); 2: beta 2 (d^2 + eps^2, 2 d); 3: any other beta. */
+static inline TV_T TV_NAME(phi_d)(TV_T d, int mode, TV_T eps2, TV_T half)
+{
+    const TV_T q = d * d + eps2;
+    switch (mode) {
+    case 0: return d < 0 ? -d : d;
+    case 1: return TV_SQRT(q);
+    case 2: return q;
+    default: return q > 0 ? TV_POW(q > 0 ? q : 1, half) : 0;
+    }
+}
+
+static inline TV_T TV_NAME(psi_d)(TV_T d, int mode, TV_T eps2, TV_T half, TV_T beta)
+{
+    const TV_T q = d * d + eps2, safe = q > 0 ? q : 1;
+    switch (mode) {
+    case 0: return (TV_T)((d > 0) - (d < 0));
+    case 1: return d / TV_SQRT(safe);
+    case 2: return 2 * d;
+    default: return q > 0 ? beta * TV_POW(safe, half - 1) * d : 0;
+    }
+}
+
+static int TV_NAME(direct_mode)(double beta, double eps)
+{
+    if (beta == 1.0) return eps == 0.0 ? 0 : 1;
+    return beta == 2.0 ? 2 : 3;
+}
+
+/* The sum of slab a's anisotropic terms, one channel, with weights w[k] per direction. */
+static double TV_NAME(direct_slab_value)(const TV_NAME(shape_t) *s, const TV_T *image, long a,
+                                         int mode, TV_T eps2, TV_T half, const TV_T w[3],
+                                         int skip_last, TV_T *restrict t)
+{
+    const long W = s->width, R = s->rows, P = s->plane;
+    const TV_T *slab = image + a * P;
+    const int has_slab = a < s->slabs - 1;
+    const TV_T *other = has_slab ? slab + P : slab;
+    const TV_T w0 = skip_last && !has_slab ? 0 : w[0], ih0 = s->ih[0], ih1 = s->ih[1],
+               ih2 = s->ih[2];
+    const TV_T edge = skip_last ? 0 : w[2] * TV_NAME(phi_d)(0, mode, eps2, half);
+    double total = 0.0;
+    for (long r = 0; r < R; ++r) {
+        const TV_T *restrict x = slab + r * W, *restrict na = other + r * W;
+        if (s->nd == 3) {
+            const int has_row = r < R - 1;
+            const TV_T *restrict nr = has_row ? x + W : x;
+            const TV_T w1 = skip_last && !has_row ? 0 : w[1];
+#define TV_DIRECT_VALUE(m)                                                                   \
+    for (long j = 0; j < W - 1; ++j)                                                         \
+        t[j] = w0 * TV_NAME(phi_d)((na[j] - x[j]) * ih0, m, eps2, half) +                    \
+               w1 * TV_NAME(phi_d)((nr[j] - x[j]) * ih1, m, eps2, half) +                    \
+               w[2] * TV_NAME(phi_d)((x[j + 1] - x[j]) * ih2, m, eps2, half);                \
+    t[W - 1] = w0 * TV_NAME(phi_d)((na[W - 1] - x[W - 1]) * ih0, m, eps2, half) +            \
+               w1 * TV_NAME(phi_d)((nr[W - 1] - x[W - 1]) * ih1, m, eps2, half) + edge;
+            switch (mode) {
+            case 0: TV_DIRECT_VALUE(0) break;
+            case 1: TV_DIRECT_VALUE(1) break;
+            case 2: TV_DIRECT_VALUE(2) break;
+            default: TV_DIRECT_VALUE(3) break;
+            }
+#undef TV_DIRECT_VALUE
+        } else {
+#define TV_DIRECT_VALUE(m)                                                                   \
+    for (long j = 0; j < W - 1; ++j)                                                         \
+        t[j] = w0 * TV_NAME(phi_d)((na[j] - x[j]) * ih0, m, eps2, half) +                    \
+               w[2] * TV_NAME(phi_d)((x[j + 1] - x[j]) * ih2, m, eps2, half);                \
+    t[W - 1] = w0 * TV_NAME(phi_d)((na[W - 1] - x[W - 1]) * ih0, m, eps2, half) + edge;
+            switch (mode) {
+            case 0: TV_DIRECT_VALUE(0) break;
+            case 1: TV_DIRECT_VALUE(1) break;
+            case 2: TV_DIRECT_VALUE(2) break;
+            default: TV_DIRECT_VALUE(3) break;
+            }
+#undef TV_DIRECT_VALUE
+        }
+        total += TV_NAME(row_sum)(t, W);
+    }
+    return total;
+}
+
+/* psi of the differences along the slab axis between slab a and a + 1 (0 past the last). */
+static void TV_NAME(direct_slab_psi)(const TV_NAME(shape_t) *s, const TV_T *image, long a,
+                                     int mode, TV_T eps2, TV_T half, TV_T beta,
+                                     TV_T *restrict out)
+{
+    const long P = s->plane;
+    if (a < 0 || a >= s->slabs - 1) {
+        memset(out, 0, sizeof(TV_T) * P);
+        return;
+    }
+    const TV_T *restrict x = image + a * P, *restrict next = x + P;
+    const TV_T ih0 = s->ih[0];
+#define TV_SLAB_PSI(m)                                                                       \
+    for (long i = 0; i < P; ++i) out[i] = TV_NAME(psi_d)((next[i] - x[i]) * ih0, m, eps2, half, beta);
+    switch (mode) {
+    case 0: TV_SLAB_PSI(0) break;
+    case 1: TV_SLAB_PSI(1) break;
+    case 2: TV_SLAB_PSI(2) break;
+    default: TV_SLAB_PSI(3) break;
+    }
+#undef TV_SLAB_PSI
+}
+
+/* The gradient of slab a of the anisotropic terms, one channel, times w[k] per direction:
+ * grad = sum_k w_k ih_k (psi_k(p - e_k) - psi_k(p)). ps_prev and ps_cur hold psi along the
+ * slab axis at slabs a - 1 and a; prow (a plane) and pcol (a row, with a 0 before it) are
+ * scratch for the other two axes, so each difference's psi is evaluated once. */
+static void TV_NAME(direct_slab_gradient)(const TV_NAME(shape_t) *s, const TV_T *image,
+                                          TV_T *gimage, long a, int mode, TV_T eps2, TV_T half,
+                                          TV_T beta, const TV_T w[3],
+                                          const TV_T *restrict ps_prev,
+                                          const TV_T *restrict ps_cur, TV_T *restrict prow,
+                                          TV_T *restrict pcol)
+{
+    const long W = s->width, R = s->rows, P = s->plane;
+    const TV_T *slab = image + a * P;
+    const TV_T c0 = w[0] * s->ih[0], c1 = w[1] * s->ih[1], c2 = w[2] * s->ih[2];
+    const TV_T ih1 = s->ih[1], ih2 = s->ih[2];
+    for (long r = 0; r < R; ++r) {
+        const long o = r * W;
+        const TV_T *restrict x = slab + o;
+        TV_T *restrict g = gimage + a * P + o;
+#define TV_COL_PSI(m)                                                                        \
+    for (long j = 0; j < W - 1; ++j)                                                         \
+        pcol[j] = TV_NAME(psi_d)((x[j + 1] - x[j]) * ih2, m, eps2, half, beta);
+        switch (mode) {
+        case 0: TV_COL_PSI(0) break;
+        case 1: TV_COL_PSI(1) break;
+        case 2: TV_COL_PSI(2) break;
+        default: TV_COL_PSI(3) break;
+        }
+#undef TV_COL_PSI
+        pcol[W - 1] = 0;
+        const TV_T *restrict sp = ps_prev + o, *restrict sc = ps_cur + o;
+        if (s->nd == 3) {
+            TV_T *restrict rc = prow + o;
+            if (r < R - 1) {
+                const TV_T *restrict below = x + W;
+#define TV_ROW_PSI(m)                                                                        \
+    for (long j = 0; j < W; ++j) rc[j] = TV_NAME(psi_d)((below[j] - x[j]) * ih1, m, eps2, half, beta);
+                switch (mode) {
+                case 0: TV_ROW_PSI(0) break;
+                case 1: TV_ROW_PSI(1) break;
+                case 2: TV_ROW_PSI(2) break;
+                default: TV_ROW_PSI(3) break;
+                }
+#undef TV_ROW_PSI
+            } else {
+                memset(rc, 0, sizeof(TV_T) * W);
+            }
+            if (r > 0) {
+                const TV_T *restrict ru = rc - W;
+                for (long j = 0; j < W; ++j)
+                    g[j] = c0 * (sp[j] - sc[j]) + c1 * (ru[j] - rc[j]) +
+                           c2 * (pcol[j - 1] - pcol[j]);
+            } else {
+                for (long j = 0; j < W; ++j)
+                    g[j] = c0 * (sp[j] - sc[j]) - c1 * rc[j] + c2 * (pcol[j - 1] - pcol[j]);
+            }
+        } else {
+            for (long j = 0; j < W; ++j)
+                g[j] = c0 * (sp[j] - sc[j]) + c2 * (pcol[j - 1] - pcol[j]);
+        }
+    }
 }
 
 /* Sum of the terms of slab a over the slab, and their map when `map` is given. */
@@ -240,6 +414,10 @@ void TV_NAME(tv_value)(const TV_T *x, long images, long channels, long slabs, lo
     const long run = TV_NAME(run_length)(images, slabs, threads);
     const long runs_per_image = (slabs + run - 1) / run, units = images * runs_per_image;
     double *partial = (double *)calloc((size_t)(units > 0 ? units : 1), sizeof(double));
+    const int direct = kind == 1 && channels == 1 && !map, mode = TV_NAME(direct_mode)(beta, eps);
+    const TV_T half = (TV_T)(beta / 2);
+    const TV_T w[3] = {(TV_T)(scale * dir_weight[0]), (TV_T)(scale * dir_weight[1]),
+                       (TV_T)(scale * dir_weight[2])};
 #pragma omp parallel num_threads(threads)
     {
         TV_T *buffer = (TV_T *)malloc(sizeof(TV_T) * (size_t)(4 * s.plane));
@@ -251,6 +429,11 @@ void TV_NAME(tv_value)(const TV_T *x, long images, long channels, long slabs, lo
             const TV_T *image = x + n * channels * s.volume;
             double sum = 0.0;
             for (long a = first; a < last; ++a) {
+                if (direct) {
+                    sum += TV_NAME(direct_slab_value)(&s, image, a, mode, eps2, half, w,
+                                                      skip_last, sq[0]);
+                    continue;
+                }
                 TV_T *slab_map = map ? map + n * s.volume + a * s.plane : NULL;
                 sum += TV_NAME(slab_value)(&s, image, a, beta, eps2, scale, dir_weight,
                                            skip_last, sq, buffer + 3 * s.plane, slab_map);
@@ -332,6 +515,27 @@ void TV_NAME(tv_gradient)(const TV_T *x, long images, long channels, long slabs,
             const TV_T *image = x + n * channels * s.volume;
             const TV_T *gm = gmap ? gmap + n * s.volume : NULL;
             const TV_T weight = (TV_T)(image_weight[n] * scale);
+            if (kind == 1 && channels == 1 && !gmap) {
+                const TV_T w[3] = {(TV_T)(weight * dir_weight[0]), (TV_T)(weight * dir_weight[1]),
+                                   (TV_T)(weight * dir_weight[2])};
+                const int mode = TV_NAME(direct_mode)(beta, eps);
+                const TV_T half = (TV_T)(beta / 2), b = (TV_T)beta;
+                /* Planes from the coefficient buffer: psi along the slab axis at a - 1 and a,
+                 * psi along rows, and one row (with a leading 0) along columns. */
+                TV_T *ps_prev = buffer, *ps_cur = buffer + P, *prow = buffer + 2 * P;
+                TV_T *pcol = buffer + 3 * P + 1;
+                pcol[-1] = 0;
+                TV_NAME(direct_slab_psi)(&s, image, first - 1, mode, eps2, half, b, ps_prev);
+                for (long a = first; a < last; ++a) {
+                    TV_NAME(direct_slab_psi)(&s, image, a, mode, eps2, half, b, ps_cur);
+                    TV_NAME(direct_slab_gradient)(&s, image, grad + n * s.volume, a, mode, eps2,
+                                                  half, b, w, ps_prev, ps_cur, prow, pcol);
+                    TV_T *t = ps_prev;
+                    ps_prev = ps_cur;
+                    ps_cur = t;
+                }
+                continue;
+            }
             TV_NAME(forward_coefficients)(&s, image, first - 1, beta, eps2, weight,
                                           dir_weight, gm, fwd_prev);
             TV_NAME(forward_coefficients)(&s, image, first, beta, eps2, weight, dir_weight, gm,
