@@ -83,7 +83,6 @@ static void TV_NAME(squares)(const TV_NAME(shape_t) *s, const TV_T *image, long 
     const long W = s->width, R = s->rows, P = s->plane;
     const TV_T ih0 = s->ih[0], ih1 = s->ih[1], ih2 = s->ih[2];
     const int has_slab = backward ? a > 0 : a < s->slabs - 1;
-    for (int k = 0; k < (per_direction ? 3 : 1); ++k) memset(sq[k], 0, sizeof(TV_T) * P);
     for (long c = 0; c < s->channels; ++c) {
         const TV_T *slab = image + c * s->volume + a * P;
         const TV_T *other = has_slab ? (backward ? slab - P : slab + P) : slab;
@@ -92,36 +91,45 @@ static void TV_NAME(squares)(const TV_NAME(shape_t) *s, const TV_T *image, long 
             const int has_row = s->nd == 3 && (backward ? r > 0 : r < R - 1);
             const TV_T *restrict nr = has_row ? (backward ? x - W : x + W) : x;
             const long o = r * W;
-            if (per_direction) {
-                TV_T *restrict t0 = sq[0] + o, *restrict t1 = sq[1] + o, *restrict t2 = sq[2] + o;
-                for (long j = 0; j < W; ++j) {
-                    const TV_T da = (na[j] - x[j]) * ih0, dr = (nr[j] - x[j]) * ih1;
-                    t0[j] += da * da;
-                    t1[j] += dr * dr;
-                }
-                for (long j = 0; j < W - 1; ++j) {
-                    const TV_T dc = (x[j + 1] - x[j]) * ih2;
-                    t2[j] += dc * dc;
-                }
-            } else if (!backward) {
-                TV_T *restrict t = sq[0] + o;
-                for (long j = 0; j < W - 1; ++j) {
-                    const TV_T da = (na[j] - x[j]) * ih0, dr = (nr[j] - x[j]) * ih1;
-                    const TV_T dc = (x[j + 1] - x[j]) * ih2;
-                    t[j] += da * da + dr * dr + dc * dc;
-                }
-                const TV_T da = (na[W - 1] - x[W - 1]) * ih0, dr = (nr[W - 1] - x[W - 1]) * ih1;
-                t[W - 1] += da * da + dr * dr;
+/* The first channel assigns (ACC is =), the others add (+=): no clearing pass. */
+#define TV_SQUARES(ACC)                                                                      \
+    if (per_direction) {                                                                     \
+        TV_T *restrict t0 = sq[0] + o, *restrict t1 = sq[1] + o, *restrict t2 = sq[2] + o;   \
+        for (long j = 0; j < W; ++j) {                                                       \
+            const TV_T da = (na[j] - x[j]) * ih0, dr = (nr[j] - x[j]) * ih1;                 \
+            t0[j] ACC da * da;                                                               \
+            t1[j] ACC dr * dr;                                                               \
+        }                                                                                    \
+        for (long j = 0; j < W - 1; ++j) {                                                   \
+            const TV_T dc = (x[j + 1] - x[j]) * ih2;                                         \
+            t2[j] ACC dc * dc;                                                               \
+        }                                                                                    \
+        t2[W - 1] ACC 0;                                                                     \
+    } else if (!backward) {                                                                  \
+        TV_T *restrict t = sq[0] + o;                                                        \
+        for (long j = 0; j < W - 1; ++j) {                                                   \
+            const TV_T da = (na[j] - x[j]) * ih0, dr = (nr[j] - x[j]) * ih1;                 \
+            const TV_T dc = (x[j + 1] - x[j]) * ih2;                                         \
+            t[j] ACC da * da + dr * dr + dc * dc;                                            \
+        }                                                                                    \
+        const TV_T da = (na[W - 1] - x[W - 1]) * ih0, dr = (nr[W - 1] - x[W - 1]) * ih1;     \
+        t[W - 1] ACC da * da + dr * dr;                                                      \
+    } else {                                                                                 \
+        TV_T *restrict t = sq[0] + o;                                                        \
+        const TV_T da = (x[0] - na[0]) * ih0, dr = (x[0] - nr[0]) * ih1;                     \
+        t[0] ACC da * da + dr * dr;                                                          \
+        for (long j = 1; j < W; ++j) {                                                       \
+            const TV_T da = (x[j] - na[j]) * ih0, dr = (x[j] - nr[j]) * ih1;                 \
+            const TV_T dc = (x[j] - x[j - 1]) * ih2;                                         \
+            t[j] ACC da * da + dr * dr + dc * dc;                                            \
+        }                                                                                    \
+    }
+            if (c == 0) {
+                TV_SQUARES(=)
             } else {
-                TV_T *restrict t = sq[0] + o;
-                const TV_T da = (x[0] - na[0]) * ih0, dr = (x[0] - nr[0]) * ih1;
-                t[0] += da * da + dr * dr;
-                for (long j = 1; j < W; ++j) {
-                    const TV_T da = (x[j] - na[j]) * ih0, dr = (x[j] - nr[j]) * ih1;
-                    const TV_T dc = (x[j] - x[j - 1]) * ih2;
-                    t[j] += da * da + dr * dr + dc * dc;
-                }
+                TV_SQUARES(+=)
             }
+#undef TV_SQUARES
         }
     }
 }
@@ -592,19 +600,28 @@ void TV_NAME(tv_gradient)(const TV_T *x, long images, long channels, long slabs,
                         const TV_T *restrict q0 = k0 + o, *restrict q1 = k1 + o;
                         const TV_T *restrict q2 = k2 + o;
                         TV_T *restrict g = gslab + o;
-#define TV_GRAD_AXES(j)                                                                      \
-    (h0 * (qp[j] * (x[j] - pa[j]) - q0[j] * (na[j] - x[j])) +                                \
-     h1 * (qu[j] * (x[j] - pr[j]) - q1[j] * (nr[j] - x[j])))
-                        if (W == 1) {
-                            g[0] = TV_GRAD_AXES(0);
-                            continue;
+#define TV_GRAD_SLABS(j) (h0 * (qp[j] * (x[j] - pa[j]) - q0[j] * (na[j] - x[j])))
+#define TV_GRAD_ROWS(j) (h1 * (qu[j] * (x[j] - pr[j]) - q1[j] * (nr[j] - x[j])))
+#define TV_GRAD_ROW(AXES)                                                                    \
+    if (W == 1) {                                                                            \
+        g[0] = AXES(0);                                                                      \
+    } else {                                                                                 \
+        g[0] = AXES(0) - h2 * q2[0] * (x[1] - x[0]);                                         \
+        for (long j = 1; j < W - 1; ++j)                                                     \
+            g[j] = AXES(j) + h2 * (q2[j - 1] * (x[j] - x[j - 1]) - q2[j] * (x[j + 1] - x[j])); \
+        g[W - 1] = AXES(W - 1) + h2 * q2[W - 2] * (x[W - 1] - x[W - 2]);                     \
+    }
+#define TV_GRAD_BOTH(j) (TV_GRAD_SLABS(j) + TV_GRAD_ROWS(j))
+                        /* Images (nd 2) have no row axis: fewer streams in the loop. */
+                        if (nd == 3) {
+                            TV_GRAD_ROW(TV_GRAD_BOTH)
+                        } else {
+                            TV_GRAD_ROW(TV_GRAD_SLABS)
                         }
-                        g[0] = TV_GRAD_AXES(0) - h2 * q2[0] * (x[1] - x[0]);
-                        for (long j = 1; j < W - 1; ++j)
-                            g[j] = TV_GRAD_AXES(j) + h2 * (q2[j - 1] * (x[j] - x[j - 1]) -
-                                                           q2[j] * (x[j + 1] - x[j]));
-                        g[W - 1] = TV_GRAD_AXES(W - 1) + h2 * q2[W - 2] * (x[W - 1] - x[W - 2]);
-#undef TV_GRAD_AXES
+#undef TV_GRAD_BOTH
+#undef TV_GRAD_ROW
+#undef TV_GRAD_ROWS
+#undef TV_GRAD_SLABS
                     }
                 }
                 /* Roll: the current slab becomes the previous one. */
