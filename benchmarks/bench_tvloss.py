@@ -14,8 +14,10 @@ numbers (checked before timing):
 same formulas with a third difference. Times are also given in elementwise-pass units: one
 pass is ``torch.neg(x, out=y)`` on the same tensor (read x once, write once), timed in the same
 run; the fused forward + backward floor is 1.5 units (read x, read x and write the gradient).
-Peak memory is the growth of the peak resident set over the inputs, in a fresh process per
-loss, in megabytes and as a multiple of the input's size.
+Peak memory is the growth of the peak resident set over the input during one forward +
+backward, in a fresh process per loss (x.grad unset, as after ``zero_grad()``; Linux: the peak is
+reset through /proc/self/clear_refs before the step), in megabytes
+and as a multiple of the input's size: the gradient itself is 1.0 of that.
 
     python benchmarks/bench_tvloss.py            # the table, written to RESULTS.md
     python benchmarks/bench_tvloss.py --smoke    # tiny shapes, nothing written
@@ -129,7 +131,7 @@ def step_time(loss: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, rep
 def pass_time(x: torch.Tensor, repeats: int) -> float:
     out = torch.empty_like(x)
     best = float("inf")
-    for _ in range(max(repeats, 5)):
+    for _ in range(max(4 * repeats, 30)):
         started = time.perf_counter()
         torch.neg(x, out=out)
         best = min(best, time.perf_counter() - started)
@@ -137,19 +139,26 @@ def pass_time(x: torch.Tensor, repeats: int) -> float:
 
 
 _MEMORY = """
-import json, resource, sys, torch
+import json, sys, torch
 sys.path.insert(0, sys.argv[1])
 import bench_tvloss as b
 torch.set_num_threads(int(sys.argv[4]))
 shape = tuple(json.loads(sys.argv[2]))
 user, options = b.LOSSES[sys.argv[3]]
 loss = user if sys.argv[5] == "user" else b.TVLoss(**options)
+loss(torch.rand((1, 1) + (8,) * (len(shape) - 2)).requires_grad_()).backward()  # load code
 x = torch.rand(shape).requires_grad_()
-x.grad = torch.zeros_like(x)  # the gradient's own storage counts as input
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+def status(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field):
+            return int(line.split()[1])
+
+with open("/proc/self/clear_refs", "w") as handle:
+    handle.write("5")  # the peak resident set starts again from the current one
+before = status("VmRSS:")
 loss(x).backward()
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print((after - before) / 1024)
+print((status("VmHWM:") - before) / 1024)
 """
 
 
