@@ -491,12 +491,13 @@ def _solve_batches(
     return solved
 
 
-def _init_worker(threads: int, stop: StopFlag) -> None:
+def _init_worker(threads: int, stop: StopFlag, started: Any = None) -> None:
     """Run once per worker process: its share of the cores, and the stop signals."""
     import signal
 
-    global _worker_stop
+    global _worker_stop, _worker_started
     _worker_stop = stop
+    _worker_started = started
     # Ctrl-C reaches the whole process group: the parent decides, workers ignore it. A
     # SIGTERM sent to the group (a scheduler's time limit) stops the worker's current image.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -506,8 +507,42 @@ def _init_worker(threads: int, stop: StopFlag) -> None:
     torch.set_num_threads(threads)
 
 
-def _worker_job(job: Job, settings: dict[str, Any], overwrite: bool, report: bool) -> JobResult:
-    return process_job(job, settings, overwrite=overwrite, stop=_worker_stop, report=report)
+_worker_started: Any = None
+
+
+def _worker_job(
+    key: int, job: Job, settings: dict[str, Any], overwrite: bool, report: bool
+) -> JobResult:
+    if _worker_started is not None:  # tell the parent which process holds which image
+        _worker_started.put((os.getpid(), key, None))
+    if os.environ.get("TVDENOISE_FAULT_KILL_WORKER") == job.label:
+        # Fault injection for the test suite: this image's worker dies as under the OOM killer.
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+    result = process_job(job, settings, overwrite=overwrite, stop=_worker_stop, report=report)
+    if _worker_started is not None:
+        # Also through the queue: if another worker breaks the pool before this result is
+        # collected, the parent still has it (and does not do the image twice).
+        _worker_started.put((os.getpid(), key, result))
+    return result
+
+
+def describe_death(exitcode: int | None) -> str:
+    """What happened to a worker process, from its exit code (negative: killed by a signal)."""
+    import signal
+
+    if exitcode is None:
+        return "worker process ended abruptly"
+    if exitcode < 0:
+        number = -exitcode
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = f"signal {number}"
+        hint = " (out of memory?)" if number == signal.SIGKILL else f" ({name})"
+        return f"worker killed by signal {number}{hint}"
+    return f"worker exited abruptly (exit code {exitcode})"
 
 
 def _pool_context() -> Any:
@@ -575,55 +610,190 @@ def run_jobs(
                 )
         return
 
-    context = _pool_context()
-    worker_stop = context.Event()
-    threads = max(1, usable_cores() // workers)
-    executor = ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=context,
-        initializer=_init_worker,
-        initargs=(threads, worker_stop),
-    )
-    pending: dict[Future[JobResult], Job] = {}
-    queue = list(reversed(jobs))
+    yield from _run_in_pool(jobs, settings, workers, overwrite, stop, on_start, report)
+
+
+#: How often an image whose worker died is tried again (then it fails with the cause).
+RETRIES_AFTER_DEATH = 1
+
+
+class _Pool:
+    """A process pool with the bookkeeping to tell which image a dying worker held."""
+
+    def __init__(self, workers: int) -> None:
+        context = _pool_context()
+        self.stop = context.Event()
+        self.started = context.SimpleQueue()
+        self.executor = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=context,
+            initializer=_init_worker,
+            initargs=(max(1, usable_cores() // workers), self.stop, self.started),
+        )
+        self.holder: dict[int, int] = {}  # job key -> pid of the worker that took it
+        self.finished: dict[int, JobResult] = {}  # job key -> its result, as the worker sent it
+        self.processes: dict[int, Any] = {}  # pid -> multiprocessing.Process
+
+    def note_progress(self) -> None:
+        # The executor forgets its processes once broken: keep our own references.
+        self.processes.update(getattr(self.executor, "_processes", None) or {})
+        while not self.started.empty():
+            pid, key, result = self.started.get()
+            self.holder[key] = pid
+            if result is not None:
+                self.finished[key] = result
+
+    def cause_of_death(self, key: int) -> str | None:
+        """Why the worker that held job ``key`` died; None if it was not running it, or its
+        worker did not die (it was stopped because another one broke the pool)."""
+        self.note_progress()
+        pid = self.holder.get(key)
+        process = self.processes.get(pid) if pid is not None else None
+        if process is None:
+            return None
+        import signal
+
+        # The dead worker has exited by the time the pool reports broken; the others are
+        # being stopped by the executor (SIGTERM) or are still finishing: innocent.
+        process.join(timeout=0.2)
+        if process.exitcode in (None, 0, -signal.SIGTERM):
+            return None
+        return describe_death(process.exitcode)
+
+    def close(self, wait_for_workers: bool) -> None:
+        with contextlib.suppress(Exception):
+            self.executor.shutdown(wait=wait_for_workers, cancel_futures=True)
+
+
+def _run_in_pool(
+    jobs: list[Job],
+    settings: dict[str, Any],
+    workers: int,
+    overwrite: bool,
+    stop: StopFlag | None,
+    on_start: Callable[[Job], object] | None,
+    report: bool,
+) -> Iterator[JobResult]:
+    """:func:`run_jobs` with worker processes. A worker that dies (a signal such as the
+    out-of-memory killer's SIGKILL, or an abrupt exit) breaks the pool: the image it held is
+    tried once more in a new pool and fails with the cause if its worker dies again; the
+    other images it interrupted start again; the batch goes on."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    pool = _Pool(workers)
+    pending: dict[Future[JobResult], int] = {}
+    queue = list(reversed(range(len(jobs))))
+    deaths: dict[int, list[str]] = {}
+    started: set[int] = set()
+    tried: set[int] = set()
+    existed: dict[int, bool] = {}
+
+    def interrupted_by_the_break(result: JobResult) -> bool:
+        # The executor stops a broken pool's other workers with SIGTERM, which our workers
+        # take as "stop the current image": unless this run was asked to stop, do it again.
+        return result.status == "interrupted" and not (stop is not None and stop.is_set())
+
     try:
         # Keep each worker fed with one job in hand, not the whole list: a stop then has only
         # the running images to wait for, and results stream back in order of completion.
         while queue or pending:
             stopping = stop is not None and stop.is_set()
             if stopping:
-                worker_stop.set()
+                pool.stop.set()
                 queue.clear()
                 for future in [f for f in pending if f.cancel()]:
                     del pending[future]
             while queue and len(pending) < 2 * workers:
-                job = queue.pop()
-                if on_start is not None:
-                    on_start(job)
-                pending[executor.submit(_worker_job, job, settings, overwrite, report)] = job
+                key = queue.pop()
+                job = jobs[key]
+                if key not in started:
+                    if on_start is not None:
+                        on_start(job)
+                    # Whether the output was there before this run: a second attempt may
+                    # replace what the first one wrote, never a file this run did not write.
+                    existed[key] = job.target is not None and job.target.exists()
+                started.add(key)
+                again = overwrite or (key in tried and not existed[key])
+                future = pool.executor.submit(_worker_job, key, job, settings, again, report)
+                pending[future] = key
+                tried.add(key)
             if not pending:
                 break
             done, _ = wait(list(pending), timeout=0.1, return_when=FIRST_COMPLETED)
+            pool.note_progress()
+            broken = False
             for future in done:
-                job = pending.pop(future)
+                key = pending.pop(future)
+                job = jobs[key]
                 try:
-                    yield future.result()
-                except Exception as error:  # a worker died (killed, out of memory)
-                    failed = JobResult(
-                        job.label,
-                        job.target_label,
-                        "failed",
-                        error=describe_error(job.label, error),
-                    )
-                    if report:
-                        from .report import failed_record
-
-                        failed.report = failed_record(
-                            job.label, job.target_label, failed.error or "failed"
-                        )
-                    yield failed
+                    result = future.result()
+                    pool.finished.pop(key, None)
+                except BrokenProcessPool:
+                    broken = True
+                    if key in pool.finished:  # done before the break: its result came through
+                        finished = pool.finished.pop(key)
+                        if interrupted_by_the_break(finished):
+                            queue.append(key)
+                        else:
+                            yield finished
+                        continue
+                    cause = pool.cause_of_death(key)
+                    if cause is None:  # interrupted by another worker's death: run it again
+                        queue.append(key)
+                        continue
+                    deaths.setdefault(key, []).append(cause)
+                    if len(deaths[key]) <= RETRIES_AFTER_DEATH:
+                        queue.append(key)
+                        continue
+                    tries = len(deaths[key])
+                    yield _failed(job, f"{cause} (tried {tries} times)", report)
+                    continue
+                except Exception as error:  # anything else a worker cannot return
+                    yield _failed(job, describe_error(job.label, error), report)
+                    continue
+                if key in deaths and result.status == "ok":
+                    result.record["retried_after"] = deaths[key][0]
+                yield result
+            if broken:
+                # Every future of a broken pool fails; whatever was still pending (not yet
+                # collected above) goes back on the queue, and a new pool takes over.
+                for future, key in list(pending.items()):
+                    del pending[future]
+                    if future.done() and not future.cancelled() and future.exception() is None:
+                        yield future.result()  # finished just before the break
+                        continue
+                    pool.note_progress()
+                    if key in pool.finished:
+                        finished = pool.finished.pop(key)
+                        if interrupted_by_the_break(finished):
+                            queue.append(key)
+                        else:
+                            yield finished
+                        continue
+                    cause = pool.cause_of_death(key)
+                    if cause is not None:
+                        deaths.setdefault(key, []).append(cause)
+                        if len(deaths[key]) > RETRIES_AFTER_DEATH:
+                            tries = len(deaths[key])
+                            yield _failed(jobs[key], f"{cause} (tried {tries} times)", report)
+                            continue
+                    queue.append(key)
+                queue.sort(reverse=True)  # the file order again
+                pool.close(wait_for_workers=False)
+                if not (stop is not None and stop.is_set()):
+                    pool = _Pool(workers)
     finally:
         if stop is not None and stop.is_set():
-            worker_stop.set()
-        with contextlib.suppress(Exception):
-            executor.shutdown(wait=True, cancel_futures=True)
+            pool.stop.set()
+        pool.close(wait_for_workers=True)
+
+
+def _failed(job: Job, message: str, report: bool) -> JobResult:
+    if not message.startswith(job.label):
+        message = f"{job.label}: {message}"
+    failed = JobResult(job.label, job.target_label, "failed", error=message)
+    if report:
+        from .report import failed_record
+
+        failed.report = failed_record(job.label, job.target_label, message)
+    return failed

@@ -92,9 +92,10 @@ def _summary_line(result: JobResult) -> str:
             f"weight {record['weight_used']:.3g} (auto; sigma {record['sigma'] * 255:.1f}/255 "
             f"{how}), "
         )
+    retried = f" (tried again: {record['retried_after']})" if record.get("retried_after") else ""
     return (
         f"{result.input} -> {result.output}: {weight}{record['iterations']} iterations, "
-        f"energy {record['energy']:.6g}{gap}, {state}, {result.seconds:.2f} s"
+        f"energy {record['energy']:.6g}{gap}, {state}, {result.seconds:.2f} s{retried}"
     )
 
 
