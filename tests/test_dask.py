@@ -237,3 +237,40 @@ def test_connect_without_distributed_raises_a_cluster_error(
     monkeypatch.setitem(sys.modules, "distributed", None)
     with pytest.raises(ClusterError, match=r"tvdenoise\[dask\]"):
         connect("tcp://127.0.0.1:8786")
+
+
+def test_a_worker_that_dies_on_an_image_fails_that_image_alone(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Real worker processes (their nannies restart them): b.png kills any worker that takes it,
+    # as the out-of-memory killer would; Dask retries it on other workers, then gives up, and
+    # run_jobs_dask tries it once more. Images that were on a dying worker with it run again.
+    distributed = pytest.importorskip("distributed")
+    import dask
+
+    from tvdenoise import distributed as cluster
+
+    monkeypatch.setenv("TVDENOISE_FAULT_KILL_WORKER", str(folder / "in" / "b.png"))
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 1}),
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as local,
+    ):
+        results = {
+            result.input: result
+            for result in cluster.run_jobs_dask(
+                _jobs(folder, len(NAMES)),
+                {"weight": 0.1, "device": "cpu"},
+                address=local.scheduler_address,
+            )
+        }
+    assert results["in/b.png"].status == "failed"
+    assert results["in/b.png"].error == (
+        "in/b.png: every worker that ran it died (out of memory?), twice over"
+    )
+    others = {name: results[f"in/{name}"] for name in NAMES if name != "b.png"}
+    assert {name: r.status for name, r in others.items()} == dict.fromkeys(others, "ok"), {
+        name: r.error for name, r in others.items()
+    }
+    assert (folder / "out" / "a_denoised.png").exists()

@@ -515,17 +515,23 @@ def _worker_job(
 ) -> JobResult:
     if _worker_started is not None:  # tell the parent which process holds which image
         _worker_started.put((os.getpid(), key, None))
-    if os.environ.get("TVDENOISE_FAULT_KILL_WORKER") == job.label:
-        # Fault injection for the test suite: this image's worker dies as under the OOM killer.
-        import signal
-
-        os.kill(os.getpid(), signal.SIGKILL)
+    fault_injection(job)
     result = process_job(job, settings, overwrite=overwrite, stop=_worker_stop, report=report)
     if _worker_started is not None:
         # Also through the queue: if another worker breaks the pool before this result is
         # collected, the parent still has it (and does not do the image twice).
         _worker_started.put((os.getpid(), key, result))
     return result
+
+
+def fault_injection(job: Job) -> None:
+    """For the test suite: a worker handed the image named by $TVDENOISE_FAULT_KILL_WORKER
+    dies at once, as under the out-of-memory killer (SIGKILL). Nothing happens otherwise."""
+    named = os.environ.get("TVDENOISE_FAULT_KILL_WORKER")
+    if named and os.path.abspath(named) == os.path.abspath(job.label):
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def describe_death(exitcode: int | None) -> str:

@@ -24,7 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .batch import JobResult, StopFlag, describe_error, process_job
+from .batch import JobResult, StopFlag, describe_error, fault_injection, process_job
 from .errors import ClusterError
 from .planning import Job
 
@@ -141,6 +141,7 @@ def _run_on_worker(
     """The task: one image, or None when the run was stopped before it started."""
     if stop.is_set():
         return None
+    fault_injection(job)
     return process_job(job, settings, overwrite=overwrite, stop=stop, report=report)
 
 
@@ -186,6 +187,18 @@ def _failed(job: Job, error: BaseException | str, report: bool) -> JobResult:
     return failed
 
 
+def _killed_worker(future: Any) -> bool:
+    """Whether a task failed because the workers that ran it or held its result died (Dask's
+    KilledWorker, or a result lost with its worker)."""
+    if future.status == "lost":
+        return True
+    if future.status != "error":
+        return False
+    with contextlib.suppress(Exception):
+        return type(future.exception()).__name__ == "KilledWorker"
+    return False
+
+
 def _collect(future: Any, sent: Job, job: Job, report: bool) -> JobResult | None:
     """The result of a finished future: the worker's, or a failed one naming the file."""
     status = future.status
@@ -198,7 +211,16 @@ def _collect(future: Any, sent: Job, job: Job, report: bool) -> JobResult | None
     if status == "error":
         # The task raised outside process_job: a worker lost too often (KilledWorker), a
         # pickling error, an environment without tvdenoise.
-        return _failed(job, future.exception(), report)
+        error = future.exception()
+        if type(error).__name__ == "KilledWorker":
+            # Dask ran it on several workers and each died (its distributed.scheduler.
+            # allowed-failures setting, 3 by default, says how many times it retries).
+            return _failed(
+                job,
+                f"{job.label}: every worker that ran it died (out of memory?), twice over",
+                report,
+            )
+        return _failed(job, error, report)
     return _failed(
         job, f"{job.label}: the Dask cluster dropped the task ({status}; scheduler lost?)", report
     )
@@ -264,6 +286,8 @@ def run_jobs_dask(
     pending: dict[Any, tuple[Job, Job]] = {}
     finished = distributed.as_completed(loop=client.loop)
     capacity, capacity_time = 0, float("-inf")
+    retried: set[int] = set()
+    existed: dict[int, bool] = {}
     try:
         while queue or pending:
             if stop is not None and stop.is_set() and not stop_sent:
@@ -275,13 +299,18 @@ def run_jobs_dask(
                 capacity, capacity_time = max(2, 2 * _worker_threads(client)), now
             while queue and len(pending) < capacity:
                 job, sent = queue.pop()
-                if on_start is not None:
-                    on_start(job)
+                if id(job) not in retried:
+                    if on_start is not None:
+                        on_start(job)
+                    existed[id(job)] = job.target is not None and job.target.exists()
                 future = client.submit(
                     _run_on_worker,
                     sent,
                     settings,
-                    overwrite,
+                    # An output that did not exist when the job was sent may be replaced:
+                    # Dask itself runs a task again when the worker holding its result dies,
+                    # after the task wrote the file (and so does our one retry below).
+                    overwrite or not existed[id(job)],
                     report,
                     cluster_stop,
                     key=f"tvdenoise-{uuid.uuid4().hex}",
@@ -297,6 +326,12 @@ def run_jobs_dask(
                 continue
             for future in done:
                 job, sent = pending.pop(future)
+                if _killed_worker(future) and id(job) not in retried:
+                    # Dask charges every task a dying worker held, not only the culprit:
+                    # one more try of our own before the image counts as failed.
+                    retried.add(id(job))
+                    queue.append((job, sent))
+                    continue
                 result = _collect(future, sent, job, report)
                 if result is not None:
                     yield result
