@@ -211,8 +211,8 @@ def _collect(future: Any, sent: Job, job: Job, report: bool) -> JobResult | None
     if status == "error":
         # The task raised outside process_job: a worker lost too often (KilledWorker), a
         # pickling error, an environment without tvdenoise.
-        error = future.exception()
-        if type(error).__name__ == "KilledWorker":
+        exception = future.exception()
+        if type(exception).__name__ == "KilledWorker":
             # Dask ran it on several workers and each died (its distributed.scheduler.
             # allowed-failures setting, 3 by default, says how many times it retries).
             return _failed(
@@ -220,7 +220,7 @@ def _collect(future: Any, sent: Job, job: Job, report: bool) -> JobResult | None
                 f"{job.label}: every worker that ran it died (out of memory?), twice over",
                 report,
             )
-        return _failed(job, error, report)
+        return _failed(job, exception, report)
     return _failed(
         job, f"{job.label}: the Dask cluster dropped the task ({status}; scheduler lost?)", report
     )
@@ -287,37 +287,47 @@ def run_jobs_dask(
     finished = distributed.as_completed(loop=client.loop)
     capacity, capacity_time = 0, float("-inf")
     retried: set[int] = set()
+    again: list[tuple[Job, Job]] = []
     existed: dict[int, bool] = {}
+
+    def submit(job: Job, sent: Job) -> None:
+        if id(job) not in retried:
+            if on_start is not None:
+                on_start(job)
+            existed[id(job)] = job.target is not None and job.target.exists()
+        future = client.submit(
+            _run_on_worker,
+            sent,
+            settings,
+            # An output that did not exist when the job was sent may be replaced: Dask runs
+            # a task again when the worker holding its result dies, after the task wrote the
+            # file (and so does the one retry of a job whose workers died).
+            overwrite or not existed[id(job)],
+            report,
+            cluster_stop,
+            key=f"tvdenoise-{uuid.uuid4().hex}",
+            pure=False,
+        )
+        pending[future] = (job, sent)
+        finished.add(future)
+
     try:
-        while queue or pending:
+        while queue or pending or again:
             if stop is not None and stop.is_set() and not stop_sent:
                 queue.clear()
+                again.clear()
                 cluster_stop.set(client)
                 stop_sent = True
             now = time.monotonic()
             if queue and now - capacity_time >= CAPACITY_SECONDS:
                 capacity, capacity_time = max(2, 2 * _worker_threads(client)), now
-            while queue and len(pending) < capacity:
-                job, sent = queue.pop()
-                if id(job) not in retried:
-                    if on_start is not None:
-                        on_start(job)
-                    existed[id(job)] = job.target is not None and job.target.exists()
-                future = client.submit(
-                    _run_on_worker,
-                    sent,
-                    settings,
-                    # An output that did not exist when the job was sent may be replaced:
-                    # Dask itself runs a task again when the worker holding its result dies,
-                    # after the task wrote the file (and so does our one retry below).
-                    overwrite or not existed[id(job)],
-                    report,
-                    cluster_stop,
-                    key=f"tvdenoise-{uuid.uuid4().hex}",
-                    pure=False,
-                )
-                pending[future] = (job, sent)
-                finished.add(future)
+            # A job retried after its workers died runs alone, once the others in flight are
+            # done: Dask charges every task a dying worker held, so only the culprit can be
+            # charged for its own deaths then. New jobs wait meanwhile.
+            if again and not pending:
+                submit(*again.pop())
+            while queue and not again and len(pending) < capacity:
+                submit(*queue.pop())
             if not pending:
                 break
             done = finished.next_batch(block=False)
@@ -327,10 +337,8 @@ def run_jobs_dask(
             for future in done:
                 job, sent = pending.pop(future)
                 if _killed_worker(future) and id(job) not in retried:
-                    # Dask charges every task a dying worker held, not only the culprit:
-                    # one more try of our own before the image counts as failed.
                     retried.add(id(job))
-                    queue.append((job, sent))
+                    again.insert(0, (job, sent))
                     continue
                 result = _collect(future, sent, job, report)
                 if result is not None:
