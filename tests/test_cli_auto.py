@@ -68,3 +68,45 @@ def test_fixed_weight_works_exactly_as_before(camera: Path) -> None:
     result = runner.invoke(app, [str(camera), "--weight", "0.1", "--json", "-q"])
     record = json.loads(result.stdout.splitlines()[0])
     assert record["weight"] == 0.1 and "weight_auto" not in record
+
+
+@pytest.mark.parametrize("given", ["15", "0.75", "200/255"])
+def test_a_sigma_that_cannot_be_a_noise_level_is_refused_with_the_fraction_to_write(
+    camera: Path, given: str
+) -> None:
+    result = runner.invoke(app, [str(camera), "--sigma", given])
+    assert result.exit_code == 2
+    value = float(given.split("/")[0]) / (255 if "/" in given else 1)
+    assert f"--sigma is a noise level on the [0, 1] scale and at most 0.5, got {value:g}" in (
+        result.stderr
+    )
+    assert f"write {value:g}/255" in result.stderr
+    assert not list(camera.parent.glob("*_denoised*"))
+
+
+def test_a_run_that_stops_unconverged_says_so_in_the_summary_and_json(camera: Path) -> None:
+    result = runner.invoke(app, [str(camera), "--weight", "0.1", "--max-iter", "10", "--json"])
+    assert result.exit_code == 0
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert lines[0]["converged"] is False and lines[0]["stop_reason"] == "max_iter"
+    assert lines[-1]["type"] == "summary" and lines[-1]["not_converged"] == 1
+    assert "1 ok, 1 not converged (see --max-iter)" in result.stderr
+
+
+def test_an_automatic_weight_at_the_edge_of_its_search_is_flagged(tmp_path: Path) -> None:
+    # Pure uniform noise with a claimed sigma of 0.001: no weight is small enough, and SURE
+    # keeps pointing below the smallest one the search tries.
+    import numpy as np
+    from PIL import Image
+
+    path = tmp_path / "noise.png"
+    pixels = np.random.default_rng(0).integers(0, 256, (32, 32), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+    result = runner.invoke(app, [str(path), "--sigma", "0.001", "--json"])
+    assert result.exit_code == 0
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert lines[0]["weight_at_edge"] is True and lines[-1]["weight_at_edge"] == 1
+    assert "at the edge of its search: check --sigma" in result.stderr
+    assert "1 with the automatic weight at the edge of its search (check --sigma)" in result.stderr
+    normal = runner.invoke(app, [str(path), "--sigma", "0.3", "--json", "--overwrite"])
+    assert json.loads(normal.stdout.splitlines()[0])["weight_at_edge"] is False

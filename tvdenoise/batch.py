@@ -238,6 +238,10 @@ def process_job(
                 weight_auto=True,
                 sigma=choice.sigma,
                 sigma_estimated=choice.sigma_estimated,
+                # The smallest or largest weight the search tried: the best may lie beyond.
+                weight_at_edge=bool(choice.trials)
+                and choice.weight
+                in (min(w for w, _ in choice.trials), max(w for w, _ in choice.trials)),
             )
         if stack is not None:
             result.record["pages"] = stack.pages

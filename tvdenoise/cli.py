@@ -88,9 +88,10 @@ def _summary_line(result: JobResult) -> str:
     weight = ""
     if record.get("weight_auto"):
         how = "estimated" if record["sigma_estimated"] else "given"
+        edge = ", at the edge of its search: check --sigma" if record.get("weight_at_edge") else ""
         weight = (
             f"weight {record['weight_used']:.3g} (auto; sigma {record['sigma'] * 255:.1f}/255 "
-            f"{how}), "
+            f"{how}{edge}), "
         )
     retried = f" (tried again: {record['retried_after']})" if record.get("retried_after") else ""
     return (
@@ -158,7 +159,7 @@ def run(
         None,
         "--sigma",
         metavar="S",
-        help="Noise level for --weight auto, on the [0, 1] scale or as 25/255 "
+        help="Noise level for --weight auto, on the [0, 1] scale (at most 0.5) or as 25/255 "
         "(default: estimated from each image).",
     ),
     estimate_noise: bool = typer.Option(
@@ -808,6 +809,12 @@ class _Reporter:
 
     def result(self, result: JobResult, console: Console) -> None:
         self.counts[result.status] += 1
+        if result.status == "ok":
+            # Written, but worth a look: say so in the summary, not only on the image's line.
+            if result.record.get("converged") is False:
+                self.totals["not_converged"] = self.totals.get("not_converged", 0) + 1
+            if result.record.get("weight_at_edge"):
+                self.totals["weight_at_edge"] = self.totals.get("weight_at_edge", 0) + 1
         if result.report is not None:
             self.records.append(result.report)
         if result.status == "failed":
@@ -852,11 +859,23 @@ class _Reporter:
         summary = {**self.counts, **self.totals, "seconds": round(seconds, 3), "exit_code": code}
         if self.json_lines:
             self._emit({"type": "summary", **summary})
-        several = sum(self.counts.values()) > 1 or self.totals.get("not_started")
+        several = (
+            sum(self.counts.values()) > 1
+            or self.totals.get("not_started")
+            or self.totals.get("not_converged")
+            or self.totals.get("weight_at_edge")
+        )
         if not self.quiet and "planned" not in self.totals and (several or exit_override):
             parts = [f"{n} {state}" for state, n in self.counts.items() if n]
             if self.totals.get("not_started"):
                 parts.append(f"{self.totals['not_started']} not started")
+            if self.totals.get("not_converged"):
+                parts.append(f"{self.totals['not_converged']} not converged (see --max-iter)")
+            if self.totals.get("weight_at_edge"):
+                parts.append(
+                    f"{self.totals['weight_at_edge']} with the automatic weight at the edge "
+                    "of its search (check --sigma)"
+                )
             self.err.print(
                 f"tvdenoise: {', '.join(parts) or 'nothing to do'} in {seconds:.1f} s",
                 markup=False,

@@ -190,7 +190,19 @@ def _sigma(key: str, value: Any) -> float:
                 f"{key} must be a number > 0 (on the [0, 1] scale) or a fraction like 25/255, "
                 f"got {value!r}"
             ) from None
-    return _validate.positive(key, value)
+    sigma = _validate.positive(key, value)
+    if sigma > SIGMA_MAX:
+        # A person thinking in 0-255 levels: 15 would flatten the image at weight ~80.
+        raise ConfigError(
+            f"{key} is a noise level on the [0, 1] scale and at most {SIGMA_MAX:g}, "
+            f"got {sigma:g}; for {sigma:g} on the 0-255 scale write {sigma:g}/255"
+        )
+    return sigma
+
+
+#: The largest noise level that ``sigma`` accepts: a standard deviation of half the whole
+#: [0, 1] range is no longer noise on an image.
+SIGMA_MAX = 0.5
 
 
 def _scheduler_address(key: str, value: Any) -> str:
