@@ -110,3 +110,14 @@ def test_an_automatic_weight_at_the_edge_of_its_search_is_flagged(tmp_path: Path
     assert "1 with the automatic weight at the edge of its search (check --sigma)" in result.stderr
     normal = runner.invoke(app, [str(path), "--sigma", "0.3", "--json", "--overwrite"])
     assert json.loads(normal.stdout.splitlines()[0])["weight_at_edge"] is False
+
+
+def test_help_lists_every_solver() -> None:
+    from tvdenoise import _validate
+
+    result = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    text = " ".join(result.stdout.split())
+    for name in _validate.SOLVER_NAMES:
+        assert name in text, name
+    assert "chambolle_pock, rof, accelerated" in text

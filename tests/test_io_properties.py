@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -56,6 +57,12 @@ def check_decoded(pixels: np.ndarray, alpha: np.ndarray | None, leading: int) ->
         assert alpha.shape == pixels.shape[: 2 + leading]
 
 
+# Pillow warns (UserWarning) about each truncated or malformed file it is fed: expected here,
+# filtered so that a real warning stands out in the suite's summary.
+_CORRUPT_FILE_WARNINGS = pytest.mark.filterwarnings("ignore::UserWarning:PIL")
+
+
+@_CORRUPT_FILE_WARNINGS
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(prefix=st.sampled_from(MAGIC_NUMBERS), tail=st.binary(max_size=600))
 def test_reader_raises_only_image_read_error(prefix: bytes, tail: bytes) -> None:
@@ -76,6 +83,7 @@ def test_reader_raises_only_image_read_error(prefix: bytes, tail: bytes) -> None
         check_decoded(stack.pixels, stack.alpha, 1)
 
 
+@_CORRUPT_FILE_WARNINGS
 @settings(max_examples=100, deadline=None)
 @given(data=st.data(), position=st.integers(0, 10_000), value=st.integers(0, 255))
 def test_corrupting_one_byte_of_a_real_file_raises_only_image_read_error(
@@ -216,6 +224,7 @@ def test_image_file_for_a_round_trip_keeps_metadata_when_encoding_ignores_it() -
     assert decode_image(encode_image(image, "NPY")).pixels.shape == (2, 2)
 
 
+@_CORRUPT_FILE_WARNINGS
 def test_every_single_byte_corruption_of_a_tiff_raises_only_image_read_error() -> None:
     # Exhaustive over positions: hypothesis once found tags of the wrong type or shape that
     # escaped as IndexError / AttributeError (positions 590 and 1618 with value 0, cut at 178).

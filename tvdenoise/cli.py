@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.console import Console
 
-from . import __version__, config
+from . import __version__, _validate, config
 from .errors import ClusterError, ConfigError, InvalidParameterError, TVDenoiseError
 
 # OpenMP threads that spin at barriers waiting for work slow every parallel step several times
@@ -189,7 +189,7 @@ def run(
         config.DEFAULTS["solver"],
         "--solver",
         metavar="NAME",
-        help="auto, chambolle_pock, accelerated, gd or adam.",
+        help=f"{', '.join(_validate.SOLVER_NAMES[:-1])} or {_validate.SOLVER_NAMES[-1]}.",
     ),
     max_iter: int = typer.Option(
         config.DEFAULTS["max_iter"], "--max-iter", metavar="N", help="Iteration cap."
