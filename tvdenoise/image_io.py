@@ -11,8 +11,8 @@ path and scripts that only convert files stay fast.
 Which library does what, and why:
 
 - Pillow decodes and encodes 8-bit images of every format and 16-bit grey PNG (mode ``I;16``).
-- pypng reads and writes 16-bit grey+alpha, RGB and RGBA PNG, which Pillow silently reduces
-  to 8 bits. pypng is pure Python: such files decode at about one second per megapixel.
+- imagecodecs (libpng) reads and writes 16-bit grey+alpha, RGB and RGBA PNG, which Pillow
+  silently reduces to 8 bits.
 - tifffile reads and writes TIFF, keeping ``uint16``, ``float32`` and the other sample types
   exactly. TIFF compressions tifffile cannot decode without the optional ``imagecodecs``
   package (LZW, JPEG, ...) are read through Pillow when Pillow keeps all the bits (8-bit
@@ -867,7 +867,7 @@ def decode_image(
     elif image_format == "NPY":
         pixels, alpha = _decode_npy(data, name, max_pixels, stack=False)
         decoded = (pixels[0], None if alpha is None else alpha[0], {}, 1)
-    elif image_format == "PNG" and _png_needs_pypng(data):
+    elif image_format == "PNG" and _png_needs_libpng(data):
         decoded = _decode_png16(data, name, max_pixels)
     else:
         decoded = _decode_with_pillow(data, image_format, name, max_pixels)
@@ -1014,7 +1014,7 @@ def _orient(array: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(transform(array))
 
 
-def _png_needs_pypng(data: bytes) -> bool:
+def _png_needs_libpng(data: bytes) -> bool:
     """True for 16-bit PNG with alpha or colour, which Pillow would reduce to 8 bits."""
     if len(data) < 26 or data[12:16] != b"IHDR":
         return False
@@ -1178,8 +1178,9 @@ _FORMAT_TITLES = {
 
 
 def _decode_png16(data: bytes, name: str, max_pixels: int | None) -> _Decoded:
-    """Decode 16-bit grey+alpha, RGB and RGBA PNG with pypng; metadata through Pillow."""
-    import png
+    """Decode 16-bit grey+alpha, RGB and RGBA PNG with imagecodecs (libpng); metadata through
+    Pillow."""
+    import imagecodecs
     from PIL import Image
 
     width, height = struct.unpack(">II", data[16:24])
@@ -1193,24 +1194,23 @@ def _decode_png16(data: bytes, name: str, max_pixels: int | None) -> _Decoded:
         metadata, orientation = _pillow_metadata(opened)
     except Exception:
         metadata, orientation = {}, 1
+    # libpng warns through imagecodecs' logger (an interlaced file, for one); see _quieten.
+    _quieten("imagecodecs")
     try:
-        width, height, rows, info = png.Reader(bytes=data).read()
-        array = np.array([np.asarray(row, dtype=np.uint16) for row in rows], dtype=np.uint16)
-        planes = int(info["planes"])
-        array = array.reshape(height, width, planes)
+        array = imagecodecs.png_decode(data)
+        if array.dtype != np.uint16 or array.ndim != 3:
+            raise ValueError(f"libpng gave {array.dtype} {array.shape}")
     except Exception:
         raise ImageReadError(f"{name}: cannot decode PNG image (truncated or corrupt)") from None
-
+    # libpng expands a tRNS colour key into an alpha plane: 0 where a pixel equals the key,
+    # 65535 elsewhere.
+    planes = array.shape[2]
     alpha: np.ndarray | None = None
     if planes in (2, 4):
         alpha = np.ascontiguousarray(array[..., -1])
         array = array[..., :-1]
     if planes == 2:
         array = array[..., 0]
-    transparent = info.get("transparent")
-    if alpha is None and transparent is not None:
-        key = np.asarray(transparent, dtype=np.uint16)
-        alpha = np.where(np.all(array == key, axis=-1), 0, 65535).astype(np.uint16)
     return np.ascontiguousarray(array), alpha, metadata, orientation
 
 
@@ -1337,7 +1337,7 @@ def _decode_tiff_with_tifffile(
 ) -> list[_Decoded]:
     import tifffile
 
-    _quieten_tifffile()
+    _quieten("tifffile")
 
     try:
         tiff = tifffile.TiffFile(io.BytesIO(data))
@@ -1446,14 +1446,15 @@ def _decode_tiff_page(page: Any, name: str) -> _Decoded:
     return np.ascontiguousarray(array), alpha, metadata, orientation
 
 
-def _quieten_tifffile() -> None:
-    """Keep tifffile's log warnings about damaged files off stderr unless logging is set up.
+def _quieten(library: str) -> None:
+    """Keep a library's log warnings (tifffile's about damaged files, libpng's through
+    imagecodecs) off stderr unless logging is set up.
 
-    Library code does not print; the damage is reported by the error raised instead. A
+    Library code does not print; damage is reported by the error raised instead. A
     NullHandler only stops Python's last-resort output: records still propagate to handlers
     an application configures.
     """
-    logger = logging.getLogger("tifffile")
+    logger = logging.getLogger(library)
     if not any(isinstance(handler, logging.NullHandler) for handler in logger.handlers):
         logger.addHandler(logging.NullHandler())
 
@@ -1867,33 +1868,26 @@ def _png_chunk(chunk_type: bytes, payload: bytes) -> bytes:
 def _encode_png16(
     pixels: np.ndarray, alpha: np.ndarray | None, metadata: Mapping[str, Any]
 ) -> bytes:
-    """Write 16-bit grey+alpha, RGB or RGBA PNG with pypng, adding iCCP and eXIf chunks."""
-    import png
+    """Write 16-bit grey+alpha, RGB or RGBA PNG with imagecodecs (libpng), adding pHYs, iCCP
+    and eXIf chunks."""
+    import imagecodecs
 
-    array = _with_alpha(pixels, alpha)
-    height, width = array.shape[:2]
-    planes = 1 if array.ndim == 2 else array.shape[2]
-    options: dict[str, Any] = {}
-    dpi = _dpi(metadata)
-    if dpi is not None:
-        options.update(
-            x_pixels_per_unit=round(dpi[0] / 0.0254),
-            y_pixels_per_unit=round(dpi[1] / 0.0254),
-            unit_is_meter=True,
-        )
-    writer = png.Writer(
-        width,
-        height,
-        greyscale=planes in (1, 2),
-        alpha=planes in (2, 4),
-        bitdepth=16,
-        **options,
+    _quieten("imagecodecs")
+    # zlib level 1 and the SUB filter on every row (OpenCV's fast setting without its RLE
+    # strategy): on a noisy 4 MP 16-bit RGB image 0.5 s against 0.8 s with libpng's defaults,
+    # for a file 1.5 % larger (20.1 against 19.8 MiB; pypng's was 22.1). Measured.
+    array = np.ascontiguousarray(_with_alpha(pixels, alpha))
+    codec = imagecodecs.PNG
+    encoded = bytes(
+        imagecodecs.png_encode(array, level=codec.COMPRESSION.SPEED, filter=codec.FILTER.SUB)
     )
-    buffer = io.BytesIO()
-    writer.write(buffer, array.reshape(height, width * planes))
-    encoded = buffer.getvalue()
 
     extra = b""
+    dpi = _dpi(metadata)
+    if dpi is not None:
+        # Pixels per metre, unit 1 (metre).
+        density = struct.pack(">IIB", round(dpi[0] / 0.0254), round(dpi[1] / 0.0254), 1)
+        extra += _png_chunk(b"pHYs", density)
     if metadata.get("icc_profile"):
         profile = zlib.compress(bytes(metadata["icc_profile"]))
         extra += _png_chunk(b"iCCP", b"ICC Profile\x00\x00" + profile)
@@ -1902,7 +1896,8 @@ def _encode_png16(
         extra += _png_chunk(b"eXIf", exif.removeprefix(_EXIF_PREFIX))
     if not extra:
         return encoded
-    # The signature (8 bytes) and IHDR (25 bytes) come first; iCCP and eXIf must precede IDAT.
+    # The signature (8 bytes) and IHDR (25 bytes) come first; pHYs, iCCP and eXIf must
+    # precede IDAT.
     return encoded[:33] + extra + encoded[33:]
 
 
