@@ -287,8 +287,8 @@ def tile_size(shape: tuple[int, ...], settings: dict[str, Any]) -> int | None:
     """The tile side for a 2-D image of ``shape`` (H, W[, C]), or None to solve it whole:
     ``settings["tile"]`` when set (> 0), else a tile that keeps the solver under
     ``settings["max_memory"]``."""
-    from .config import DEFAULT_MAX_MEMORY, DEFAULT_OVERLAP, parse_memory
-    from .tiling import tile_for_budget
+    from .config import parse_memory
+    from .tiling import DEFAULT_MAX_MEMORY, DEFAULT_OVERLAP, tile_for_budget
 
     height, width = shape[:2]
     channels = shape[2] if len(shape) == 3 else 1
@@ -323,9 +323,8 @@ def _solve(
     settings = settings or {}
     tile = None if volume or not settings else tile_size(pixels.shape, settings)
     if tile is not None:
-        from .config import DEFAULT_OVERLAP
-        from .image_io import value_range
-        from .tiling import denoise_tiled
+        from .tiling import DEFAULT_OVERLAP, denoise_tiled
+        from .values import value_range
 
         return denoise_tiled(
             pixels,

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.console import Console
 
-from . import __version__, config
+from . import config
+from ._version import __version__
 from .errors import ClusterError, ConfigError, InvalidParameterError, TVDenoiseError
 
 # OpenMP threads that spin at barriers waiting for work slow every parallel step several times

@@ -24,6 +24,7 @@ from typing import Any
 
 from . import _validate
 from .errors import ConfigError
+from .tiling import DEFAULT_MAX_MEMORY, DEFAULT_OVERLAP
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -51,11 +52,6 @@ STACK_MODES = ("off", "frames", "volume")
 DEFAULT_MAX_PIXELS = 178_956_970
 #: Fields a ``--name`` template may use.
 NAME_FIELDS = ("stem", "suffix", "ext", "tag", "name")
-#: Overlap between neighbouring tiles, in pixels: tiled and untiled results then agree to
-#: better than 1e-3 at weight 0.1 (measured by benchmarks/bench_scale.py, see tvdenoise.tiling).
-DEFAULT_OVERLAP = 64
-#: Solver memory above which an image is denoised in tiles (per worker process).
-DEFAULT_MAX_MEMORY = "2GiB"
 _UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 _MEMORY = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([kmgt]?)(?:i?b)?", re.IGNORECASE)
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")

@@ -50,8 +50,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import __version__
 from ._validate import positive_int
+from ._version import __version__
 from .errors import InvalidParameterError
 from .image_io import SUPPORTED_EXTENSIONS, ImageFile, _check_target, _write_atomically
 from .metrics import psnr, ssim, window_sums
