@@ -107,28 +107,20 @@ def remove_stale_temps(jobs: list[Job]) -> int:
     """Delete temporary files that a killed earlier run left for these jobs' outputs.
 
     Only temporaries of this plan's own targets are touched (``.<target>.tvdenoise-*.tmp``),
-    so another command writing other files into the same folder (another shard) is safe.
-    Returns how many were removed.
+    so another command writing other files into the same folder (another shard) is safe;
+    folders and files that cannot be read or removed are skipped. Returns how many were
+    removed (:func:`tvdenoise.io.atomic.clean_stale_temps` does the work).
     """
-    from .image_io import TEMP_NAME_PATTERN
+    from .io.atomic import clean_stale_temps
 
-    removed = 0
     by_folder: dict[Path, set[str]] = {}
     for job in jobs:
         if job.target is not None:
             by_folder.setdefault(job.target.parent, set()).add(job.target.name)
-    for folder, names in by_folder.items():
-        try:
-            candidates = list(folder.glob(".*.tvdenoise-*.tmp"))
-        except OSError:
-            continue
-        for path in candidates:
-            match = TEMP_NAME_PATTERN.match(path.name)
-            if match and match.group("target") in names:
-                with contextlib.suppress(OSError):
-                    path.unlink()
-                    removed += 1
-    return removed
+    return sum(
+        len(clean_stale_temps(folder, targets=names, strict=False))
+        for folder, names in by_folder.items()
+    )
 
 
 def _make_parent(target: Path) -> None:

@@ -72,15 +72,12 @@ place; :func:`clean_stale_temps` removes such files left behind by a killed proc
 from __future__ import annotations
 
 import contextlib
-import errno
 import io
 import logging
 import os
 import re
-import secrets
 import struct
 import threading
-import time
 import warnings
 import zlib
 from collections.abc import Callable, Iterator, Mapping
@@ -91,6 +88,9 @@ from typing import Any
 import numpy as np
 
 from tvdenoise.errors import ImageReadError, ImageWriteError, InvalidParameterError
+from tvdenoise.io.atomic import TEMP_NAME_PATTERN, clean_stale_temps
+from tvdenoise.io.atomic import check_target as _check_target
+from tvdenoise.io.atomic import write_atomically as _write_atomically
 from tvdenoise.values import (
     ValueRange,
     from_float,
@@ -2053,190 +2053,3 @@ def _target_format(
     if target.suffix == "" and like is not None:
         return _normalise_format(like.format, name)
     return output_format_for(name)
-
-
-#: Names of the temporary files :func:`save_image` writes before moving them into place:
-#: ``.<target name>.tvdenoise-<8 hex digits>.tmp``; group ``target`` is the target's name.
-TEMP_NAME_PATTERN = re.compile(r"^\.(?P<target>.+)\.tvdenoise-[0-9a-f]{8}\.tmp$")
-
-
-def _temporary_name(target: Path) -> str:
-    return f".{target.name}.tvdenoise-{secrets.token_hex(4)}.tmp"
-
-
-def clean_stale_temps(
-    folder: str | os.PathLike[str], *, older_than: float = 0.0, recursive: bool = False
-) -> list[Path]:
-    """Remove the temporary files that interrupted writes of :func:`save_image` left.
-
-    A write killed between creating its temporary file and moving it into place (``kill
-    -9``, power loss) leaves a hidden ``.<name>.tvdenoise-<random>.tmp`` file; the target
-    itself is never partial. Only files matching :data:`TEMP_NAME_PATTERN` are touched.
-
-    Parameters
-    ----------
-    folder : str or os.PathLike
-        Where to look.
-    older_than : float, optional
-        Only remove temporary files last modified at least this many seconds ago, so that a
-        clean-up does not break a write in progress in another process. Default 0: all.
-    recursive : bool, optional
-        Also look in sub-folders. Default False.
-
-    Returns
-    -------
-    list of pathlib.Path
-        The files removed, sorted.
-
-    Raises
-    ------
-    ImageWriteError
-        If ``folder`` cannot be listed, or a temporary file found cannot be removed.
-
-    Examples
-    --------
-    >>> clean_stale_temps("clean/", older_than=60)  # doctest: +SKIP
-    [PosixPath('clean/.frame_0042.png.tvdenoise-3f9a0c1e.tmp')]
-    """
-    name = os.fspath(folder)
-    root = Path(name)
-    try:
-        candidates = root.rglob(".*.tmp") if recursive else root.glob(".*.tmp")
-        found = sorted(path for path in candidates if TEMP_NAME_PATTERN.match(path.name))
-    except OSError as error:
-        raise _write_error(name, error) from None
-    if not root.is_dir():
-        raise ImageWriteError(f"{name}: no such folder")
-    removed: list[Path] = []
-    now = time.time()
-    for path in found:
-        try:
-            if older_than > 0 and now - path.lstat().st_mtime < older_than:
-                continue
-            path.unlink()
-        except FileNotFoundError:
-            continue  # removed meanwhile, by its own writer or another clean-up
-        except OSError as error:
-            raise _write_error(os.fspath(path), error) from None
-        removed.append(path)
-    return removed
-
-
-def _check_target(target: Path, name: str, overwrite: bool) -> None:
-    """Fail early, before encoding, for targets that cannot be written."""
-    if target.is_dir():
-        raise ImageWriteError(f"{name}: is a directory")
-    parent = target.parent
-    if not parent.is_dir():
-        raise ImageWriteError(f"{name}: folder '{os.fspath(parent)}' does not exist")
-    if not overwrite and (target.exists() or target.is_symlink()):
-        raise ImageWriteError(f"{name}: exists (use --overwrite to replace it)")
-
-
-def _write_error(name: str, error: OSError) -> ImageWriteError:
-    if isinstance(error, PermissionError):
-        return ImageWriteError(f"{name}: permission denied")
-    if isinstance(error, IsADirectoryError):
-        return ImageWriteError(f"{name}: is a directory")
-    if error.errno == errno.ENOSPC:
-        return ImageWriteError(f"{name}: no space left on device")
-    if error.errno == errno.EROFS:
-        return ImageWriteError(f"{name}: read-only file system")
-    reason = error.strerror or _one_line(error)
-    return ImageWriteError(f"{name}: cannot write ({reason})")
-
-
-# errno values with which os.link says "this file system has no hard links".
-_NO_HARD_LINKS = {
-    code
-    for code in (
-        getattr(errno, "EPERM", None),
-        getattr(errno, "ENOTSUP", None),
-        getattr(errno, "EOPNOTSUPP", None),
-        getattr(errno, "ENOSYS", None),
-        getattr(errno, "EMLINK", None),
-        getattr(errno, "EXDEV", None),
-    )
-    if code is not None
-}
-
-
-def _write_atomically(target: Path, data: bytes, name: str, overwrite: bool) -> None:
-    folder = target.parent
-    temporary: Path | None = None
-    descriptor = -1
-    try:
-        for _ in range(100):
-            candidate = folder / _temporary_name(target)
-            try:
-                # 0o666 lets the umask decide the final permissions, as for any new file.
-                descriptor = os.open(
-                    candidate,
-                    os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
-                    0o666,
-                )
-            except FileExistsError:
-                continue
-            temporary = candidate
-            break
-        else:
-            raise ImageWriteError(f"{name}: cannot create a temporary file in its folder")
-        with os.fdopen(descriptor, "wb") as stream:
-            descriptor = -1  # the file object owns it now
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        if overwrite:
-            os.replace(temporary, target)
-        else:
-            _move_without_replacing(temporary, target, name)
-        temporary = None
-        _sync_folder(folder)
-    except ImageWriteError:
-        raise
-    except OSError as error:
-        raise _write_error(name, error) from None
-    finally:
-        if descriptor != -1:
-            os.close(descriptor)
-        if temporary is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-
-
-def _move_without_replacing(temporary: Path, target: Path, name: str) -> None:
-    try:
-        os.link(temporary, target)
-    except FileExistsError:
-        raise ImageWriteError(f"{name}: exists (use --overwrite to replace it)") from None
-    except (AttributeError, NotImplementedError):
-        _replace_if_absent(temporary, target, name)
-        return
-    except OSError as error:
-        # EPERM also means "no hard links here" (FAT, some network and FUSE file systems);
-        # EACCES is a real permission problem and is reported as such.
-        if error.errno not in _NO_HARD_LINKS:
-            raise
-        _replace_if_absent(temporary, target, name)
-        return
-    os.unlink(temporary)
-
-
-def _replace_if_absent(temporary: Path, target: Path, name: str) -> None:
-    if target.exists() or target.is_symlink():
-        raise ImageWriteError(f"{name}: exists (use --overwrite to replace it)")
-    os.replace(temporary, target)
-
-
-def _sync_folder(folder: Path) -> None:
-    """Make the rename durable; best effort (not possible on every system)."""
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
