@@ -24,6 +24,7 @@ from typing import Any
 
 from . import _validate
 from .errors import ConfigError
+from .io import formats
 from .tiling import DEFAULT_MAX_MEMORY, DEFAULT_OVERLAP
 
 if sys.version_info >= (3, 11):
@@ -43,9 +44,9 @@ __all__ = [
     "to_toml",
 ]
 
-#: Output formats ``--format`` accepts (the writer's names; ``jpg`` and ``tif`` are aliases).
-FORMATS = ("png", "jpeg", "tiff", "bmp", "webp", "gif", "npy")
-FORMAT_ALIASES = {"jpg": "jpeg", "tif": "tiff"}
+#: Output formats ``--format`` accepts (``jpg`` and ``tif`` are aliases): the format table's.
+FORMATS = formats.OPTIONS
+FORMAT_ALIASES = formats.OPTION_ALIASES
 #: How multi-page files (TIFF pages, GIF/WebP frames, 3-D .npy) are denoised.
 STACK_MODES = ("off", "frames", "volume")
 #: Default decompression-bomb guard; equals tvdenoise.image_io.DEFAULT_MAX_PIXELS (tested).

@@ -88,6 +88,7 @@ from typing import Any
 import numpy as np
 
 from tvdenoise.errors import ImageReadError, ImageWriteError, InvalidParameterError
+from tvdenoise.io import formats
 from tvdenoise.io.atomic import TEMP_NAME_PATTERN, clean_stale_temps
 from tvdenoise.io.atomic import check_target as _check_target
 from tvdenoise.io.atomic import write_atomically as _write_atomically
@@ -125,36 +126,22 @@ __all__ = [
     "value_range",
 ]
 
-_EXTENSION_FORMATS: dict[str, str] = {
-    ".png": "PNG",
-    ".jpg": "JPEG",
-    ".jpeg": "JPEG",
-    ".tif": "TIFF",
-    ".tiff": "TIFF",
-    ".bmp": "BMP",
-    ".webp": "WEBP",
-    ".gif": "GIF",
-    ".npy": "NPY",
-}
+# The format table is tvdenoise.io.formats.FORMATS; these are views of it.
+_EXTENSION_FORMATS: dict[str, str] = {ext: spec.name for ext, spec in formats.EXTENSIONS.items()}
 
 #: File name extensions (lower case, with the dot) that :func:`load_image` and
 #: :func:`save_image` handle; matching is case-insensitive.
 SUPPORTED_EXTENSIONS: frozenset[str] = frozenset(_EXTENSION_FORMATS)
 
 _FORMAT_NAMES: dict[str, str] = {
-    "PNG": "PNG",
-    "JPEG": "JPEG",
-    "JPG": "JPEG",
-    "TIFF": "TIFF",
-    "TIF": "TIFF",
-    "BMP": "BMP",
-    "WEBP": "WEBP",
-    "GIF": "GIF",
-    "NPY": "NPY",
+    key.upper(): spec.name
+    for spec in formats.FORMATS
+    for key in (spec.name, spec.option, *spec.aliases)
 }
 
 _SUPPORTED_LIST = ", ".join(sorted(SUPPORTED_EXTENSIONS))
-_SUPPORTED_FORMATS = "BMP, GIF, JPEG, NPY, PNG, TIFF, WebP"
+_SUPPORTED_FORMATS = ", ".join(sorted(spec.title for spec in formats.FORMATS))
+_FORMAT_TITLES = {spec.name: spec.title for spec in formats.FORMATS}
 
 #: The largest number of pixels decoded by default (all pages together for a stack): Pillow's
 #: own decompression-bomb limit, 2 * 89,478,485, about a 13,400 x 13,400 image. Decoded to
@@ -162,9 +149,7 @@ _SUPPORTED_FORMATS = "BMP, GIF, JPEG, NPY, PNG, TIFF, WebP"
 #: more often a hostile or broken file than a genuine photograph.
 DEFAULT_MAX_PIXELS = 178_956_970
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the IEND chunk, always these 12 bytes
-_NPY_SIGNATURE = b"\x93NUMPY"
 _EXIF_PREFIX = b"Exif\x00\x00"
 _ORIENTATION_TAG = 0x0112
 
@@ -321,21 +306,8 @@ def _normalise_format(format: str, name: str) -> str:
 
 def _sniff(data: bytes) -> str | None:
     """Name the format of encoded image bytes from their magic number, or None."""
-    if data.startswith(_PNG_SIGNATURE):
-        return "PNG"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "JPEG"
-    if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-        return "TIFF"
-    if data.startswith(b"BM"):
-        return "BMP"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "WEBP"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "GIF"
-    if data.startswith(_NPY_SIGNATURE):
-        return "NPY"
-    return None
+    spec = formats.sniff(data)
+    return None if spec is None else spec.name
 
 
 def _one_line(text: object) -> str:
@@ -903,17 +875,6 @@ def _decode_with_pillow(
     return np.ascontiguousarray(array), alpha, metadata, orientation
 
 
-_FORMAT_TITLES = {
-    "PNG": "PNG",
-    "JPEG": "JPEG",
-    "TIFF": "TIFF",
-    "BMP": "BMP",
-    "WEBP": "WebP",
-    "GIF": "GIF",
-    "NPY": "NPY",
-}
-
-
 def _decode_png16(data: bytes, name: str, max_pixels: int | None) -> _Decoded:
     """Decode 16-bit grey+alpha, RGB and RGBA PNG with imagecodecs (libpng); metadata through
     Pillow."""
@@ -1450,8 +1411,8 @@ def _split_alpha(
 
 
 # Formats that keep every sample type; the others store 8 bits (PNG also 16).
-_ANY_DTYPE_FORMATS = frozenset({"TIFF", "NPY"})
-_MULTI_PAGE_FORMATS = frozenset({"TIFF", "GIF", "WEBP", "NPY"})
+_ANY_DTYPE_FORMATS = frozenset(spec.name for spec in formats.FORMATS if spec.any_dtype)
+_MULTI_PAGE_FORMATS = frozenset(spec.name for spec in formats.FORMATS if spec.multi_page)
 
 
 def _fit_dtype(
@@ -1512,15 +1473,10 @@ def _encode_pages(
     if image_format == "JPEG":
         alpha = None
     pages, alpha = _fit_dtype(pages, alpha, image_format, name)
-    encoder: Callable[[np.ndarray, np.ndarray | None, Mapping[str, Any], int | None], bytes] = {
-        "PNG": _encode_png,
-        "JPEG": _encode_jpeg,
-        "TIFF": _encode_tiff,
-        "BMP": _encode_bmp,
-        "WEBP": _encode_webp,
-        "GIF": _encode_gif,
-        "NPY": _encode_npy,
-    }[image_format]
+    # The table's row names the encoder defined in this module (_encode_png, ...).
+    encoder: Callable[[np.ndarray, np.ndarray | None, Mapping[str, Any], int | None], bytes] = (
+        globals()[formats.by_name(image_format).encoder]
+    )
     try:
         return encoder(pages, alpha, metadata, quality)
     except Exception as error:
