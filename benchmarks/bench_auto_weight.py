@@ -1,6 +1,6 @@
 """Noise estimation and automatic weight against the truth, an oracle and scikit-image.
 
-Protocol (DESIGN section 7, cropped to keep the run short on a shared 2-core machine):
+Protocol (PROTOCOL.md, cropped to keep the run short on a shared 2-core machine):
 scikit-image's grey (camera, moon, coins, brick, grass) and colour (astronaut, coffee, chelsea,
 immunohistochemistry, rocket) images, ``img_as_float``, the central ``--size`` square crop;
 noise ``sigma / 255 * z``, z from ``default_rng(1234 + i)`` drawn at full size and cropped the
@@ -40,7 +40,7 @@ from common import write_section
 
 GREY = ["camera", "moon", "coins", "brick", "grass"]
 COLOUR = ["astronaut", "coffee", "chelsea", "immunohistochemistry", "rocket"]
-# DESIGN section 7's image for timing at size (1411x1411 colour, noise seed 1234 + 10): above
+# PROTOCOL.md's image for timing at size (1411x1411 colour, noise seed 1234 + 10): above
 # 1024x1024, so its weight is searched on the central crop.
 LARGE = "retina"
 NOISE_SIGMAS = (5, 10, 25, 50)
@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> list[str]:
     lines = [
         "## Automatic weight (`benchmarks/bench_auto_weight.py`)",
         "",
-        f"Central {args.size}x{args.size} crops, noise per DESIGN section 7, torch "
+        f"Central {args.size}x{args.size} crops, noise per PROTOCOL.md, \"Noise\", torch "
         f"{torch.__version__}, 2 threads; load average at start {load_average} (shared "
         "machine: wall-time ratios are noisy, the iteration ratio is not).",
     ]

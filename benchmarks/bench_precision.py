@@ -3,7 +3,7 @@
 TV works on differences of neighbouring pixels, often a few 1e-3 on the [0, 1] scale, while
 float16 resolves about 1e-3 near 1 (10-bit mantissa) and bfloat16 about 8e-3 (7 bits). This
 runs the Chambolle-Pock solver (plain torch, any dtype) in float16, bfloat16 and float32 on
-the DESIGN section 7 noisy images (256x256 central crops, sigma 25, weight 0.1) and compares
+the PROTOCOL.md noisy images (256x256 central crops, sigma 25, weight 0.1) and compares
 each with a float64 solution certified by its gap: max abs difference and PSNR against the
 clean image. The library refuses half working precision (``dtype=`` must be float32 or
 float64) and computes half-precision inputs in float32, returning their dtype; this script is
@@ -27,7 +27,7 @@ IMAGES = ["camera", "moon", "astronaut", "coffee"]
 
 
 def noisy(name: str, size: int = 256, sigma: float = 25.0) -> tuple[np.ndarray, np.ndarray]:
-    """The clean and the noisy central crop of a DESIGN section 7 image."""
+    """The clean and the noisy central crop of a PROTOCOL.md image."""
     from skimage import data, img_as_float
 
     clean = img_as_float(getattr(data, name)())

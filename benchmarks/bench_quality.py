@@ -1,6 +1,6 @@
 """Quality benchmark: PSNR and SSIM of tvdenoise against scikit-image's TV denoisers and BM3D.
 
-Protocol (DESIGN section 7, written to benchmarks/RESULTS.md with the figures):
+Protocol (PROTOCOL.md, written to benchmarks/RESULTS.md with the figures):
 
 - Images: scikit-image's samples, ``img_as_float`` (float64 in [0, 1]), whole (the default,
   ``--crop 0``) or a centred crop of ``--crop`` pixels a side.

@@ -5,7 +5,7 @@ Three parts (``--part``, default all):
 ``overlap``
     Max abs difference between the tiled and the untiled result at weight 0.1, beta 1, for
     overlaps 16 to 128 px (tiles of 192 px on 384x384 central crops of noisy scikit-image
-    images, sigma 25 per DESIGN section 7, both solved in float64 to a relative gap of 1e-8
+    images, sigma 25 per PROTOCOL.md, "Noise", both solved in float64 to a relative gap of 1e-8
     so that solver error is far below the tiling error). Chooses the default overlap.
 ``sizes``
     Solver time and peak memory for 1, 4, 16 and 64 megapixels (grey, beta 1, weight 0.1,

@@ -1,6 +1,6 @@
 """Speed of the exact ROF solve against scikit-image's ``denoise_tv_chambolle``, in one process.
 
-Protocol (DESIGN section 7): L2, beta = 1, isotropic, channelwise colour, weight 0.1, float32,
+Protocol (PROTOCOL.md): L2, beta = 1, isotropic, channelwise colour, weight 0.1, float32,
 sigma 25 noise; the accuracy target is a relative energy gap ``(E(u) - E*) / E* <= 1e-4`` with
 ``E`` computed here in float64 numpy (not by the solver) and ``E*`` the energy of a float64
 ``rof`` run certified by its primal-dual gap (1e-7 relative, 1e-6 at 4 MP). scikit-image's
@@ -60,7 +60,7 @@ def load_average() -> str:
 
 
 def noisy_images(smoke: bool, large: bool = True) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """(clean, noisy) float64 (H, W, C) images, noise as in DESIGN section 7."""
+    """(clean, noisy) float64 (H, W, C) images, noise as in PROTOCOL.md, "Noise"."""
     from skimage import data, img_as_float
     from skimage.transform import resize
 

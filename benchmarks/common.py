@@ -1,5 +1,6 @@
-"""Shared by the benchmark scripts: the DESIGN section 7 test images with their noise, and
-the marked section of benchmarks/RESULTS.md that each script owns."""
+"""Shared by the benchmark scripts: the test images of PROTOCOL.md, "Images", with their
+noise (PROTOCOL.md, "Noise"), and the marked section of benchmarks/RESULTS.md that each
+script owns."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
-#: DESIGN section 7's images in their protocol order (the noise seed is 1234 + position).
-DESIGN_IMAGES = (
+#: PROTOCOL.md's images in their protocol order (the noise seed is 1234 + position).
+PROTOCOL_IMAGES = (
     "camera",
     "moon",
     "coins",
@@ -29,7 +30,7 @@ def noisy_image(name: str, sigma: float = 25.0) -> np.ndarray:
     from skimage import data, img_as_float
 
     clean = img_as_float(getattr(data, name)())
-    z = np.random.default_rng(1234 + DESIGN_IMAGES.index(name)).standard_normal(clean.shape)
+    z = np.random.default_rng(1234 + PROTOCOL_IMAGES.index(name)).standard_normal(clean.shape)
     return clean + sigma / 255 * z
 
 

@@ -454,6 +454,36 @@ def test_clean_stale_temps_spares_recent_files(tmp_path: Path) -> None:
     assert new.exists()
 
 
+def test_clean_stale_temps_for_named_targets_spares_other_writers(tmp_path: Path) -> None:
+    ours = tmp_path / ".a.png.tvdenoise-00000000.tmp"
+    theirs = tmp_path / ".b.png.tvdenoise-11111111.tmp"
+    ours.write_bytes(b"")
+    theirs.write_bytes(b"")
+    assert clean_stale_temps(tmp_path, targets={"a.png"}) == [ours]
+    assert theirs.exists()
+
+
+def test_clean_stale_temps_not_strict_skips_a_missing_folder(tmp_path: Path) -> None:
+    with pytest.raises(ImageWriteError, match="no such folder"):
+        clean_stale_temps(tmp_path / "gone")
+    assert clean_stale_temps(tmp_path / "gone", strict=False) == []
+
+
+def test_a_run_removes_only_its_own_targets_temporaries(tmp_path: Path) -> None:
+    from tvdenoise.batch import remove_stale_temps
+    from tvdenoise.planning import Job
+
+    ours = tmp_path / ".a.png.tvdenoise-00000000.tmp"
+    theirs = tmp_path / ".b.png.tvdenoise-11111111.tmp"
+    ours.write_bytes(b"")
+    theirs.write_bytes(b"")
+    jobs = [Job(source=tmp_path / "in.png", target=tmp_path / "a.png")]
+    assert remove_stale_temps(jobs) == 1
+    assert not ours.exists() and theirs.exists()
+    missing = [Job(source=tmp_path / "in.png", target=tmp_path / "gone" / "a.png")]
+    assert remove_stale_temps(missing) == 0
+
+
 def test_temporary_names_match_the_documented_pattern(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

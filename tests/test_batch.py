@@ -14,13 +14,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tomllib
 from helpers import save_noisy_png
 from PIL import Image
 from typer.testing import CliRunner
 
 from tvdenoise import config, planning
 from tvdenoise.cli import app
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,6 +9,8 @@ from __future__ import annotations
 import errno
 import io
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -130,6 +132,82 @@ def test_16_bit_png_is_read_as_16_bit_by_pypng(tmp_path: Path, channels: int) ->
     assert (width, height, info["bitdepth"], info["planes"]) == (WIDTH, HEIGHT, 16, channels)
     stored = np.array([np.asarray(row) for row in rows]).reshape(original.shape)
     np.testing.assert_array_equal(stored, original)
+
+
+@pytest.mark.parametrize("interlace", [False, True])
+@pytest.mark.parametrize("channels", [2, 3, 4])
+def test_16_bit_png_from_another_writer_is_read_exactly(
+    tmp_path: Path, channels: int, interlace: bool
+) -> None:
+    original = random_pixels(np.uint16, channels)
+    path = tmp_path / "other.png"
+    writer = png.Writer(
+        WIDTH,
+        HEIGHT,
+        greyscale=channels == 2,
+        alpha=channels in (2, 4),
+        bitdepth=16,
+        interlace=interlace,
+    )
+    with path.open("wb") as file:
+        writer.write(file, original.reshape(HEIGHT, WIDTH * channels))
+
+    loaded = load_image(path)
+
+    colour = original[..., :-1] if channels in (2, 4) else original
+    np.testing.assert_array_equal(loaded.pixels, colour[..., 0] if channels == 2 else colour)
+    if channels in (2, 4):
+        np.testing.assert_array_equal(loaded.alpha, original[..., -1])
+    else:
+        assert loaded.alpha is None
+
+
+def test_interlaced_16_bit_png_is_read_without_a_word_on_stderr(tmp_path: Path) -> None:
+    # libpng warns about interlaced files through imagecodecs' logger, which Python prints on
+    # stderr when nothing is configured (a fresh process; pytest's own log capture would hide
+    # it here).
+    path = tmp_path / "interlaced.png"
+    with path.open("wb") as file:
+        png.Writer(WIDTH, HEIGHT, greyscale=False, bitdepth=16, interlace=True).write(
+            file, random_pixels(np.uint16, 3).reshape(HEIGHT, WIDTH * 3)
+        )
+    code = f"from tvdenoise.image_io import load_image; load_image({str(path)!r})"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+
+
+def test_16_bit_png_colour_key_becomes_alpha(tmp_path: Path) -> None:
+    original = random_pixels(np.uint16, 3)
+    key = tuple(int(value) for value in original[2, 5])
+    original[7, 1] = key  # two pixels with the key colour
+    path = tmp_path / "keyed.png"
+    with path.open("wb") as file:
+        png.Writer(WIDTH, HEIGHT, greyscale=False, bitdepth=16, transparent=key).write(
+            file, original.reshape(HEIGHT, WIDTH * 3)
+        )
+
+    loaded = load_image(path)
+
+    np.testing.assert_array_equal(loaded.pixels, original)
+    expected = np.full((HEIGHT, WIDTH), 65535, dtype=np.uint16)
+    expected[np.all(original == key, axis=-1)] = 0
+    assert (expected == 0).sum() == 2
+    np.testing.assert_array_equal(loaded.alpha, expected)
+
+
+def test_16_bit_png_metadata_is_read_by_pillow_too(tmp_path: Path) -> None:
+    exif = Image.Exif()
+    exif[0x010F] = "Test camera maker"
+    metadata = {"dpi": (300.0, 150.0), "icc_profile": b"profile " * 30, "exif": exif.tobytes()}
+    pixels = random_pixels(np.uint16, 3)
+    path = save_image(tmp_path / "deep.png", ImageFile(pixels, None, "PNG", metadata=metadata))
+    with Image.open(path) as written:
+        assert written.info["dpi"] == pytest.approx(
+            (300.0, 150.0), abs=0.02
+        )  # whole pixels per metre
+        assert written.info["icc_profile"] == metadata["icc_profile"]
+        assert written.getexif()[0x010F] == "Test camera maker"
+        written.load()  # the pixel data decodes after the inserted chunks
 
 
 @pytest.mark.parametrize(("suffix", "channels"), [(".png", 1), (".png", 3), (".tif", 3)])

@@ -30,7 +30,7 @@ def _to_hwc(u: torch.Tensor) -> np.ndarray:
 
 
 def _numpy_tv(u: np.ndarray, beta: float, tv: str, color: str, eps: float) -> float:
-    """TV_beta of an (H, W, C) array written from DESIGN section 2 with numpy alone."""
+    """TV_beta of an (H, W, C) array from CONVENTIONS.md, "Total variation", in numpy alone."""
     dy = np.zeros_like(u)
     dx = np.zeros_like(u)
     dy[:-1] = np.diff(u, axis=0)

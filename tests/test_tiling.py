@@ -15,10 +15,17 @@ from typer.testing import CliRunner
 from tvdenoise import denoise
 from tvdenoise.batch import tile_size
 from tvdenoise.cli import app
-from tvdenoise.config import DEFAULT_MAX_MEMORY, DEFAULT_OVERLAP, parse_memory
+from tvdenoise.config import parse_memory
 from tvdenoise.errors import InvalidParameterError
 from tvdenoise.image_io import ValueRange
-from tvdenoise.tiling import denoise_tiled, plan_tiles, solver_bytes, tile_for_budget
+from tvdenoise.tiling import (
+    DEFAULT_MAX_MEMORY,
+    DEFAULT_OVERLAP,
+    denoise_tiled,
+    plan_tiles,
+    solver_bytes,
+    tile_for_budget,
+)
 
 
 @given(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 _LAZY = {
     "total_variation": "tvdenoise.tv",
@@ -33,7 +33,7 @@ _LAZY = {
     "RunReport": "tvdenoise.report",
     "write_report": "tvdenoise.report",
     "estimate_sigma": "tvdenoise.noise",
-    "choose_weight": "tvdenoise.auto_weight",
+    "choose_weight": "tvdenoise.denoising",
     "WeightChoice": "tvdenoise.auto_weight",
 }
 
@@ -61,8 +61,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .auto_weight import WeightChoice, choose_weight
-    from .denoising import denoise
+    from .auto_weight import WeightChoice
+    from .denoising import choose_weight, denoise
     from .errors import (
         ConfigError,
         ImageReadError,

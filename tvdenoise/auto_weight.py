@@ -46,7 +46,7 @@ from . import _validate
 from .errors import InvalidParameterError
 from .solvers import Problem, SolveRecord, solve
 
-__all__ = ["AutoWeightRecord", "WeightChoice", "choose_weight", "search_weight", "sure"]
+__all__ = ["AutoWeightRecord", "WeightChoice", "search_weight", "sure"]
 
 # The search solves at this relative tolerance (or the caller's, if looser): the risk curve is
 # flat near its minimum, so a weight good to a few percent is all the search must find.
@@ -152,82 +152,6 @@ def sure(
     return residual - sigma**2 + 2.0 * sigma**2 * divergence
 
 
-def choose_weight(
-    image: Any,
-    sigma: float | None = None,
-    *,
-    beta: float = 1.0,
-    tv: str = "symmetric",
-    color: str = "vectorial",
-    fidelity: str = "l2",
-    solver: str = "auto",
-    max_iter: int = _validate.DEFAULT_MAX_ITER,
-    tol: float = _validate.DEFAULT_TOL,
-    eps: float | None = None,
-    seed: int = 0,
-    device: str | torch.device | None = None,
-    dtype: torch.dtype = torch.float32,
-) -> WeightChoice:
-    """Choose the TV weight for ``image`` by minimising SURE.
-
-    The same as ``denoise(image, weight="auto", return_record=True)[1].weight_choice``: it
-    runs the final solve too, so when the denoised image is wanted as well, call
-    :func:`tvdenoise.denoise` instead. One weight is chosen for a whole batch.
-
-    Parameters
-    ----------
-    image : numpy.ndarray, PIL.Image.Image or torch.Tensor
-        As for :func:`tvdenoise.denoise`.
-    sigma : float, optional
-        Standard deviation of the Gaussian noise on the image's [0, 1] scale (25/255 for
-        sigma 25 in 8-bit units); estimated with :func:`tvdenoise.estimate_sigma` if omitted.
-    beta, tv, color, fidelity, solver, max_iter, tol, eps, device, dtype
-        As for :func:`tvdenoise.denoise`; ``fidelity`` must be ``"l2"``.
-    seed : int
-        Seed of the Monte-Carlo probe; the same seed gives the same weight.
-
-    Returns
-    -------
-    WeightChoice
-
-    Raises
-    ------
-    InvalidParameterError
-        For a fidelity other than ``"l2"``, ``sigma <= 0``, a noise-free image, or any
-        option :func:`tvdenoise.denoise` refuses.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> rng = np.random.default_rng(0)
-    >>> clean = np.kron(rng.random((4, 4)), np.ones((16, 16)))
-    >>> choice = choose_weight(clean + 0.1 * rng.standard_normal(clean.shape), sigma=0.1)
-    >>> 0.03 < choice.weight < 0.3
-    True
-    """
-    from .denoising import denoise
-
-    _, record = denoise(
-        image,
-        weight="auto",
-        sigma=sigma,
-        beta=beta,
-        tv=tv,
-        color=color,
-        fidelity=fidelity,
-        solver=solver,
-        max_iter=max_iter,
-        tol=tol,
-        eps=eps,
-        seed=seed,
-        device=device,
-        dtype=dtype,
-        return_record=True,
-    )
-    choice: WeightChoice = record.weight_choice
-    return choice
-
-
 def search_weight(
     problem: Problem,
     sigma: float | None = None,
@@ -238,7 +162,8 @@ def search_weight(
     seed: int = 0,
     time_limit: float | None = None,
 ) -> tuple[WeightChoice, torch.Tensor | None, torch.Tensor | None]:
-    """The search behind :func:`choose_weight`, on a prepared problem (its weight ignored).
+    """The search behind :func:`tvdenoise.choose_weight`, on a prepared problem (its weight
+    ignored).
 
     Returns the choice and the search's solution nearest the chosen weight (solved to
     ``max(tol, SEARCH_TOL)``) as starting points for the final solve: its primal variable

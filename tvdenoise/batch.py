@@ -107,28 +107,20 @@ def remove_stale_temps(jobs: list[Job]) -> int:
     """Delete temporary files that a killed earlier run left for these jobs' outputs.
 
     Only temporaries of this plan's own targets are touched (``.<target>.tvdenoise-*.tmp``),
-    so another command writing other files into the same folder (another shard) is safe.
-    Returns how many were removed.
+    so another command writing other files into the same folder (another shard) is safe;
+    folders and files that cannot be read or removed are skipped. Returns how many were
+    removed (:func:`tvdenoise.io.atomic.clean_stale_temps` does the work).
     """
-    from .image_io import TEMP_NAME_PATTERN
+    from .io.atomic import clean_stale_temps
 
-    removed = 0
     by_folder: dict[Path, set[str]] = {}
     for job in jobs:
         if job.target is not None:
             by_folder.setdefault(job.target.parent, set()).add(job.target.name)
-    for folder, names in by_folder.items():
-        try:
-            candidates = list(folder.glob(".*.tvdenoise-*.tmp"))
-        except OSError:
-            continue
-        for path in candidates:
-            match = TEMP_NAME_PATTERN.match(path.name)
-            if match and match.group("target") in names:
-                with contextlib.suppress(OSError):
-                    path.unlink()
-                    removed += 1
-    return removed
+    return sum(
+        len(clean_stale_temps(folder, targets=names, strict=False))
+        for folder, names in by_folder.items()
+    )
 
 
 def _make_parent(target: Path) -> None:
@@ -291,8 +283,8 @@ def tile_size(shape: tuple[int, ...], settings: dict[str, Any]) -> int | None:
     """The tile side for a 2-D image of ``shape`` (H, W[, C]), or None to solve it whole:
     ``settings["tile"]`` when set (> 0), else a tile that keeps the solver under
     ``settings["max_memory"]``."""
-    from .config import DEFAULT_MAX_MEMORY, DEFAULT_OVERLAP, parse_memory
-    from .tiling import tile_for_budget
+    from .config import parse_memory
+    from .tiling import DEFAULT_MAX_MEMORY, DEFAULT_OVERLAP, tile_for_budget
 
     height, width = shape[:2]
     channels = shape[2] if len(shape) == 3 else 1
@@ -327,9 +319,8 @@ def _solve(
     settings = settings or {}
     tile = None if volume or not settings else tile_size(pixels.shape, settings)
     if tile is not None:
-        from .config import DEFAULT_OVERLAP
-        from .image_io import value_range
-        from .tiling import denoise_tiled
+        from .tiling import DEFAULT_OVERLAP, denoise_tiled
+        from .values import value_range
 
         return denoise_tiled(
             pixels,

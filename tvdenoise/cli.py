@@ -26,8 +26,10 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.console import Console
 
-from . import __version__, _validate, config
+from . import _validate, config
+from ._version import __version__
 from .errors import ClusterError, ConfigError, InvalidParameterError, TVDenoiseError
+from .io import formats
 
 # OpenMP threads that spin at barriers waiting for work slow every parallel step several times
 # on a machine that is also running other things (measured in benchmarks/RESULTS.md); a
@@ -248,7 +250,7 @@ def run(
         None,
         "--format",
         metavar="FMT",
-        help="Convert outputs to png, jpeg, tiff, bmp, webp, gif or npy.",
+        help=f"Convert outputs to {formats.option_list()}.",
     ),
     quality: int | None = typer.Option(
         None,

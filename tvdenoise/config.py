@@ -24,6 +24,8 @@ from typing import Any
 
 from . import _validate
 from .errors import ConfigError
+from .io import formats
+from .tiling import DEFAULT_MAX_MEMORY, DEFAULT_OVERLAP
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -42,20 +44,15 @@ __all__ = [
     "to_toml",
 ]
 
-#: Output formats ``--format`` accepts (the writer's names; ``jpg`` and ``tif`` are aliases).
-FORMATS = ("png", "jpeg", "tiff", "bmp", "webp", "gif", "npy")
-FORMAT_ALIASES = {"jpg": "jpeg", "tif": "tiff"}
+#: Output formats ``--format`` accepts (``jpg`` and ``tif`` are aliases): the format table's.
+FORMATS = formats.OPTIONS
+FORMAT_ALIASES = formats.OPTION_ALIASES
 #: How multi-page files (TIFF pages, GIF/WebP frames, 3-D .npy) are denoised.
 STACK_MODES = ("off", "frames", "volume")
 #: Default decompression-bomb guard; equals tvdenoise.image_io.DEFAULT_MAX_PIXELS (tested).
 DEFAULT_MAX_PIXELS = 178_956_970
 #: Fields a ``--name`` template may use.
 NAME_FIELDS = ("stem", "suffix", "ext", "tag", "name")
-#: Overlap between neighbouring tiles, in pixels: tiled and untiled results then agree to
-#: better than 1e-3 at weight 0.1 (measured by benchmarks/bench_scale.py, see tvdenoise.tiling).
-DEFAULT_OVERLAP = 64
-#: Solver memory above which an image is denoised in tiles (per worker process).
-DEFAULT_MAX_MEMORY = "2GiB"
 _UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 _MEMORY = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([kmgt]?)(?:i?b)?", re.IGNORECASE)
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")

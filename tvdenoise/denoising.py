@@ -1,4 +1,5 @@
-"""The high-level :func:`denoise`: input conversion, option checks, the solver call."""
+"""The high-level :func:`denoise`: option checks, the weight choice, the solver call (the
+input conversion is in :mod:`tvdenoise.conversion`)."""
 
 from __future__ import annotations
 
@@ -7,18 +8,17 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-import numpy as np
 import torch
 
 from . import _validate
 from ._validate import DEFAULT_MAX_ITER, DEFAULT_TOL
+from .auto_weight import WeightChoice, search_weight, with_choice
+from .conversion import to_batch
 from .errors import InvalidParameterError
 from .fidelity import get_fidelity
-from .image_io import from_float, to_float
 from .solvers import Callback, IterationInfo, Problem, solve
-from .tv import as_batch
 
-__all__ = ["denoise", "resolve_device"]
+__all__ = ["choose_weight", "denoise", "resolve_device"]
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -36,90 +36,6 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise InvalidParameterError(f"device {device!r} requested but CUDA is not available")
     return resolved
-
-
-def _to_batch(image: Any, volume: bool = False) -> tuple[torch.Tensor, Any]:
-    """Convert ``image`` to a float tensor (N, C, H, W), or (N, C, D, H, W) for a volume, and a
-    function that converts back."""
-    if isinstance(image, torch.Tensor):
-        shape, device, float_dtype = image.shape, image.device, image.dtype
-        # detach: the solvers must never write gradients into the caller's tensor.
-        batch = as_batch(image.detach(), "image", volume)
-        return batch, lambda u: u.reshape(shape).to(device=device, dtype=float_dtype)
-    if volume and isinstance(image, np.ndarray):
-        return _volume_array_to_batch(image)
-
-    from PIL import Image as PILImage
-
-    if isinstance(image, PILImage.Image):
-        return _pil_to_batch(image)
-
-    if isinstance(image, np.ndarray):
-        return _array_to_batch(image)
-    raise InvalidParameterError(
-        f"image must be a numpy array, a PIL image or a torch tensor, got {type(image).__name__}"
-    )
-
-
-def _array_to_batch(array: np.ndarray) -> tuple[torch.Tensor, Any]:
-    if array.ndim not in (2, 3):
-        raise InvalidParameterError(
-            f"image array must be (H, W) or (H, W, C), got shape {array.shape}"
-        )
-    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
-        raise InvalidParameterError(f"image array must be numeric, got dtype {array.dtype}")
-    values = to_float(array)
-    hwc = values if values.ndim == 3 else values[:, :, None]
-    batch = torch.from_numpy(np.ascontiguousarray(hwc.transpose(2, 0, 1)))[None]
-    dtype = array.dtype
-
-    def back(u: torch.Tensor) -> np.ndarray:
-        out = u[0].permute(1, 2, 0).cpu().numpy()
-        out = out if array.ndim == 3 else out[:, :, 0]
-        return from_float(out, dtype)
-
-    return batch, back
-
-
-def _volume_array_to_batch(array: np.ndarray) -> tuple[torch.Tensor, Any]:
-    """A (D, H, W) or (D, H, W, C) array as a batch (1, C, D, H, W)."""
-    if array.ndim not in (3, 4):
-        raise InvalidParameterError(
-            f"volume array must be (D, H, W) or (D, H, W, C), got shape {array.shape}"
-        )
-    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
-        raise InvalidParameterError(f"image array must be numeric, got dtype {array.dtype}")
-    values = to_float(array)
-    dhwc = values if values.ndim == 4 else values[..., None]
-    batch = torch.from_numpy(np.ascontiguousarray(dhwc.transpose(3, 0, 1, 2)))[None]
-
-    def back(u: torch.Tensor) -> np.ndarray:
-        out = u[0].permute(1, 2, 3, 0).cpu().numpy()
-        return from_float(out if array.ndim == 4 else out[..., 0], array.dtype)
-
-    return batch, back
-
-
-def _pil_to_batch(image: Any) -> tuple[torch.Tensor, Any]:
-    from PIL import Image as PILImage
-
-    mode = image.mode
-    alpha = None
-    if mode in ("RGBA", "LA"):
-        alpha = image.getchannel("A")
-        image = image.convert("RGB" if mode == "RGBA" else "L")
-    elif mode in ("P", "1", "CMYK", "YCbCr", "HSV", "LAB"):
-        image = image.convert("RGB" if mode != "1" else "L")
-    array = np.asarray(image)
-    batch, back_array = _array_to_batch(array)
-
-    def back(u: torch.Tensor) -> Any:
-        out = PILImage.fromarray(back_array(u))
-        if alpha is not None:
-            out.putalpha(alpha)
-        return out
-
-    return batch, back
 
 
 def denoise(
@@ -266,7 +182,7 @@ def denoise(
 
     steps = _validate.spacing("spacing", spacing)
     volume = volume or (steps is not None and len(steps) == 3)
-    batch, back = _to_batch(image, volume)
+    batch, back = to_batch(image, volume)
     steps = _validate.spacing("spacing", steps, batch.dim() - 2)
     if auto and batch.dim() != 4:
         raise InvalidParameterError(
@@ -292,8 +208,6 @@ def denoise(
     )
     init = dual = None
     if auto:
-        from .auto_weight import search_weight, with_choice
-
         with torch.no_grad():
             choice, init, dual = search_weight(
                 problem,
@@ -326,6 +240,80 @@ def denoise(
         record = with_choice(record, choice)
     result = back(u)
     return (result, record) if return_record else result
+
+
+def choose_weight(
+    image: Any,
+    sigma: float | None = None,
+    *,
+    beta: float = 1.0,
+    tv: str = "symmetric",
+    color: str = "vectorial",
+    fidelity: str = "l2",
+    solver: str = "auto",
+    max_iter: int = DEFAULT_MAX_ITER,
+    tol: float = DEFAULT_TOL,
+    eps: float | None = None,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> WeightChoice:
+    """Choose the TV weight for ``image`` by minimising SURE.
+
+    The same as ``denoise(image, weight="auto", return_record=True)[1].weight_choice``: it
+    runs the final solve too, so when the denoised image is wanted as well, call
+    :func:`tvdenoise.denoise` instead. One weight is chosen for a whole batch.
+
+    Parameters
+    ----------
+    image : numpy.ndarray, PIL.Image.Image or torch.Tensor
+        As for :func:`tvdenoise.denoise`.
+    sigma : float, optional
+        Standard deviation of the Gaussian noise on the image's [0, 1] scale (25/255 for
+        sigma 25 in 8-bit units); estimated with :func:`tvdenoise.estimate_sigma` if omitted.
+    beta, tv, color, fidelity, solver, max_iter, tol, eps, device, dtype
+        As for :func:`tvdenoise.denoise`; ``fidelity`` must be ``"l2"``.
+    seed : int
+        Seed of the Monte-Carlo probe; the same seed gives the same weight.
+
+    Returns
+    -------
+    WeightChoice
+
+    Raises
+    ------
+    InvalidParameterError
+        For a fidelity other than ``"l2"``, ``sigma <= 0``, a noise-free image, or any
+        option :func:`tvdenoise.denoise` refuses.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> clean = np.kron(rng.random((4, 4)), np.ones((16, 16)))
+    >>> choice = choose_weight(clean + 0.1 * rng.standard_normal(clean.shape), sigma=0.1)
+    >>> 0.03 < choice.weight < 0.3
+    True
+    """
+    _, record = denoise(
+        image,
+        weight="auto",
+        sigma=sigma,
+        beta=beta,
+        tv=tv,
+        color=color,
+        fidelity=fidelity,
+        solver=solver,
+        max_iter=max_iter,
+        tol=tol,
+        eps=eps,
+        seed=seed,
+        device=device,
+        dtype=dtype,
+        return_record=True,
+    )
+    choice: WeightChoice = record.weight_choice
+    return choice
 
 
 def _progress_bar(total: int) -> Any:

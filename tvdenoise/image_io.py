@@ -11,8 +11,8 @@ path and scripts that only convert files stay fast.
 Which library does what, and why:
 
 - Pillow decodes and encodes 8-bit images of every format and 16-bit grey PNG (mode ``I;16``).
-- pypng reads and writes 16-bit grey+alpha, RGB and RGBA PNG, which Pillow silently reduces
-  to 8 bits. pypng is pure Python: such files decode at about one second per megapixel.
+- imagecodecs (libpng) reads and writes 16-bit grey+alpha, RGB and RGBA PNG, which Pillow
+  silently reduces to 8 bits.
 - tifffile reads and writes TIFF, keeping ``uint16``, ``float32`` and the other sample types
   exactly. TIFF compressions tifffile cannot decode without the optional ``imagecodecs``
   package (LZW, JPEG, ...) are read through Pillow when Pillow keeps all the bits (8-bit
@@ -72,15 +72,12 @@ place; :func:`clean_stale_temps` removes such files left behind by a killed proc
 from __future__ import annotations
 
 import contextlib
-import errno
 import io
 import logging
 import os
 import re
-import secrets
 import struct
 import threading
-import time
 import warnings
 import zlib
 from collections.abc import Callable, Iterator, Mapping
@@ -91,6 +88,19 @@ from typing import Any
 import numpy as np
 
 from tvdenoise.errors import ImageReadError, ImageWriteError, InvalidParameterError
+from tvdenoise.io import formats
+from tvdenoise.io.atomic import TEMP_NAME_PATTERN, clean_stale_temps
+from tvdenoise.io.atomic import check_target as _check_target
+from tvdenoise.io.atomic import write_atomically as _write_atomically
+from tvdenoise.values import (
+    ValueRange,
+    from_float,
+    from_unit_range,
+    to_float,
+    to_unit_range,
+    value_range,
+)
+from tvdenoise.values import convert_dtype as _convert_dtype
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -116,36 +126,22 @@ __all__ = [
     "value_range",
 ]
 
-_EXTENSION_FORMATS: dict[str, str] = {
-    ".png": "PNG",
-    ".jpg": "JPEG",
-    ".jpeg": "JPEG",
-    ".tif": "TIFF",
-    ".tiff": "TIFF",
-    ".bmp": "BMP",
-    ".webp": "WEBP",
-    ".gif": "GIF",
-    ".npy": "NPY",
-}
+# The format table is tvdenoise.io.formats.FORMATS; these are views of it.
+_EXTENSION_FORMATS: dict[str, str] = {ext: spec.name for ext, spec in formats.EXTENSIONS.items()}
 
 #: File name extensions (lower case, with the dot) that :func:`load_image` and
 #: :func:`save_image` handle; matching is case-insensitive.
 SUPPORTED_EXTENSIONS: frozenset[str] = frozenset(_EXTENSION_FORMATS)
 
 _FORMAT_NAMES: dict[str, str] = {
-    "PNG": "PNG",
-    "JPEG": "JPEG",
-    "JPG": "JPEG",
-    "TIFF": "TIFF",
-    "TIF": "TIFF",
-    "BMP": "BMP",
-    "WEBP": "WEBP",
-    "GIF": "GIF",
-    "NPY": "NPY",
+    key.upper(): spec.name
+    for spec in formats.FORMATS
+    for key in (spec.name, spec.option, *spec.aliases)
 }
 
 _SUPPORTED_LIST = ", ".join(sorted(SUPPORTED_EXTENSIONS))
-_SUPPORTED_FORMATS = "BMP, GIF, JPEG, NPY, PNG, TIFF, WebP"
+_SUPPORTED_FORMATS = ", ".join(sorted(spec.title for spec in formats.FORMATS))
+_FORMAT_TITLES = {spec.name: spec.title for spec in formats.FORMATS}
 
 #: The largest number of pixels decoded by default (all pages together for a stack): Pillow's
 #: own decompression-bomb limit, 2 * 89,478,485, about a 13,400 x 13,400 image. Decoded to
@@ -153,9 +149,7 @@ _SUPPORTED_FORMATS = "BMP, GIF, JPEG, NPY, PNG, TIFF, WebP"
 #: more often a hostile or broken file than a genuine photograph.
 DEFAULT_MAX_PIXELS = 178_956_970
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the IEND chunk, always these 12 bytes
-_NPY_SIGNATURE = b"\x93NUMPY"
 _EXIF_PREFIX = b"Exif\x00\x00"
 _ORIENTATION_TAG = 0x0112
 
@@ -260,278 +254,6 @@ class ImageStack:
 
 
 # --------------------------------------------------------------------------------------------
-# Value conversion
-# --------------------------------------------------------------------------------------------
-
-
-def to_float(pixels: np.ndarray) -> np.ndarray:
-    """Convert pixel values to floats, scaling integers to [0, 1] by their dtype's maximum.
-
-    ``uint8`` is divided by 255, ``uint16`` by 65535 (signed integers by their positive
-    maximum, so negative values map to [-1, 0)); the result is ``float32``, or ``float64``
-    for integers wider than 16 bits, which ``float32`` cannot hold exactly. Booleans become
-    0 and 1. ``float32`` and ``float64`` arrays are returned as they are (not copied, not
-    clipped); ``float16`` becomes ``float32``.
-
-    Parameters
-    ----------
-    pixels : numpy.ndarray
-        Any shape; integer, boolean or float dtype.
-
-    Returns
-    -------
-    numpy.ndarray
-        The values as floats, same shape.
-
-    Raises
-    ------
-    InvalidParameterError
-        If ``pixels`` has another dtype (complex, object, ...).
-
-    See Also
-    --------
-    from_float : the inverse.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> to_float(np.array([0, 51, 255], dtype=np.uint8))
-    array([0. , 0.2, 1. ], dtype=float32)
-    """
-    pixels = np.asarray(pixels)
-    kind = pixels.dtype.kind
-    if kind == "b":
-        return pixels.astype(np.float32)
-    if kind in "ui":
-        maximum = float(np.iinfo(pixels.dtype).max)
-        if pixels.dtype.itemsize <= 2:
-            return pixels.astype(np.float32) / np.float32(maximum)
-        return pixels.astype(np.float64) / maximum
-    if kind == "f":
-        if pixels.dtype in (np.float32, np.float64):
-            return pixels
-        return pixels.astype(np.float32)
-    raise InvalidParameterError(
-        f"pixels must have an integer, boolean or float dtype, got {pixels.dtype}"
-    )
-
-
-def from_float(values: np.ndarray, dtype: np.dtype | type | str) -> np.ndarray:
-    """Convert float values to ``dtype``, the inverse of :func:`to_float`.
-
-    For integer dtypes the values are multiplied by the dtype's maximum (255, 65535, ...),
-    rounded half to even, and clipped to the dtype's range; NaN becomes 0. For a boolean
-    dtype, values above 0.5 become True. For float dtypes the values are only cast (no
-    clipping, so out-of-range results of a solver stay visible).
-
-    Parameters
-    ----------
-    values : numpy.ndarray
-        Any shape, float (or anything numpy can cast to float).
-    dtype : numpy.dtype or type or str
-        The target dtype, for example ``np.uint8``.
-
-    Returns
-    -------
-    numpy.ndarray
-        The values in ``dtype``, same shape.
-
-    Raises
-    ------
-    InvalidParameterError
-        If ``dtype`` is not an integer, boolean or float dtype.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from_float(np.array([-0.1, 0.0, 0.5, 1.0, 1.2]), np.uint8)
-    array([  0,   0, 128, 255, 255], dtype=uint8)
-    """
-    target = np.dtype(dtype)
-    values = np.asarray(values)
-    if target.kind == "f":
-        return values.astype(target)
-    if target.kind == "b":
-        return np.asarray(values > 0.5)
-    if target.kind not in "ui":
-        raise InvalidParameterError(
-            f"dtype must be an integer, boolean or float dtype, got {target}"
-        )
-    info = np.iinfo(target)
-    scaled = np.rint(values.astype(np.float64) * float(info.max))
-    scaled = np.nan_to_num(scaled, nan=0.0, posinf=float(info.max), neginf=float(info.min))
-    return np.clip(scaled, info.min, info.max).astype(target)
-
-
-def _convert_dtype(values: np.ndarray, target: np.dtype) -> np.ndarray:
-    """Convert between dtypes through the [0, 1] float scale; a no-op for equal dtypes."""
-    if values.dtype == target:
-        return values
-    return from_float(to_float(values), target)
-
-
-@dataclass(frozen=True)
-class ValueRange:
-    """The span ``[low, high]`` that :func:`to_unit_range` maps to [0, 1].
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> span = ValueRange(0.0, 4000.0)
-    >>> span.normalise(np.array([0.0, 1000.0]))
-    array([0.  , 0.25])
-    >>> span.restore(np.array([0.25]))
-    array([1000.])
-    """
-
-    low: float
-    high: float
-
-    @property
-    def scale(self) -> float:
-        """``high - low``, the factor between unit-range and original values."""
-        return self.high - self.low
-
-    def normalise(self, values: np.ndarray) -> np.ndarray:
-        """Map values from ``[low, high]`` to [0, 1], keeping the float dtype."""
-        if self.low == 0.0 and self.high == 1.0:
-            return values
-        values = np.asarray(values)
-        dtype = values.dtype if values.dtype.kind == "f" else np.dtype(np.float64)
-        shifted = values.astype(np.float64) - self.low
-        return (shifted / self.scale).astype(dtype)
-
-    def restore(self, values: np.ndarray) -> np.ndarray:
-        """Map values from [0, 1] back to ``[low, high]``, the inverse of :meth:`normalise`."""
-        if self.low == 0.0 and self.high == 1.0:
-            return values
-        values = np.asarray(values)
-        dtype = values.dtype if values.dtype.kind == "f" else np.dtype(np.float64)
-        return (values.astype(np.float64) * self.scale + self.low).astype(dtype)
-
-
-def value_range(pixels: np.ndarray) -> ValueRange:
-    """The span of values that stands for "black to white" in ``pixels``.
-
-    Integer and boolean images span their dtype ([0, 1] after :func:`to_float`). A float
-    image spans [0, 1] extended to take in all its values: ``[min(0, lowest),
-    max(1, highest)]``. So floats already in [0, 1] are left as they are (the convention of
-    scikit-image and of :func:`tvdenoise.denoise`), non-negative data such as photon counts
-    or a ``[0, 4000]`` microscope image are only divided by their maximum (zero stays zero),
-    and signed data are shifted as well. The map is continuous in the data: a value just
-    outside [0, 1] changes the span only a little.
-
-    Parameters
-    ----------
-    pixels : numpy.ndarray
-        Any shape; integer, boolean or float dtype.
-
-    Returns
-    -------
-    ValueRange
-        ``ValueRange(0.0, 1.0)`` for integer images and floats within [0, 1].
-
-    Raises
-    ------
-    InvalidParameterError
-        If ``pixels`` holds NaN or infinite values, or has another dtype.
-
-    Notes
-    -----
-    Why rescale: the L2 energy ``1/2 ||u - f||^2 + weight * TV_beta(u)`` is not
-    scale-invariant. Denoising ``s * f`` with weight ``w`` gives ``s`` times the result of
-    denoising ``f`` with weight ``w * s**(beta - 2)`` (``w / s`` for classic TV). Mapping
-    the image to unit range first keeps ``weight`` meaning what it means for 8- and 16-bit
-    images: a weight of 0.1 removes noise of about a tenth of the black-to-white range.
-    Shifts change nothing for the L2 and L1 energies (TV ignores constants).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> value_range(np.array([0.2, 0.7]))
-    ValueRange(low=0.0, high=1.0)
-    >>> value_range(np.array([-50.0, 4000.0]))
-    ValueRange(low=-50.0, high=4000.0)
-    """
-    pixels = np.asarray(pixels)
-    kind = pixels.dtype.kind
-    if kind in "uib":
-        return ValueRange(0.0, 1.0)
-    if kind != "f":
-        raise InvalidParameterError(
-            f"pixels must have an integer, boolean or float dtype, got {pixels.dtype}"
-        )
-    if pixels.size == 0:
-        return ValueRange(0.0, 1.0)
-    lowest, highest = float(np.min(pixels)), float(np.max(pixels))
-    if not (np.isfinite(lowest) and np.isfinite(highest)):
-        raise InvalidParameterError("pixels hold NaN or infinite values; they cannot be scaled")
-    return ValueRange(min(0.0, lowest), max(1.0, highest))
-
-
-def to_unit_range(pixels: np.ndarray) -> tuple[np.ndarray, ValueRange]:
-    """Float values on the unit scale the denoiser's ``weight`` is defined on, and the span.
-
-    Integers are scaled by their dtype's maximum (:func:`to_float`); floats are mapped from
-    :func:`value_range` to [0, 1]. Denoise the result, then call :func:`from_unit_range` with
-    the returned span.
-
-    Parameters
-    ----------
-    pixels : numpy.ndarray
-        Any shape; integer, boolean or float dtype.
-
-    Returns
-    -------
-    values : numpy.ndarray
-        Floats (``float32`` for 8/16-bit and ``float32`` input), mostly within [0, 1].
-    span : ValueRange
-        What to pass to :func:`from_unit_range`.
-
-    Raises
-    ------
-    InvalidParameterError
-        As :func:`value_range`.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> values, span = to_unit_range(np.array([0.0, 2.0, 4.0], dtype=np.float32))
-    >>> values, span
-    (array([0. , 0.5, 1. ], dtype=float32), ValueRange(low=0.0, high=4.0))
-    >>> from_unit_range(values, span, np.float32)
-    array([0., 2., 4.], dtype=float32)
-    """
-    span = value_range(pixels)
-    return span.normalise(to_float(pixels)), span
-
-
-def from_unit_range(
-    values: np.ndarray, span: ValueRange, dtype: np.dtype | type | str
-) -> np.ndarray:
-    """Undo :func:`to_unit_range`: map back to ``span`` and convert to ``dtype``.
-
-    Integer dtypes are rounded and clipped to their range (:func:`from_float`); float dtypes
-    keep every value, also outside ``span`` (never clipped).
-
-    Parameters
-    ----------
-    values : numpy.ndarray
-        Unit-range floats, for example a denoised image.
-    span : ValueRange
-        The span :func:`to_unit_range` returned.
-    dtype : numpy.dtype or type or str
-        The dtype to return, usually the input image's.
-
-    Returns
-    -------
-    numpy.ndarray
-        The values in ``dtype``.
-    """
-    return from_float(span.restore(np.asarray(values)), dtype)
-
-
-# --------------------------------------------------------------------------------------------
 # Formats and names
 # --------------------------------------------------------------------------------------------
 
@@ -584,21 +306,8 @@ def _normalise_format(format: str, name: str) -> str:
 
 def _sniff(data: bytes) -> str | None:
     """Name the format of encoded image bytes from their magic number, or None."""
-    if data.startswith(_PNG_SIGNATURE):
-        return "PNG"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "JPEG"
-    if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-        return "TIFF"
-    if data.startswith(b"BM"):
-        return "BMP"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "WEBP"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "GIF"
-    if data.startswith(_NPY_SIGNATURE):
-        return "NPY"
-    return None
+    spec = formats.sniff(data)
+    return None if spec is None else spec.name
 
 
 def _one_line(text: object) -> str:
@@ -867,7 +576,7 @@ def decode_image(
     elif image_format == "NPY":
         pixels, alpha = _decode_npy(data, name, max_pixels, stack=False)
         decoded = (pixels[0], None if alpha is None else alpha[0], {}, 1)
-    elif image_format == "PNG" and _png_needs_pypng(data):
+    elif image_format == "PNG" and _png_needs_libpng(data):
         decoded = _decode_png16(data, name, max_pixels)
     else:
         decoded = _decode_with_pillow(data, image_format, name, max_pixels)
@@ -1014,7 +723,7 @@ def _orient(array: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(transform(array))
 
 
-def _png_needs_pypng(data: bytes) -> bool:
+def _png_needs_libpng(data: bytes) -> bool:
     """True for 16-bit PNG with alpha or colour, which Pillow would reduce to 8 bits."""
     if len(data) < 26 or data[12:16] != b"IHDR":
         return False
@@ -1166,20 +875,10 @@ def _decode_with_pillow(
     return np.ascontiguousarray(array), alpha, metadata, orientation
 
 
-_FORMAT_TITLES = {
-    "PNG": "PNG",
-    "JPEG": "JPEG",
-    "TIFF": "TIFF",
-    "BMP": "BMP",
-    "WEBP": "WebP",
-    "GIF": "GIF",
-    "NPY": "NPY",
-}
-
-
 def _decode_png16(data: bytes, name: str, max_pixels: int | None) -> _Decoded:
-    """Decode 16-bit grey+alpha, RGB and RGBA PNG with pypng; metadata through Pillow."""
-    import png
+    """Decode 16-bit grey+alpha, RGB and RGBA PNG with imagecodecs (libpng); metadata through
+    Pillow."""
+    import imagecodecs
     from PIL import Image
 
     width, height = struct.unpack(">II", data[16:24])
@@ -1193,24 +892,23 @@ def _decode_png16(data: bytes, name: str, max_pixels: int | None) -> _Decoded:
         metadata, orientation = _pillow_metadata(opened)
     except Exception:
         metadata, orientation = {}, 1
+    # libpng warns through imagecodecs' logger (an interlaced file, for one); see _quieten.
+    _quieten("imagecodecs")
     try:
-        width, height, rows, info = png.Reader(bytes=data).read()
-        array = np.array([np.asarray(row, dtype=np.uint16) for row in rows], dtype=np.uint16)
-        planes = int(info["planes"])
-        array = array.reshape(height, width, planes)
+        array = imagecodecs.png_decode(data)
+        if array.dtype != np.uint16 or array.ndim != 3:
+            raise ValueError(f"libpng gave {array.dtype} {array.shape}")
     except Exception:
         raise ImageReadError(f"{name}: cannot decode PNG image (truncated or corrupt)") from None
-
+    # libpng expands a tRNS colour key into an alpha plane: 0 where a pixel equals the key,
+    # 65535 elsewhere.
+    planes = array.shape[2]
     alpha: np.ndarray | None = None
     if planes in (2, 4):
         alpha = np.ascontiguousarray(array[..., -1])
         array = array[..., :-1]
     if planes == 2:
         array = array[..., 0]
-    transparent = info.get("transparent")
-    if alpha is None and transparent is not None:
-        key = np.asarray(transparent, dtype=np.uint16)
-        alpha = np.where(np.all(array == key, axis=-1), 0, 65535).astype(np.uint16)
     return np.ascontiguousarray(array), alpha, metadata, orientation
 
 
@@ -1337,7 +1035,7 @@ def _decode_tiff_with_tifffile(
 ) -> list[_Decoded]:
     import tifffile
 
-    _quieten_tifffile()
+    _quieten("tifffile")
 
     try:
         tiff = tifffile.TiffFile(io.BytesIO(data))
@@ -1446,14 +1144,15 @@ def _decode_tiff_page(page: Any, name: str) -> _Decoded:
     return np.ascontiguousarray(array), alpha, metadata, orientation
 
 
-def _quieten_tifffile() -> None:
-    """Keep tifffile's log warnings about damaged files off stderr unless logging is set up.
+def _quieten(library: str) -> None:
+    """Keep a library's log warnings (tifffile's about damaged files, libpng's through
+    imagecodecs) off stderr unless logging is set up.
 
-    Library code does not print; the damage is reported by the error raised instead. A
+    Library code does not print; damage is reported by the error raised instead. A
     NullHandler only stops Python's last-resort output: records still propagate to handlers
     an application configures.
     """
-    logger = logging.getLogger("tifffile")
+    logger = logging.getLogger(library)
     if not any(isinstance(handler, logging.NullHandler) for handler in logger.handlers):
         logger.addHandler(logging.NullHandler())
 
@@ -1712,8 +1411,8 @@ def _split_alpha(
 
 
 # Formats that keep every sample type; the others store 8 bits (PNG also 16).
-_ANY_DTYPE_FORMATS = frozenset({"TIFF", "NPY"})
-_MULTI_PAGE_FORMATS = frozenset({"TIFF", "GIF", "WEBP", "NPY"})
+_ANY_DTYPE_FORMATS = frozenset(spec.name for spec in formats.FORMATS if spec.any_dtype)
+_MULTI_PAGE_FORMATS = frozenset(spec.name for spec in formats.FORMATS if spec.multi_page)
 
 
 def _fit_dtype(
@@ -1774,15 +1473,10 @@ def _encode_pages(
     if image_format == "JPEG":
         alpha = None
     pages, alpha = _fit_dtype(pages, alpha, image_format, name)
-    encoder: Callable[[np.ndarray, np.ndarray | None, Mapping[str, Any], int | None], bytes] = {
-        "PNG": _encode_png,
-        "JPEG": _encode_jpeg,
-        "TIFF": _encode_tiff,
-        "BMP": _encode_bmp,
-        "WEBP": _encode_webp,
-        "GIF": _encode_gif,
-        "NPY": _encode_npy,
-    }[image_format]
+    # The table's row names the encoder defined in this module (_encode_png, ...).
+    encoder: Callable[[np.ndarray, np.ndarray | None, Mapping[str, Any], int | None], bytes] = (
+        globals()[formats.by_name(image_format).encoder]
+    )
     try:
         return encoder(pages, alpha, metadata, quality)
     except Exception as error:
@@ -1867,33 +1561,26 @@ def _png_chunk(chunk_type: bytes, payload: bytes) -> bytes:
 def _encode_png16(
     pixels: np.ndarray, alpha: np.ndarray | None, metadata: Mapping[str, Any]
 ) -> bytes:
-    """Write 16-bit grey+alpha, RGB or RGBA PNG with pypng, adding iCCP and eXIf chunks."""
-    import png
+    """Write 16-bit grey+alpha, RGB or RGBA PNG with imagecodecs (libpng), adding pHYs, iCCP
+    and eXIf chunks."""
+    import imagecodecs
 
-    array = _with_alpha(pixels, alpha)
-    height, width = array.shape[:2]
-    planes = 1 if array.ndim == 2 else array.shape[2]
-    options: dict[str, Any] = {}
-    dpi = _dpi(metadata)
-    if dpi is not None:
-        options.update(
-            x_pixels_per_unit=round(dpi[0] / 0.0254),
-            y_pixels_per_unit=round(dpi[1] / 0.0254),
-            unit_is_meter=True,
-        )
-    writer = png.Writer(
-        width,
-        height,
-        greyscale=planes in (1, 2),
-        alpha=planes in (2, 4),
-        bitdepth=16,
-        **options,
+    _quieten("imagecodecs")
+    # zlib level 1 and the SUB filter on every row (OpenCV's fast setting without its RLE
+    # strategy): on a noisy 4 MP 16-bit RGB image 0.5 s against 0.8 s with libpng's defaults,
+    # for a file 1.5 % larger (20.1 against 19.8 MiB; pypng's was 22.1). Measured.
+    array = np.ascontiguousarray(_with_alpha(pixels, alpha))
+    codec = imagecodecs.PNG
+    encoded = bytes(
+        imagecodecs.png_encode(array, level=codec.COMPRESSION.SPEED, filter=codec.FILTER.SUB)
     )
-    buffer = io.BytesIO()
-    writer.write(buffer, array.reshape(height, width * planes))
-    encoded = buffer.getvalue()
 
     extra = b""
+    dpi = _dpi(metadata)
+    if dpi is not None:
+        # Pixels per metre, unit 1 (metre).
+        density = struct.pack(">IIB", round(dpi[0] / 0.0254), round(dpi[1] / 0.0254), 1)
+        extra += _png_chunk(b"pHYs", density)
     if metadata.get("icc_profile"):
         profile = zlib.compress(bytes(metadata["icc_profile"]))
         extra += _png_chunk(b"iCCP", b"ICC Profile\x00\x00" + profile)
@@ -1902,7 +1589,8 @@ def _encode_png16(
         extra += _png_chunk(b"eXIf", exif.removeprefix(_EXIF_PREFIX))
     if not extra:
         return encoded
-    # The signature (8 bytes) and IHDR (25 bytes) come first; iCCP and eXIf must precede IDAT.
+    # The signature (8 bytes) and IHDR (25 bytes) come first; pHYs, iCCP and eXIf must
+    # precede IDAT.
     return encoded[:33] + extra + encoded[33:]
 
 
@@ -2321,190 +2009,3 @@ def _target_format(
     if target.suffix == "" and like is not None:
         return _normalise_format(like.format, name)
     return output_format_for(name)
-
-
-#: Names of the temporary files :func:`save_image` writes before moving them into place:
-#: ``.<target name>.tvdenoise-<8 hex digits>.tmp``; group ``target`` is the target's name.
-TEMP_NAME_PATTERN = re.compile(r"^\.(?P<target>.+)\.tvdenoise-[0-9a-f]{8}\.tmp$")
-
-
-def _temporary_name(target: Path) -> str:
-    return f".{target.name}.tvdenoise-{secrets.token_hex(4)}.tmp"
-
-
-def clean_stale_temps(
-    folder: str | os.PathLike[str], *, older_than: float = 0.0, recursive: bool = False
-) -> list[Path]:
-    """Remove the temporary files that interrupted writes of :func:`save_image` left.
-
-    A write killed between creating its temporary file and moving it into place (``kill
-    -9``, power loss) leaves a hidden ``.<name>.tvdenoise-<random>.tmp`` file; the target
-    itself is never partial. Only files matching :data:`TEMP_NAME_PATTERN` are touched.
-
-    Parameters
-    ----------
-    folder : str or os.PathLike
-        Where to look.
-    older_than : float, optional
-        Only remove temporary files last modified at least this many seconds ago, so that a
-        clean-up does not break a write in progress in another process. Default 0: all.
-    recursive : bool, optional
-        Also look in sub-folders. Default False.
-
-    Returns
-    -------
-    list of pathlib.Path
-        The files removed, sorted.
-
-    Raises
-    ------
-    ImageWriteError
-        If ``folder`` cannot be listed, or a temporary file found cannot be removed.
-
-    Examples
-    --------
-    >>> clean_stale_temps("clean/", older_than=60)  # doctest: +SKIP
-    [PosixPath('clean/.frame_0042.png.tvdenoise-3f9a0c1e.tmp')]
-    """
-    name = os.fspath(folder)
-    root = Path(name)
-    try:
-        candidates = root.rglob(".*.tmp") if recursive else root.glob(".*.tmp")
-        found = sorted(path for path in candidates if TEMP_NAME_PATTERN.match(path.name))
-    except OSError as error:
-        raise _write_error(name, error) from None
-    if not root.is_dir():
-        raise ImageWriteError(f"{name}: no such folder")
-    removed: list[Path] = []
-    now = time.time()
-    for path in found:
-        try:
-            if older_than > 0 and now - path.lstat().st_mtime < older_than:
-                continue
-            path.unlink()
-        except FileNotFoundError:
-            continue  # removed meanwhile, by its own writer or another clean-up
-        except OSError as error:
-            raise _write_error(os.fspath(path), error) from None
-        removed.append(path)
-    return removed
-
-
-def _check_target(target: Path, name: str, overwrite: bool) -> None:
-    """Fail early, before encoding, for targets that cannot be written."""
-    if target.is_dir():
-        raise ImageWriteError(f"{name}: is a directory")
-    parent = target.parent
-    if not parent.is_dir():
-        raise ImageWriteError(f"{name}: folder '{os.fspath(parent)}' does not exist")
-    if not overwrite and (target.exists() or target.is_symlink()):
-        raise ImageWriteError(f"{name}: exists (use --overwrite to replace it)")
-
-
-def _write_error(name: str, error: OSError) -> ImageWriteError:
-    if isinstance(error, PermissionError):
-        return ImageWriteError(f"{name}: permission denied")
-    if isinstance(error, IsADirectoryError):
-        return ImageWriteError(f"{name}: is a directory")
-    if error.errno == errno.ENOSPC:
-        return ImageWriteError(f"{name}: no space left on device")
-    if error.errno == errno.EROFS:
-        return ImageWriteError(f"{name}: read-only file system")
-    reason = error.strerror or _one_line(error)
-    return ImageWriteError(f"{name}: cannot write ({reason})")
-
-
-# errno values with which os.link says "this file system has no hard links".
-_NO_HARD_LINKS = {
-    code
-    for code in (
-        getattr(errno, "EPERM", None),
-        getattr(errno, "ENOTSUP", None),
-        getattr(errno, "EOPNOTSUPP", None),
-        getattr(errno, "ENOSYS", None),
-        getattr(errno, "EMLINK", None),
-        getattr(errno, "EXDEV", None),
-    )
-    if code is not None
-}
-
-
-def _write_atomically(target: Path, data: bytes, name: str, overwrite: bool) -> None:
-    folder = target.parent
-    temporary: Path | None = None
-    descriptor = -1
-    try:
-        for _ in range(100):
-            candidate = folder / _temporary_name(target)
-            try:
-                # 0o666 lets the umask decide the final permissions, as for any new file.
-                descriptor = os.open(
-                    candidate,
-                    os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
-                    0o666,
-                )
-            except FileExistsError:
-                continue
-            temporary = candidate
-            break
-        else:
-            raise ImageWriteError(f"{name}: cannot create a temporary file in its folder")
-        with os.fdopen(descriptor, "wb") as stream:
-            descriptor = -1  # the file object owns it now
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        if overwrite:
-            os.replace(temporary, target)
-        else:
-            _move_without_replacing(temporary, target, name)
-        temporary = None
-        _sync_folder(folder)
-    except ImageWriteError:
-        raise
-    except OSError as error:
-        raise _write_error(name, error) from None
-    finally:
-        if descriptor != -1:
-            os.close(descriptor)
-        if temporary is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-
-
-def _move_without_replacing(temporary: Path, target: Path, name: str) -> None:
-    try:
-        os.link(temporary, target)
-    except FileExistsError:
-        raise ImageWriteError(f"{name}: exists (use --overwrite to replace it)") from None
-    except (AttributeError, NotImplementedError):
-        _replace_if_absent(temporary, target, name)
-        return
-    except OSError as error:
-        # EPERM also means "no hard links here" (FAT, some network and FUSE file systems);
-        # EACCES is a real permission problem and is reported as such.
-        if error.errno not in _NO_HARD_LINKS:
-            raise
-        _replace_if_absent(temporary, target, name)
-        return
-    os.unlink(temporary)
-
-
-def _replace_if_absent(temporary: Path, target: Path, name: str) -> None:
-    if target.exists() or target.is_symlink():
-        raise ImageWriteError(f"{name}: exists (use --overwrite to replace it)")
-    os.replace(temporary, target)
-
-
-def _sync_folder(folder: Path) -> None:
-    """Make the rename durable; best effort (not possible on every system)."""
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from . import _validate
+from .conversion import to_batch
 from .errors import InvalidParameterError
 
 __all__ = ["NOISE_METHODS", "estimate_sigma"]
@@ -87,9 +88,7 @@ def estimate_sigma(image: Any, method: str = "weak_texture", per_channel: bool =
     0.1
     """
     method = _validate.choice("method", method, NOISE_METHODS)
-    from .denoising import _to_batch
-
-    batch, _ = _to_batch(image)
+    batch, _ = to_batch(image)
     values = batch.detach().to("cpu", dtype=batch.dtype).double().numpy()
     n, c, h, w = values.shape
     if h < 16 or w < 16:

@@ -1,6 +1,7 @@
 """Finite differences on the pixel grid: the only place they are defined.
 
-Conventions (DESIGN section 2): forward differences with a Neumann boundary, per channel,
+Conventions (CONVENTIONS.md, "Differences"): forward differences with a Neumann boundary, per
+channel,
 
     D_k u[..., i, ...] = u[..., i + 1, ...] - u[..., i, ...]  for i < n_k - 1; 0 at i = n_k - 1,
 

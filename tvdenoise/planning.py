@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InvalidParameterError
-from .image_io import SUPPORTED_EXTENSIONS
+from .io import formats
 
 __all__ = ["STDIO", "Discovery", "Job", "Source", "discover", "parse_shard", "plan", "shard"]
 
@@ -24,15 +24,7 @@ STDIO = "-"
 _GLOB_CHARACTERS = frozenset("*?[")
 
 #: Canonical extension of each output format, for ``--format`` conversions.
-FORMAT_EXTENSIONS = {
-    "png": ".png",
-    "jpeg": ".jpg",
-    "tiff": ".tif",
-    "bmp": ".bmp",
-    "webp": ".webp",
-    "gif": ".gif",
-    "npy": ".npy",
-}
+FORMAT_EXTENSIONS = {spec.option: spec.extensions[0] for spec in formats.FORMATS}
 
 
 @dataclass(frozen=True)
@@ -61,7 +53,7 @@ class Discovery:
 
 
 def _is_image_name(path: Path) -> bool:
-    return path.suffix.lower() in SUPPORTED_EXTENSIONS
+    return path.suffix.lower() in formats.EXTENSIONS
 
 
 def _list_folder(
@@ -172,8 +164,8 @@ def output_name(relative: Path, *, suffix: str, template: str | None, format: st
     """
     extension = relative.suffix
     if format is not None and FORMAT_EXTENSIONS.get(format) != extension.lower():
-        known = {".jpeg": "jpeg", ".jpg": "jpeg", ".tif": "tiff", ".tiff": "tiff"}
-        if known.get(extension.lower(), extension.lower().lstrip(".")) != format:
+        spec = formats.by_extension(extension)
+        if (extension.lower().lstrip(".") if spec is None else spec.option) != format:
             extension = FORMAT_EXTENSIONS.get(format, "." + format)
     if template is None:
         return f"{relative.stem}{suffix}{extension}"

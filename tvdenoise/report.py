@@ -50,10 +50,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import __version__
 from ._validate import positive_int
+from ._version import __version__
 from .errors import InvalidParameterError
-from .image_io import SUPPORTED_EXTENSIONS, ImageFile, _check_target, _write_atomically
+from .image_io import SUPPORTED_EXTENSIONS, ImageFile
+from .io.atomic import check_target, write_atomically
 from .metrics import psnr, ssim, window_sums
 
 if TYPE_CHECKING:
@@ -636,14 +637,14 @@ def write_report(
         run = dataclasses.replace(run, finished=datetime.now(timezone.utc))
     name = os.fspath(path)
     target = Path(name)
-    _check_target(target, name, overwrite)
+    check_target(target, name, overwrite)
     if kind == "json":
         text = _json_text(report_dict(run, records))
     elif kind == "csv":
         text = _csv_text(records)
     else:
         text = _html_text(run, records)
-    _write_atomically(target, text.encode("utf-8"), name, overwrite)
+    write_atomically(target, text.encode("utf-8"), name, overwrite)
     return target
 
 

@@ -16,6 +16,10 @@ depends on its whole area, so cutting it moves its value by about ``weight * cut
 area``. On natural images the influence of a cut decays within a few dozen pixels at the
 usual weights; :data:`DEFAULT_OVERLAP` is chosen from a measurement (see
 ``benchmarks/bench_scale.py``) so that tiled and untiled results agree to 1e-3 at weight 0.1.
+
+The defaults here are also the command line's (``--tile-overlap``, ``--max-memory``), which
+:mod:`tvdenoise.config` reads from this module; numpy is imported inside the functions so
+that reading them costs ``tvdenoise --help`` nothing.
 """
 
 from __future__ import annotations
@@ -23,17 +27,19 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from .config import DEFAULT_OVERLAP
 from .errors import InvalidParameterError
-from .image_io import ValueRange, from_unit_range, to_float
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .values import ValueRange
 
 __all__ = [
     "BYTES_PER_VALUE",
     "BYTES_PER_VALUE_GENERIC",
+    "DEFAULT_MAX_MEMORY",
     "DEFAULT_OVERLAP",
     "DEFAULT_TILE",
     "TilePlan",
@@ -45,8 +51,13 @@ __all__ = [
     "tile_for_budget",
 ]
 
+#: Overlap between neighbouring tiles, in pixels: tiled and untiled results then agree to
+#: better than 1e-3 at weight 0.1 (measured by benchmarks/bench_scale.py).
+DEFAULT_OVERLAP = 64
 #: Tile side used by ``--tile`` when only a memory budget is given and it allows this much.
 DEFAULT_TILE = 1024
+#: Solver memory above which an image is denoised in tiles (per worker process).
+DEFAULT_MAX_MEMORY = "2GiB"
 #: Bytes the solvers hold per float32 pixel-channel, a generous bound where the fused ROF
 #: kernel runs (peak of a solve: 21 for forward isotropic TV, 29 for symmetric TV, the default;
 #: the automatic weight search solves a batch of two at once, on at most a 1024x1024 crop).
@@ -134,6 +145,8 @@ def blend_weights(size: int, spans: list[tuple[int, int]], overlap: int) -> list
     weight is zero over the outer quarter of the overlap, then rises linearly to one at the
     inner quarter; the weights are then divided by their sum.
     """
+    import numpy as np
+
     margin = overlap // 4
     ramp = max(overlap - 2 * margin, 1)
     raw = []
@@ -177,7 +190,7 @@ def denoise_tiled(
         Tile side and overlap between neighbouring tiles, in pixels (``overlap < tile``).
     span : ValueRange, optional
         The values mapped to [0, 1] before denoising (see
-        :func:`tvdenoise.image_io.to_unit_range`); computed once for the whole image so every
+        :func:`tvdenoise.values.to_unit_range`); computed once for the whole image so every
         tile sees the same scale.
     return_record : bool
         Also return one :class:`tvdenoise.SolveRecord` for the whole image (iterations,
@@ -204,7 +217,10 @@ def denoise_tiled(
     >>> out.shape, out.dtype, bool(out.std() < noisy.std())
     ((40, 50), dtype('float32'), True)
     """
+    import numpy as np
+
     from .denoising import denoise
+    from .values import ValueRange, to_float
 
     pixels = np.asarray(image)
     if pixels.ndim not in (2, 3):
@@ -267,6 +283,8 @@ def _emit(output: np.ndarray, start: int, values: np.ndarray, span: ValueRange) 
     """Write final unit-range rows into ``output`` from row ``start``, converting 64 rows at
     a time (the conversion to integers works in float64: a whole band at once would need
     several times the band's size in temporaries)."""
+    from .values import from_unit_range
+
     for top in range(0, values.shape[0], 64):
         rows = values[top : top + 64]
         output[start + top : start + top + rows.shape[0]] = from_unit_range(
@@ -278,6 +296,7 @@ def _choose_weight(pixels: np.ndarray, span: ValueRange, options: dict[str, Any]
     """The SURE weight of the central crop (at most SEARCH_SIDE^2) of the image."""
     from .auto_weight import SEARCH_SIDE
     from .denoising import denoise
+    from .values import to_float
 
     height, width = pixels.shape[:2]
     side = SEARCH_SIDE

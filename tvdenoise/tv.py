@@ -1,7 +1,7 @@
 """Total-variation functionals and the :class:`TVLoss` module.
 
-For ``beta > 0`` and smoothing ``eps >= 0`` (DESIGN section 2), with ``D`` the forward differences
-of :mod:`tvdenoise.ops`:
+For ``beta > 0`` and smoothing ``eps >= 0`` (CONVENTIONS.md, "Total variation"), with ``D``
+the forward differences of :mod:`tvdenoise.ops`:
 
 - isotropic:    ``TV(u) = sum_pixels ( |D_y u|^2 + |D_x u|^2 + eps^2 )^(beta / 2)``
 - anisotropic:  ``TV(u) = sum_pixels sum_k ( |D_k u|^2 + eps^2 )^(beta / 2)``, k in {y, x}

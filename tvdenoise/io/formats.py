@@ -1,0 +1,167 @@
+"""The image formats tvdenoise reads and writes: one row each (no numpy, no codecs imported).
+
+Everything that lists formats reads :data:`FORMATS`: the readers' and writers' dispatch in
+:mod:`tvdenoise.image_io`, the extensions :mod:`tvdenoise.planning` collects and converts to,
+the values ``--format`` and the ``format`` config key accept (:mod:`tvdenoise.config`) and
+the ``--format`` help text. A new format is one more row here plus its reader and writer.
+
+Examples
+--------
+>>> by_extension(".TIF").name, by_option("jpg").extensions[0]
+('TIFF', '.jpg')
+>>> OPTIONS
+('png', 'jpeg', 'tiff', 'bmp', 'webp', 'gif', 'npy')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = [
+    "EXTENSIONS",
+    "FORMATS",
+    "OPTIONS",
+    "OPTION_ALIASES",
+    "FormatSpec",
+    "by_extension",
+    "by_name",
+    "by_option",
+    "option_list",
+    "sniff",
+]
+
+
+@dataclass(frozen=True)
+class FormatSpec:
+    """One image format.
+
+    Attributes
+    ----------
+    name : str
+        ``ImageFile.format`` of its files: ``"PNG"``, ``"JPEG"``, ...
+    title : str
+        How messages spell it (``"WebP"``).
+    option : str
+        Its ``--format`` value and config value (``"jpeg"``).
+    extensions : tuple of str
+        File name extensions, lower case with the dot; the first is the one conversions use.
+    aliases : tuple of str
+        Other names ``--format`` accepts (``"jpg"``).
+    signature : callable
+        True for encoded bytes of this format (the magic number).
+    any_dtype : bool
+        Whether it stores every integer and float sample type (else 8 bits; PNG also 16).
+    multi_page : bool
+        Whether one file holds a stack (pages, frames, a volume).
+    alpha : str
+        What happens to an alpha channel.
+    reader, writer : str
+        The library that decodes and encodes it; ``writer`` also names the encoder in
+        :mod:`tvdenoise.image_io` (``_encode_<option>``).
+    """
+
+    name: str
+    title: str
+    option: str
+    extensions: tuple[str, ...]
+    aliases: tuple[str, ...]
+    signature: Callable[[bytes], bool]
+    any_dtype: bool
+    multi_page: bool
+    alpha: str
+    reader: str
+    writer: str
+
+    @property
+    def encoder(self) -> str:
+        """The name of the encoding function in :mod:`tvdenoise.image_io`."""
+        return f"_encode_{self.option}"
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+NPY_SIGNATURE = b"\x93NUMPY"
+
+#: The formats, in the order ``--format`` lists them.
+FORMATS: tuple[FormatSpec, ...] = (
+    FormatSpec(
+        "PNG", "PNG", "png", (".png",), (),
+        lambda data: data.startswith(PNG_SIGNATURE),
+        any_dtype=False, multi_page=False, alpha="kept",
+        reader="Pillow; imagecodecs (libpng) for 16-bit colour or grey+alpha",
+        writer="Pillow; imagecodecs (libpng) for 16-bit colour or grey+alpha",
+    ),
+    FormatSpec(
+        "JPEG", "JPEG", "jpeg", (".jpg", ".jpeg"), ("jpg",),
+        lambda data: data.startswith(b"\xff\xd8\xff"),
+        any_dtype=False, multi_page=False, alpha="dropped",
+        reader="Pillow", writer="Pillow",
+    ),
+    FormatSpec(
+        "TIFF", "TIFF", "tiff", (".tif", ".tiff"), ("tif",),
+        lambda data: data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"),
+        any_dtype=True, multi_page=True, alpha="kept",
+        reader="tifffile (Pillow for compressions it lacks a codec for)", writer="tifffile",
+    ),
+    FormatSpec(
+        "BMP", "BMP", "bmp", (".bmp",), (),
+        lambda data: data.startswith(b"BM"),
+        any_dtype=False, multi_page=False, alpha="kept (grey -> RGBA)",
+        reader="Pillow", writer="Pillow (32-bit RGBA written directly)",
+    ),
+    FormatSpec(
+        "WEBP", "WebP", "webp", (".webp",), (),
+        lambda data: data[:4] == b"RIFF" and data[8:12] == b"WEBP",
+        any_dtype=False, multi_page=True, alpha="kept (grey -> RGB)",
+        reader="Pillow", writer="Pillow",
+    ),
+    FormatSpec(
+        "GIF", "GIF", "gif", (".gif",), (),
+        lambda data: data[:6] in (b"GIF87a", b"GIF89a"),
+        any_dtype=False, multi_page=True, alpha="1-bit (< 128 = 0)",
+        reader="Pillow", writer="Pillow",
+    ),
+    FormatSpec(
+        "NPY", "NPY", "npy", (".npy",), (),
+        lambda data: data.startswith(NPY_SIGNATURE),
+        any_dtype=True, multi_page=True, alpha="kept (last channel)",
+        reader="numpy (allow_pickle=False)", writer="numpy",
+    ),
+)  # fmt: skip
+
+#: Every extension (lower case, with the dot) and its format.
+EXTENSIONS: dict[str, FormatSpec] = {
+    extension: spec for spec in FORMATS for extension in spec.extensions
+}
+#: The ``--format`` values, in table order.
+OPTIONS: tuple[str, ...] = tuple(spec.option for spec in FORMATS)
+#: Other ``--format`` names and the value each stands for.
+OPTION_ALIASES: dict[str, str] = {alias: spec.option for spec in FORMATS for alias in spec.aliases}
+
+_BY_NAME = {spec.name: spec for spec in FORMATS}
+_BY_OPTION = {key: spec for spec in FORMATS for key in (spec.option, *spec.aliases)}
+
+
+def by_name(name: str) -> FormatSpec:
+    """The row of ``ImageFile.format`` ``name`` (``"PNG"``); KeyError if there is none."""
+    return _BY_NAME[name]
+
+
+def by_extension(extension: str) -> FormatSpec | None:
+    """The row of a file name extension (``".TIF"``, any case), or None."""
+    return EXTENSIONS.get(extension.lower())
+
+
+def by_option(option: str) -> FormatSpec | None:
+    """The row of a ``--format`` value or alias (``"jpg"``, any case), or None."""
+    return _BY_OPTION.get(option.lower())
+
+
+def sniff(data: bytes) -> FormatSpec | None:
+    """The row whose magic number starts ``data``, or None."""
+    return next((spec for spec in FORMATS if spec.signature(data)), None)
+
+
+def option_list() -> str:
+    """The ``--format`` values as a phrase: ``"png, jpeg, ... gif or npy"``."""
+    return ", ".join(OPTIONS[:-1]) + " or " + OPTIONS[-1]
