@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import ImageWriteError, TVDenoiseError
+from .io import claims
 from .planning import Job
 
 
@@ -142,6 +143,10 @@ def denoise_options(settings: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
+class _Skipped(Exception):
+    """The image is (being) written by another run sharing the folder (--skip-existing)."""
+
+
 def process_job(
     job: Job,
     settings: dict[str, Any],
@@ -172,11 +177,25 @@ def process_job(
     result.settings = dict(options)
     stack_mode = settings.get("stack", "off")
     max_pixels = settings.get("max_pixels", DEFAULT_MAX_PIXELS) or None
+    # Under --skip-existing, overlapping runs over one folder share the work: an output that
+    # exists or is claimed by another live run is skipped, not failed (tvdenoise.io.claims).
+    sharing = bool(settings.get("skip_existing")) and not overwrite and job.target is not None
+    claim = None
     try:
         if stop is not None and stop.is_set():
             raise Interrupted
         if job.target is not None and not overwrite and job.target.exists():
+            if sharing:
+                raise _Skipped(f"{job.target}: written by another run")
             raise ImageWriteError(f"{job.target}: exists (use --overwrite to replace it)")
+        if sharing:
+            assert job.target is not None
+            try:
+                claim = claims.take(job.target)
+            except claims.ClaimedElsewhere as held:
+                raise _Skipped(f"{job.target}: {held.holder}") from None
+            if job.target.exists():  # written between the check above and the claim
+                raise _Skipped(f"{job.target}: written by another run")
         if solved is None:
             stack, image = _read(job, stdin_data, stack_mode, max_pixels)
         else:
@@ -191,6 +210,7 @@ def process_job(
         def callback(info: Any) -> None:
             if stop is not None and stop.is_set():
                 raise Interrupted
+            claims.renew(claim)
             if on_iteration is not None:
                 on_iteration(info)
 
@@ -244,12 +264,22 @@ def process_job(
             result.report = _report_record(
                 job, image, first, record, options, result.device, metrics=stack is None
             )
-        _write(job, output, stack is not None, settings.get("quality"), overwrite, result)
+        try:
+            _write(job, output, stack is not None, settings.get("quality"), overwrite, result)
+        except ImageWriteError:
+            if sharing and job.target is not None and job.target.exists():
+                raise _Skipped(f"{job.target}: written by another run") from None
+            raise
         result.status = "ok"
     except Interrupted:
         result.status = "interrupted"
+    except _Skipped as skipped:
+        result.status = "skipped"
+        result.error = str(skipped)
     except Exception as error:  # one bad file must not stop the batch
         result.error = describe_error(job.label, error, job.target_label)
+    finally:
+        claims.release(claim)
     result.seconds = time.perf_counter() - start
     if report:
         from .report import failed_record
@@ -259,7 +289,12 @@ def process_job(
         else:
             reason = result.error or "interrupted: stopped by a signal, nothing written"
             result.report = failed_record(
-                job.label, job.target_label, reason, image=image, seconds=result.seconds
+                job.label,
+                job.target_label,
+                reason,
+                image=image,
+                seconds=result.seconds,
+                **({"status": "skipped"} if result.status == "skipped" else {}),
             )
     return result
 

@@ -826,6 +826,11 @@ class _Reporter:
                 console.print(
                     f"{result.input}: interrupted, nothing written", markup=False, soft_wrap=True
                 )
+        elif result.status == "skipped":  # another run sharing the folder has it
+            if not self.quiet:
+                console.print(
+                    f"{result.input}: skipped, {result.error}", markup=False, soft_wrap=True
+                )
         elif not self.quiet:
             console.print(_summary_line(result), markup=False, soft_wrap=True)
         if self.json_lines:
