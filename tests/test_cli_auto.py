@@ -121,3 +121,23 @@ def test_help_lists_every_solver() -> None:
     for name in _validate.SOLVER_NAMES:
         assert name in text, name
     assert "chambolle_pock, rof, accelerated" in text
+
+
+def test_a_non_image_named_on_the_command_line_fails_alone(camera: Path) -> None:
+    notes = camera.parent / "notes.txt"
+    notes.write_text("not an image")
+    out = camera.parent / "out"
+    result = runner.invoke(
+        app, [str(camera), str(notes), "-o", str(out), "--weight", "0.1", "--json"]
+    )
+    assert result.exit_code == 1
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    failed = [line for line in lines if line.get("status") == "failed"]
+    assert len(failed) == 1 and failed[0]["input"] == str(notes)
+    assert failed[0]["output"] is None
+    assert "not an image tvdenoise reads (extension .txt)" in failed[0]["error"]
+    assert lines[-1]["ok"] == 1 and lines[-1]["failed"] == 1
+    assert [p.suffix for p in out.iterdir()] == [".png"]
+    # A wrong output name the user typed is still a usage error, before any work.
+    typed = runner.invoke(app, [str(camera), "-o", str(camera.parent / "x.txt")])
+    assert typed.exit_code == 2 and "unsupported format '.txt'" in typed.stderr

@@ -482,14 +482,31 @@ def _run(
         raise _Usage("--json and an image on stdout cannot share stdout; give -o FILE")
     if to_stdout and dry_run is False and sys.stdout.isatty():
         raise _Usage("refusing to write an image to a terminal; redirect stdout or give -o")
-    for job in jobs:
+    not_images: list[tuple[str, str]] = []
+    for job in list(jobs):
         if job.target is not None:
             from .image_io import output_format_for
 
             try:
                 output_format_for(job.target if job.format is None else f"x.{job.format}")
             except TVDenoiseError as error:
-                raise _Usage(str(error)) from None
+                named_input = (
+                    job.format is None
+                    and job.source is not None
+                    and job.source.suffix.lower() == job.target.suffix.lower()
+                )
+                if not named_input:  # what the user typed (-o, --format, --name) is wrong
+                    raise _Usage(str(error)) from None
+                # A file named on the command line that is no image: it fails, the rest runs.
+                suffix = job.source.suffix or "(no extension)"
+                not_images.append(
+                    (
+                        job.label,
+                        f"not an image tvdenoise reads (extension {suffix}); if it is one, "
+                        "--format png writes it as PNG",
+                    )
+                )
+                jobs.remove(job)
     # With a cluster the device is resolved on each worker, which may have a GPU this lacks.
     if settings["device"] not in ("auto", "cpu") and scheduler is None:
         from .denoising import resolve_device
@@ -515,7 +532,7 @@ def _run(
             )
     reporter = _Reporter(err, json_lines=json_lines, quiet=quiet, reports=reports)
     reporter.order = {job.label: index for index, job in enumerate(jobs)}
-    for name, reason in found.problems:
+    for name, reason in [*found.problems, *not_images]:
         reporter.failed_input(name, reason)
     if not quiet and (found.skipped_files or found.skipped_folders or earlier):
         parts = []
