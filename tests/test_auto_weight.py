@@ -107,7 +107,16 @@ def test_given_sigma_is_used_and_colour_works(astronaut_crop) -> None:
     choice = tvd.choose_weight(noisy, sigma=25 / 255)
     assert isinstance(choice, tvd.WeightChoice)
     assert choice.sigma == 25 / 255 and not choice.sigma_estimated
-    assert choice.weight == pytest.approx(min(choice.trials, key=lambda t: t[1])[0], rel=1.0)
+    # The weight is the vertex of the parabola, in log weight, through the lowest measured
+    # risk and its neighbours (fitted here by numpy, not by the search's own formula), so it
+    # lies between those neighbours; only rounding separates the two computations.
+    points = sorted((math.log(weight), risk) for weight, risk in choice.trials)
+    lowest = min(range(len(points)), key=lambda k: points[k][1])
+    assert 0 < lowest < len(points) - 1, choice.trials  # a bracketed minimum
+    x, y = np.array(points[lowest - 1 : lowest + 2]).T
+    a, b, _ = np.polyfit(x, y, 2)
+    assert a > 0 and x[0] < -b / (2 * a) < x[2]
+    assert math.log(choice.weight) == pytest.approx(-b / (2 * a), abs=1e-9)
     result = tvd.denoise(noisy, weight=choice.weight)
     assert _psnr(result, clean) > _psnr(noisy, clean) + 5
 
