@@ -183,8 +183,6 @@ def test_every_exact_solver_path_chooses_the_same_weight(camera_crop, monkeypatc
     import tvdenoise.solvers.native as rof_native
     import tvdenoise.solvers.rof as rof
 
-    if rof_native.load() is None:
-        pytest.skip("no C compiler: the fused rof kernel cannot be built here")
     _, noisy = camera_crop
     options = {"weight": "auto", "sigma": 25 / 255, "return_record": True}
     # Count which rof iteration runs: the kernel's or the PyTorch operations'.
@@ -199,9 +197,11 @@ def test_every_exact_solver_path_chooses_the_same_weight(camera_crop, monkeypatc
 
     monkeypatch.setattr(rof, "_NativeIteration", counted("kernel", rof._NativeIteration))
     monkeypatch.setattr(rof, "_TorchIteration", counted("torch", rof._TorchIteration))
-    results = {"kernel": tvd.denoise(noisy, solver="rof", **options)}
-    assert runs and set(runs) == {"kernel"}
-    runs.clear()
+    results = {}
+    if rof_native.load() is not None:  # else no C compiler: the two other paths still run
+        results["kernel"] = tvd.denoise(noisy, solver="rof", **options)
+        assert runs and set(runs) == {"kernel"}
+        runs.clear()
     with monkeypatch.context() as no_kernel:
         no_kernel.setattr(rof_native, "load", lambda: None)  # as without a C compiler
         results["torch"] = tvd.denoise(noisy, solver="rof", **options)
