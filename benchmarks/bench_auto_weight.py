@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> list[str]:
     lines = [
         "## Automatic weight (`benchmarks/bench_auto_weight.py`)",
         "",
-        f"Central {args.size}x{args.size} crops, noise per PROTOCOL.md, \"Noise\", torch "
+        f'Central {args.size}x{args.size} crops, noise per PROTOCOL.md, "Noise", torch '
         f"{torch.__version__}, 2 threads; load average at start {load_average} (shared "
         "machine: wall-time ratios are noisy, the iteration ratio is not).",
     ]
