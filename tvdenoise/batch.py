@@ -295,12 +295,20 @@ def tile_size(shape: tuple[int, ...], settings: dict[str, Any]) -> int | None:
     tile = settings.get("tile") or 0
     if tile > 0:
         return tile if max(height, width) > tile else None
+    # The fused kernel solves L2, beta = 1 with the auto or rof solver; the others hold more.
+    fused = (
+        settings.get("fidelity", "l2") == "l2"
+        and settings.get("beta", 1.0) == 1.0
+        and settings.get("solver", "auto") in ("auto", "rof")
+    )
     return tile_for_budget(
         height,
         width,
         channels,
         parse_memory(settings.get("max_memory") or DEFAULT_MAX_MEMORY),
         overlap=settings.get("tile_overlap", DEFAULT_OVERLAP),
+        tv=settings.get("tv", "symmetric"),
+        fused=None if fused else False,
     )
 
 
