@@ -95,6 +95,8 @@ class WeightChoice:
         central crop).
     seconds : float
         Time spent choosing (noise estimate and trials), not counting the final solve.
+    sigma_seconds : float
+        The part of ``seconds`` spent estimating sigma (0 when it was given).
     """
 
     weight: float
@@ -104,6 +106,7 @@ class WeightChoice:
     trials: list[tuple[float, float]] = field(default_factory=list)
     iterations: int = 0
     seconds: float = 0.0
+    sigma_seconds: float = 0.0
 
 
 @dataclass
@@ -260,6 +263,7 @@ def search_weight(
         from .noise import estimate_sigma
 
         sigma = float(estimate_sigma(f))
+        sigma_seconds = time.perf_counter() - start
         if not sigma > 0:
             raise InvalidParameterError(
                 "weight='auto' found no noise in the image (estimated sigma 0); "
@@ -267,6 +271,7 @@ def search_weight(
             )
     else:
         sigma = _validate.positive("sigma", sigma)
+        sigma_seconds = 0.0
     step = probe_step(sigma, f.numel())
     probe = make_probe(f.shape, seed, f.device, f.dtype)
     pair = replace(problem, f=torch.cat([f, f + step * probe]))
@@ -361,6 +366,7 @@ def search_weight(
         trials=trials,
         iterations=iterations,
         seconds=time.perf_counter() - start,
+        sigma_seconds=sigma_seconds,
     )
     if cropped:
         return choice, None, None

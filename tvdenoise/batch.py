@@ -189,6 +189,7 @@ def process_job(
             stack, image = _read(job, stdin_data, stack_mode, max_pixels)
         else:
             stack, image = None, solved[0]
+        read_seconds = time.perf_counter() - start
         height, width = image.pixels.shape[:2]
         result.width, result.height = int(width), int(height)
         result.channels = 1 if image.pixels.ndim == 2 else int(image.pixels.shape[2])
@@ -230,6 +231,7 @@ def process_job(
             "stop_reason": record.stop_reason,
             "local_minimum": record.local_minimum,
             "solve_seconds": record.seconds,
+            "read_seconds": read_seconds,
         }
         choice = getattr(record, "weight_choice", None)
         if choice is not None:
@@ -238,6 +240,8 @@ def process_job(
                 weight_auto=True,
                 sigma=choice.sigma,
                 sigma_estimated=choice.sigma_estimated,
+                sigma_seconds=choice.sigma_seconds,
+                weight_seconds=choice.seconds,
             )
         if stack is not None:
             result.record["pages"] = stack.pages
@@ -248,7 +252,9 @@ def process_job(
             result.report = _report_record(
                 job, image, first, record, options, result.device, metrics=stack is None
             )
+        written = time.perf_counter()
         _write(job, output, stack is not None, settings.get("quality"), overwrite, result)
+        result.record["write_seconds"] = time.perf_counter() - written
         result.status = "ok"
     except Interrupted:
         result.status = "interrupted"
@@ -329,6 +335,7 @@ def _solve(
     from .image_io import from_unit_range, to_unit_range
 
     settings = settings or {}
+    options = {**options, "precision": output_step(pixels.dtype)}
     tile = None if volume or not settings else tile_size(pixels.shape, settings)
     if tile is not None:
         from .config import DEFAULT_OVERLAP
@@ -363,6 +370,16 @@ def _solve(
             values, **options, device=device, callback=callback, return_record=True
         )
     return from_unit_range(denoised, span, pixels.dtype), record
+
+
+def output_step(dtype: Any) -> float | None:
+    """The step of integer pixels on the unit scale (1/255 for uint8), None for floats:
+    the output is rounded to it, so the solvers stop once their certified distance to the
+    minimiser is well below it (:func:`tvdenoise.denoise`'s ``precision``)."""
+    import numpy as np
+
+    dtype = np.dtype(dtype)
+    return 1.0 / float(np.iinfo(dtype).max) if dtype.kind in "ui" else None
 
 
 def _write(
@@ -486,7 +503,12 @@ def _solve_batches(
         batch = torch.from_numpy(np.ascontiguousarray(values.transpose(0, 3, 1, 2)))
         try:
             denoised, record = denoise(
-                batch, **options, device=device, callback=callback, return_record=True
+                batch,
+                **options,
+                precision=output_step(members[0][1].pixels.dtype),
+                device=device,
+                callback=callback,
+                return_record=True,
             )
         except Interrupted:
             raise
