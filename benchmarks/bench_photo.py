@@ -189,8 +189,10 @@ def best_over(score: Any, start: float, ratio: float, known: dict[float, Any]) -
 
 
 def skimage_oracle(noisy: np.ndarray, clean: np.ndarray, weight: float, at_w: dict) -> dict:
+    # Its channelwise weight is about 0.6 of our vectorial one at the optimum: start there.
     known: dict[float, Any] = {weight: at_w}
-    best = best_over(lambda w: skimage_row(noisy, clean, w), weight, 2**0.25, known)
+    start = weight * 0.6
+    best = best_over(lambda w: skimage_row(noisy, clean, w), start, 2**0.25, known)
     for x in (best * 2**0.125, best / 2**0.125):
         known[x] = skimage_row(noisy, clean, x)
     return known[max(known, key=lambda x: known[x]["psnr"])]
@@ -286,7 +288,8 @@ def summary(rows: list[dict]) -> list[str]:
         ratio = d["seconds"] / fx["seconds"]
         marks = [
             f"speed-up {speed:.2f}x ({'met' if speed >= 2 else 'MISSED'})",
-            f"PSNR {-loss:+.3f} dB ({'met' if loss <= 0.05 else 'MISSED'})",
+            f"PSNR {-loss:+.3f} dB ({'met' if loss <= 0.05 else 'MISSED'}), "
+            f"{d['psnr'] - row['skimage_oracle']['psnr']:+.3f} dB against its oracle W",
             f"default / fixed {ratio:.2f}"
             + (f" ({'met' if ratio <= 1.2 else 'MISSED'})" if row["megapixels"] >= 3.9 else ""),
         ]

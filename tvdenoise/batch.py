@@ -231,6 +231,7 @@ def process_job(
             "stop_reason": record.stop_reason,
             "local_minimum": record.local_minimum,
             "solve_seconds": record.seconds,
+            "coarse_work": record.coarse_work,
             "read_seconds": read_seconds,
         }
         choice = getattr(record, "weight_choice", None)

@@ -13,6 +13,12 @@ weight / 2 TV_c(u_c))`` up to a constant and the stencil's error at block edges,
 coarse minimiser, repeated over each block, is close to the fine one; the dual (bounded by
 the weight) is repeated and doubled. The fine solve then certifies its own result: its gap
 is measured on the fine problem, so a poor coarse start costs iterations, never accuracy.
+
+Measured on 4 and 12 MP colour photos (sigma 15, weight 0.07, symmetric TV, 8-bit precision
+stop): the fine level needs 23-24 iterations instead of 32-34 cold, but the coarse levels add
+3.5-8.4 fine-level equivalents and one more gap check, so the wall time is the same, and the
+PSNR of the early-stopped result was 0.01-0.06 dB lower than the cold one's. Hence it is an
+option (``multiscale=True``), off by default.
 """
 
 from __future__ import annotations
@@ -36,8 +42,8 @@ COARSEST_SIDE = 96
 #: At most this many coarse levels.
 MAX_LEVELS = 3
 #: Coarse levels stop at this relative gap (or the caller's, if looser): they only start the
-#: next level.
-COARSE_TOL = 1e-3
+#: next level (1e-2 gave less work than 1e-3 and 3e-3 on 4 and 12 MP photos, same fine count).
+COARSE_TOL = 1e-2
 #: Coarse levels check their gap this often (their iterations are cheap).
 COARSE_CHECK_EVERY = 5
 SOLVERS = ("auto", "rof", "chambolle_pock")
@@ -80,8 +86,9 @@ def coarsen(values: torch.Tensor) -> torch.Tensor:
 def refine(values: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Repeat each value of the last two axes over a 2x2 block, cropped to ``height x width``
     (the inverse of :func:`coarsen` on block-constant values); contiguous."""
-    doubled = values.repeat_interleave(2, dim=-2)[..., :height, :]
-    return doubled.repeat_interleave(2, dim=-1)[..., :width].contiguous()
+    *lead, h, w = values.shape
+    doubled = F.interpolate(values.reshape(1, -1, h, w), scale_factor=2.0, mode="nearest")
+    return doubled[..., :height, :width].reshape(*lead, height, width).contiguous()
 
 
 def coarse_start(

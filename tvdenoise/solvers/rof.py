@@ -278,6 +278,7 @@ def solve_rof(
 
     iteration, values = 0, c * h * w
     count = check_every
+    last: tuple[int, float] | None = None  # (iteration, distance bound) at the last check
     while iteration < max_iter:
         count = min(count, max_iter - iteration)
         iteration_runner.run(count, step, gamma)
@@ -290,13 +291,35 @@ def solve_rof(
         if distance is not None:
             bound = certified_distance(primal, dual_value, values, 1.0)
             precise = bound <= distance
-            if math.isfinite(bound):
-                count = min(check_every, max(3, math.ceil(iteration * (bound / distance - 1))))
+            if math.isfinite(bound) and bound > 0:
+                count = _next_check(iteration, bound, distance, last, check_every)
+                last = (iteration, bound)
         if monitor.report(iteration, primal, gap, change, gap, precise):
             break
     if dual is not None and p is not dual:
         dual.copy_(p)
     return u, monitor.record(iteration, eps=0.0)
+
+
+#: The certified distance falls about as k^-DECAY (measured on 4 MP photos, cold and warm
+#: started: 1.4 to 1.6); refitted from the last two checks once there are two.
+DECAY = 1.5
+
+
+def _next_check(
+    iteration: int,
+    bound: float,
+    distance: float,
+    last: tuple[int, float] | None,
+    check_every: int,
+) -> int:
+    """Iterations until the next check, where the decay of the distance bound predicts that
+    it reaches ``distance`` (at least 2, at most ``check_every``)."""
+    decay = DECAY
+    if last is not None and last[1] > bound and last[0] < iteration:
+        decay = min(max(math.log(last[1] / bound) / math.log(iteration / last[0]), 1.0), 3.0)
+    target = iteration * (bound / distance) ** (1.0 / decay)
+    return min(check_every, max(2, math.ceil(target - iteration)))
 
 
 def _last_theta(tau: float, gamma: float) -> float:
