@@ -354,13 +354,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     cv2.setNumThreads(2)
     plan: list[tuple[str, tuple[int, int], float]] = []
     sizes = [QUICK_SIZE] if args.quick else [SIZES[mp] for mp in args.sizes]
+    low = QUICK_SIZE if args.quick else SIZES[12]
     for size in sizes:
-        for kind in args.kinds:
-            plan.append((kind, size, 15.0))
-    if not args.no_low_noise:
-        low = QUICK_SIZE if args.quick else SIZES[12] if 12 in args.sizes else None
-        if low is not None:
-            plan += [(kind, low, 5.0) for kind in args.kinds]
+        plan += [(kind, size, 15.0) for kind in args.kinds]
+        if size == low and not args.no_low_noise:
+            plan += [(kind, size, 5.0) for kind in args.kinds]
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for index, (kind, size, sigma) in enumerate(plan):

@@ -205,3 +205,20 @@ def test_output_step_of_each_input_kind():
     assert output_step(Image.new("RGB", (2, 2))) == 1 / 255
     assert output_step(Image.new("I;16", (2, 2))) == 1 / 65535
     assert output_step(Image.new("F", (2, 2))) is None
+
+
+def test_a_warm_start_within_precision_stops_at_the_first_early_check(kernel_path):
+    # Started from a solution already within the precision (as the final solve after the
+    # weight search often is), the fused solver checks after WARM_FIRST_CHECK iterations, not
+    # 25; the generic one at its usual 10.
+    from tvdenoise.solvers.rof import WARM_FIRST_CHECK
+
+    f = piecewise((1, 3, 40, 44), seed=11).float()
+    problem = Problem(f, 0.1, 1.0, "symmetric", "vectorial", get_fidelity("l2"))
+    dual = f.new_zeros((1, 3, 4, 40, 44))
+    u, first = solve(problem, max_iter=5000, tol=1e-5, dual=dual)
+    assert first.converged
+    _, record = solve(problem, max_iter=5000, tol=1e-9, init=u, dual=dual, distance=2e-3)
+    assert record.stop_reason == "precision"
+    expected = WARM_FIRST_CHECK if kernel_path == "kernel" else 10
+    assert record.iterations == expected < 25
