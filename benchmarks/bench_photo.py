@@ -44,6 +44,7 @@ import json
 import math
 import os
 import re
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -348,6 +349,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--write", action="store_true", help="update RESULTS.md and README")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    args_text = sys.argv[1:] if argv is None else argv
     torch.set_num_threads(2)
     import cv2
 
@@ -372,7 +374,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"## Photos: the default command against scikit-image (bench_photo.py, "
         f"{time.strftime('%Y-%m-%d')}, commit {commit})",
         "",
-        f"`python benchmarks/bench_photo.py {' '.join(argv or [])}`".replace(" `", "`"),
+        f"`python benchmarks/bench_photo.py {' '.join(args_text)}`".replace(" `", "`"),
         f"Machine: {os.cpu_count()} CPUs, 2 threads, shared (load average per row, start-end); "
         f"torch {torch.__version__}, tvdenoise {tvdenoise.__version__}. Colour 8-bit PNG photos "
         "(smooth: astronaut upscaled with Lanczos; natural: a mosaic of unscaled natural "
