@@ -176,6 +176,24 @@ def test_large_images_are_searched_on_their_central_crop(camera_crop, monkeypatc
     assert np.allclose(result, tvd.denoise(image, weight=own.weight), atol=1e-3)
 
 
+def test_crop_rule_counts_pixels_not_sides(camera_crop, monkeypatch) -> None:
+    # 40x25 = 1000 pixels <= 32^2: searched whole although a side exceeds 32, so the weight is
+    # the whole image's and the final solve starts from the search's solution.
+    import tvdenoise.auto_weight as auto_weight
+
+    _, noisy = camera_crop
+    image = np.ascontiguousarray(noisy[:25, :40])
+    whole = tvd.choose_weight(image, sigma=25 / 255)
+    monkeypatch.setattr(auto_weight, "SEARCH_SIDE", 32)
+    _, record = tvd.denoise(image, weight="auto", sigma=25 / 255, return_record=True)
+    assert record.weight_choice.weight == pytest.approx(whole.weight, rel=1e-9)
+    # 40x30 = 1200 pixels: cropped to its central 32x30 window.
+    taller = np.ascontiguousarray(noisy[:30, :40])
+    window = tvd.choose_weight(np.ascontiguousarray(taller[:, 4:36]), sigma=25 / 255)
+    _, record = tvd.denoise(taller, weight="auto", sigma=25 / 255, return_record=True)
+    assert record.weight_choice.weight == pytest.approx(window.weight, rel=1e-6)
+
+
 def test_every_exact_solver_path_chooses_the_same_weight(camera_crop, monkeypatch) -> None:
     # The search warm-starts the primal-dual solvers from the nearest trial's dual: the
     # fused rof kernel, its PyTorch fallback and the generic chambolle_pock must agree on

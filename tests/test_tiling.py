@@ -152,15 +152,34 @@ def test_budget_counts_more_memory_without_the_fused_kernel(monkeypatch):
         pytest.skip("no C compiler: the fused kernel's bound is not used here")
     budget = parse_memory(DEFAULT_MAX_MEMORY)
     fused_tile = tile_for_budget(10_000, 10_000, 3, budget)
-    side = 2400  # fits with the kernel's bound (1.0 GiB), not with the generic one (3.1 GiB)
+    side = 2400  # fits with the kernel's bound (0.5 GiB), not with the generic one (3.1 GiB)
     assert tile_for_budget(side, side, 3, budget) is None
     monkeypatch.setattr(native, "load", lambda: None)
     generic_tile = tile_for_budget(10_000, 10_000, 3, budget)
     assert fused_tile is not None and generic_tile is not None and generic_tile < fused_tile
     assert solver_bytes(generic_tile, generic_tile, 3) <= budget / 2
     assert solver_bytes(100, 100, 1) == 100 * 100 * BYTES_PER_VALUE_GENERIC
-    assert BYTES_PER_VALUE_GENERIC > BYTES_PER_VALUE
+    assert max(BYTES_PER_VALUE.values()) < BYTES_PER_VALUE_GENERIC
     assert tile_for_budget(side, side, 3, budget) is not None
+
+
+def test_budget_counts_what_each_solver_holds():
+    # A 12-megapixel colour photo fits the default 2 GiB with the fused kernel (29.5 bytes per
+    # value, symmetric TV: 1.06 GB), so it is solved whole; a fidelity the kernel does not
+    # take counts the generic solver's 192 bytes (6.9 GB) and is tiled.
+    from tvdenoise.solvers import native
+
+    if native.load() is None:
+        pytest.skip("no C compiler: every solver counts the generic bound here")
+    photo = (3000, 4000, 3)
+    assert tile_size(photo, {"max_memory": "2GiB"}) is None
+    assert tile_size(photo, {"max_memory": "2GiB", "tv": "isotropic"}) is None
+    assert tile_size(photo, {"max_memory": "900MiB"}) is not None
+    assert tile_size(photo, {"max_memory": "2GiB", "fidelity": "l1"}) is not None
+    assert tile_size(photo, {"max_memory": "2GiB", "solver": "chambolle_pock"}) is not None
+    assert tile_size(photo, {"max_memory": "2GiB", "beta": 1.5}) is not None
+    # Forward TV holds two dual components per value instead of four.
+    assert solver_bytes(1000, 1000, 3, tv="isotropic") < solver_bytes(1000, 1000, 3)
 
 
 def test_parse_memory_rejects_garbage():

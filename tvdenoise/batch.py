@@ -200,6 +200,7 @@ def process_job(
             stack, image = _read(job, stdin_data, stack_mode, max_pixels)
         else:
             stack, image = None, solved[0]
+        read_seconds = time.perf_counter() - start
         height, width = image.pixels.shape[:2]
         result.width, result.height = int(width), int(height)
         result.channels = 1 if image.pixels.ndim == 2 else int(image.pixels.shape[2])
@@ -242,6 +243,8 @@ def process_job(
             "stop_reason": record.stop_reason,
             "local_minimum": record.local_minimum,
             "solve_seconds": record.seconds,
+            "coarse_work": record.coarse_work,
+            "read_seconds": read_seconds,
         }
         choice = getattr(record, "weight_choice", None)
         if choice is not None:
@@ -250,6 +253,8 @@ def process_job(
                 weight_auto=True,
                 sigma=choice.sigma,
                 sigma_estimated=choice.sigma_estimated,
+                sigma_seconds=choice.sigma_seconds,
+                weight_seconds=choice.seconds,
                 # The smallest or largest weight the search tried: the best may lie beyond.
                 weight_at_edge=bool(choice.trials)
                 and choice.weight
@@ -264,12 +269,14 @@ def process_job(
             result.report = _report_record(
                 job, image, first, record, options, result.device, metrics=stack is None
             )
+        written = time.perf_counter()
         try:
             _write(job, output, stack is not None, settings.get("quality"), overwrite, result)
         except ImageWriteError:
             if sharing and job.target is not None and job.target.exists():
                 raise _Skipped(f"{job.target}: written by another run") from None
             raise
+        result.record["write_seconds"] = time.perf_counter() - written
         result.status = "ok"
     except Interrupted:
         result.status = "interrupted"
@@ -326,12 +333,20 @@ def tile_size(shape: tuple[int, ...], settings: dict[str, Any]) -> int | None:
     tile = settings.get("tile") or 0
     if tile > 0:
         return tile if max(height, width) > tile else None
+    # The fused kernel solves L2, beta = 1 with the auto or rof solver; the others hold more.
+    fused = (
+        settings.get("fidelity", "l2") == "l2"
+        and settings.get("beta", 1.0) == 1.0
+        and settings.get("solver", "auto") in ("auto", "rof")
+    )
     return tile_for_budget(
         height,
         width,
         channels,
         parse_memory(settings.get("max_memory") or DEFAULT_MAX_MEMORY),
         overlap=settings.get("tile_overlap", DEFAULT_OVERLAP),
+        tv=settings.get("tv", "symmetric"),
+        fused=None if fused else False,
     )
 
 
@@ -352,6 +367,7 @@ def _solve(
     from .image_io import from_unit_range, to_unit_range
 
     settings = settings or {}
+    options = {**options, "precision": output_step(pixels.dtype)}
     tile = None if volume or not settings else tile_size(pixels.shape, settings)
     if tile is not None:
         from .tiling import DEFAULT_OVERLAP, denoise_tiled
@@ -385,6 +401,16 @@ def _solve(
             values, **options, device=device, callback=callback, return_record=True
         )
     return from_unit_range(denoised, span, pixels.dtype), record
+
+
+def output_step(dtype: Any) -> float | None:
+    """The step of integer pixels on the unit scale (1/255 for uint8), None for floats:
+    the output is rounded to it, so the solvers stop once their certified distance to the
+    minimiser is well below it (:func:`tvdenoise.denoise`'s ``precision``)."""
+    import numpy as np
+
+    dtype = np.dtype(dtype)
+    return 1.0 / float(np.iinfo(dtype).max) if dtype.kind in "ui" else None
 
 
 def _write(
@@ -508,7 +534,12 @@ def _solve_batches(
         batch = torch.from_numpy(np.ascontiguousarray(values.transpose(0, 3, 1, 2)))
         try:
             denoised, record = denoise(
-                batch, **options, device=device, callback=callback, return_record=True
+                batch,
+                **options,
+                precision=output_step(members[0][1].pixels.dtype),
+                device=device,
+                callback=callback,
+                return_record=True,
             )
         except Interrupted:
             raise

@@ -498,6 +498,7 @@ def _run(
                 if not named_input:  # what the user typed (-o, --format, --name) is wrong
                     raise _Usage(str(error)) from None
                 # A file named on the command line that is no image: it fails, the rest runs.
+                assert job.source is not None
                 suffix = job.source.suffix or "(no extension)"
                 not_images.append(
                     (

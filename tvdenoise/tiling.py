@@ -58,27 +58,49 @@ DEFAULT_OVERLAP = 64
 DEFAULT_TILE = 1024
 #: Solver memory above which an image is denoised in tiles (per worker process).
 DEFAULT_MAX_MEMORY = "2GiB"
-#: Bytes the solvers hold per float32 pixel-channel, a generous bound where the fused ROF
-#: kernel runs (peak of a solve: 21 for forward isotropic TV, 29 for symmetric TV, the default;
-#: the automatic weight search solves a batch of two at once, on at most a 1024x1024 crop).
-BYTES_PER_VALUE = 64
-#: The same without the kernel (no C compiler): the generic Chambolle-Pock in PyTorch
-#: operations peaks at 102 (forward) and 172 (symmetric) bytes per pixel-channel
-#: (benchmarks/bench_speed.py's memory probe with TVDENOISE_NO_NATIVE=1, 3x1024x1024).
+#: Bytes the fused ROF kernel holds per float32 pixel-channel, by TV kind: u, its
+#: extrapolation and f (4 bytes each) and the dual, 4 components for symmetric TV (the default)
+#: and 2 for forward TV, plus the coarse levels of a multiscale solve; measured peaks of a
+#: whole solve are 29.1 and 21.0 (benchmarks/bench_speed.py's memory probe, which counts f).
+#: The automatic weight search adds a bounded amount: a batch of two on at most a 1024x1024
+#: crop.
+BYTES_PER_VALUE = {"symmetric": 29.5, "isotropic": 21.5, "anisotropic": 21.5}
+#: The same for the generic solvers (no C compiler, or a fidelity or beta the kernel does not
+#: take): the generic Chambolle-Pock in PyTorch operations peaks at 102 (forward) and 172
+#: (symmetric) bytes per pixel-channel (bench_speed.py's memory probe with
+#: TVDENOISE_NO_NATIVE=1, 3x1024x1024).
 BYTES_PER_VALUE_GENERIC = 192
 
 
-def bytes_per_value() -> int:
-    """:data:`BYTES_PER_VALUE`, or :data:`BYTES_PER_VALUE_GENERIC` where the fused kernel
-    cannot be loaded (the first call may compile it, as the first solve would)."""
+def bytes_per_value(tv: str = "symmetric", fused: bool | None = None) -> float:
+    """Solver bytes per float32 pixel-channel: :data:`BYTES_PER_VALUE` for ``tv`` where the
+    fused kernel runs, else :data:`BYTES_PER_VALUE_GENERIC`.
+
+    ``fused`` says whether the problem is one the kernel solves (L2, beta = 1, solver auto or
+    rof); None asks only whether the kernel can be loaded (the first call may compile it, as
+    the first solve would).
+    """
     from .solvers import native
 
-    return BYTES_PER_VALUE if native.load() is not None else BYTES_PER_VALUE_GENERIC
+    if fused is None or fused:
+        fused = native.load() is not None
+    return (
+        BYTES_PER_VALUE.get(tv, BYTES_PER_VALUE["symmetric"]) if fused else BYTES_PER_VALUE_GENERIC
+    )
 
 
-def solver_bytes(height: int, width: int, channels: int, *, double: bool = False) -> int:
+def solver_bytes(
+    height: int,
+    width: int,
+    channels: int,
+    *,
+    double: bool = False,
+    tv: str = "symmetric",
+    fused: bool | None = None,
+) -> int:
     """A bound on the solver memory for one ``height x width x channels`` image."""
-    return height * width * channels * bytes_per_value() * (2 if double else 1)
+    per_value = bytes_per_value(tv, fused) * (2 if double else 1)
+    return math.ceil(height * width * channels * per_value)
 
 
 def tile_for_budget(
@@ -89,16 +111,19 @@ def tile_for_budget(
     *,
     overlap: int = DEFAULT_OVERLAP,
     double: bool = False,
+    tv: str = "symmetric",
+    fused: bool | None = None,
 ) -> int | None:
     """The tile side to use under a memory budget, or None when the whole image fits.
 
     The largest multiple of 64 (at most :data:`DEFAULT_TILE` times 4) whose solver state fits
     half the budget (the other half is for the bands of blended values), and at least
-    ``4 * overlap`` so that tiles are mostly their own pixels.
+    ``4 * overlap`` so that tiles are mostly their own pixels. ``tv`` and ``fused`` choose the
+    bytes counted per value (:func:`bytes_per_value`).
     """
-    if solver_bytes(height, width, channels, double=double) <= budget:
+    if solver_bytes(height, width, channels, double=double, tv=tv, fused=fused) <= budget:
         return None
-    per_pixel = channels * bytes_per_value() * (2 if double else 1)
+    per_pixel = channels * bytes_per_value(tv, fused) * (2 if double else 1)
     side = int(math.sqrt(budget / 2 / per_pixel)) // 64 * 64
     return max(4 * overlap, min(side, 4 * DEFAULT_TILE))
 

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -25,6 +26,9 @@ from .. import _validate
 from .accelerated import solve_accelerated
 from .autograd import solve_autograd
 from .base import Callback, IterationInfo, Problem, SolveRecord
+from .multiscale import applies as multiscale_applies
+from .multiscale import coarse_start
+from .multiscale import levels_for as multiscale_levels
 from .primal_dual import solve_primal_dual
 from .rof import fused_available, solve_rof
 
@@ -54,6 +58,9 @@ assert ("auto", *SOLVERS) == _validate.SOLVER_NAMES
 #: average, so a run of n iterations pays 2.2 n / k + k / 2: least at k = sqrt(4.4 n), 25 for
 #: the typical 140, where the checks are 8 % of the run (22 % at k = 10).
 FUSED_CHECK_EVERY = 25
+#: The fine level of a coarse-to-fine solve starts close to the minimiser and needs few
+#: iterations: it checks at least this often.
+MULTISCALE_CHECK_EVERY = 10
 
 
 def solve(
@@ -67,6 +74,8 @@ def solve(
     time_limit: float | None = None,
     init: torch.Tensor | None = None,
     dual: torch.Tensor | None = None,
+    distance: float | None = None,
+    multiscale: bool = False,
 ) -> tuple[torch.Tensor, SolveRecord]:
     """Run the named solver (``"auto"`` picks the fastest exact choice) on ``problem``.
 
@@ -87,10 +96,52 @@ def solve(
     dual, so a solve at a nearby weight can start from both (:mod:`tvdenoise.auto_weight`
     does, with the dual scaled by the ratio of the weights). The other solvers have no dual
     variable and leave it untouched.
+
+    ``distance`` (primal-dual solvers, L2 fidelity): stop also when the certified
+    root-mean-square distance to the minimiser, ``sqrt(2 gap / n)``, is at most this; the
+    record's ``stop_reason`` is then ``"precision"`` and its ``gap`` the relative gap reached.
+
+    ``multiscale`` (primal-dual solvers, L2, beta = 1, 2-D images of at least
+    :data:`multiscale.MIN_PIXELS` pixels, no ``init`` or ``dual`` given): start from the
+    solutions of coarser copies of the problem (:mod:`tvdenoise.solvers.multiscale`); the
+    record's ``coarse_work`` counts their iterations in fine-level equivalents, its
+    ``iterations`` and ``history`` are the fine level's. The fine level then checks its gap
+    at least every 10 iterations.
     """
     if check_every is None:
         fused = solver in ("auto", "rof") and fused_available(problem)
         check_every = FUSED_CHECK_EVERY if fused else 10
+    coarse_work = 0.0
+    if multiscale and init is None and dual is None and multiscale_applies(problem, solver):
+        levels = multiscale_levels(*problem.f.shape[-2:])
+        if levels:
+
+            def solve_level(level: Problem, **level_options: Any) -> Any:
+                return solve(level, solver, distance=None, **level_options)
+
+            started = time.perf_counter()
+            init, dual, coarse_work = coarse_start(
+                problem, levels, solve_level, tol=tol, max_iter=max_iter, time_limit=time_limit
+            )
+            coarse_seconds = time.perf_counter() - started
+            if time_limit is not None:
+                time_limit = max(time_limit - coarse_seconds, 1e-9)
+            check_every = min(check_every, MULTISCALE_CHECK_EVERY)
+            u, record = solve(
+                problem,
+                solver,
+                max_iter=max_iter,
+                tol=tol,
+                callback=callback,
+                check_every=check_every,
+                time_limit=time_limit,
+                init=init,
+                dual=dual,
+                distance=distance,
+            )
+            record.coarse_work = coarse_work
+            record.seconds += coarse_seconds
+            return u, record
     options: dict[str, Any] = dict(
         max_iter=max_iter,
         tol=tol,
@@ -99,13 +150,13 @@ def solve(
         time_limit=time_limit,
     )
     if solver in ("rof", "chambolle_pock"):
-        return SOLVERS[solver](problem, init=init, dual=dual, **options)
+        return SOLVERS[solver](problem, init=init, dual=dual, distance=distance, **options)
     if solver != "auto":
         return SOLVERS[solver](problem, init=init, **options)
     if fused_available(problem):
-        return solve_rof(problem, init=init, dual=dual, **options)
+        return solve_rof(problem, init=init, dual=dual, distance=distance, **options)
     if problem.beta == 1.0 and problem.eps == 0.0:
-        return solve_primal_dual(problem, init=init, dual=dual, **options)
+        return solve_primal_dual(problem, init=init, dual=dual, distance=distance, **options)
     if problem.beta >= 1.0 or init is not None:
         return solve_accelerated(problem, init=init, **options)
     # Non-convex: start from the convex beta = 1 minimiser, a good basin for the descent.

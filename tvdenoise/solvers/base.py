@@ -90,6 +90,9 @@ class SolveRecord:
     local_minimum: bool = False
     eps: float = 0.0
     history: list[IterationInfo] = field(default_factory=list)
+    #: Iterations of the coarse levels of a coarse-to-fine solve, in fine-level equivalents
+    #: (each level's iterations times its share of the fine pixels; 0 for a cold solve).
+    coarse_work: float = 0.0
 
     @property
     def energies(self) -> list[float]:
@@ -112,6 +115,7 @@ def combine_records(records: list[SolveRecord]) -> SolveRecord:
         relative_change=None if None in changes else max(c for c in changes if c is not None),
         converged=all(r.converged for r in records),
         seconds=sum(r.seconds for r in records),
+        coarse_work=sum(r.coarse_work for r in records),
         stop_reason=unconverged[0] if unconverged else records[0].stop_reason,
         local_minimum=any(r.local_minimum for r in records),
         history=[],
@@ -151,8 +155,12 @@ class Monitor:
         gap: float | None,
         relative_change: float | None,
         criterion: float,
+        precise: bool = False,
     ) -> bool:
-        """Record one evaluation; return True when the solver should stop."""
+        """Record one evaluation; return True when the solver should stop: ``criterion <=
+        tol`` (stop reason ``"tol"``), or ``precise``, the certified distance to the
+        minimiser below the caller's precision (``"precision"``; see
+        :func:`certified_distance`)."""
         info = IterationInfo(
             iteration=iteration,
             energy=float(energy.sum()),
@@ -169,6 +177,10 @@ class Monitor:
         if criterion <= self.tol:
             self.converged = True
             self.stop_reason = "tol"
+            return True
+        if precise:
+            self.converged = True
+            self.stop_reason = "precision"
             return True
         if self.time_limit is not None and info.seconds >= self.time_limit:
             self.stop_reason = "time_limit"
@@ -189,6 +201,23 @@ class Monitor:
             history=self.history,
             **extra,  # type: ignore[arg-type]
         )
+
+
+def certified_distance(
+    energy: torch.Tensor, dual_value: torch.Tensor, values: int, strong_convexity: float
+) -> float:
+    """A certified bound on the root-mean-square distance to the exact minimiser, the largest
+    over the batch: ``sqrt(2 (E(u) - D(p)) / (mu n))`` for ``n`` values per sample.
+
+    With a fidelity that is ``mu``-strongly convex (``mu = 1`` for L2) the energy satisfies
+    ``E(u) - E* >= mu/2 ||u - u*||^2``, and the dual value bounds ``E* >= D(p)``, so the
+    primal-dual gap bounds the distance. Infinite where ``mu = 0`` (L1, Poisson: the gap
+    certifies the energy, not the distance).
+    """
+    if not strong_convexity > 0:
+        return math.inf
+    gap = float((energy - dual_value).max().clamp(min=0.0))
+    return math.sqrt(2.0 * gap / (strong_convexity * max(values, 1)))
 
 
 def relative_change(u: torch.Tensor, previous: torch.Tensor) -> float:

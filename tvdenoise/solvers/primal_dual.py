@@ -39,7 +39,7 @@ from ..ops import (
     gradient,
     spread,
 )
-from .base import Callback, Monitor, Problem, SolveRecord, relative_change
+from .base import Callback, Monitor, Problem, SolveRecord, certified_distance, relative_change
 
 
 def unaccelerated_tau(weight: float, norm_squared: float) -> float:
@@ -97,11 +97,14 @@ def solve_primal_dual(
     dual: torch.Tensor | None = None,
     tau: float | None = None,
     gamma: float | None = None,
+    distance: float | None = None,
 ) -> tuple[torch.Tensor, SolveRecord]:
     """Solve the beta = 1 problem exactly; stop when the relative primal-dual gap <= tol.
 
     ``dual`` is a starting dual variable; on return it holds the final one (see
-    :func:`tvdenoise.solvers.solve`).
+    :func:`tvdenoise.solvers.solve`). ``distance``: stop also when the certified
+    root-mean-square distance to the minimiser is at most this (strongly convex fidelities,
+    L2; :func:`tvdenoise.solvers.base.certified_distance`).
     """
     _validate.solver_applies("chambolle_pock", problem.beta, problem.eps)
     f = problem.f
@@ -140,9 +143,15 @@ def solve_primal_dual(
         u_bar = u + theta * (u - u_previous)
         if monitor.due(iteration):
             energy = problem.energy(u)
-            gaps = (energy - fidelity.dual(f, div_p)) / energy.abs().clamp(min=1e-300)
+            dual_value = fidelity.dual(f, div_p)
+            gaps = (energy - dual_value) / energy.abs().clamp(min=1e-300)
             gap = float(gaps.max().clamp(min=0.0))
-            if monitor.report(iteration, energy, gap, relative_change(u, u_previous), gap):
+            precise = distance is not None and (
+                certified_distance(energy, dual_value, f[0].numel(), fidelity.strong_convexity)
+                <= distance
+            )
+            change = relative_change(u, u_previous)
+            if monitor.report(iteration, energy, gap, change, gap, precise):
                 break
     if dual is not None:
         dual.copy_(p)
