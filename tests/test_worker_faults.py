@@ -92,10 +92,17 @@ def _children(pid: int) -> list[int]:
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_a_worker_killed_once_costs_one_retry_and_no_image(tmp_path: Path) -> None:
-    folder = _folder(tmp_path, 6, 160)
+    # Float images (no precision stop) and a fixed amount of work per image (tol 0): each
+    # takes long enough to be killed mid-solve.
+    import numpy as np
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        np.save(folder / f"img{i}.npy", rng.random((160, 160), dtype=np.float32))
     out = tmp_path / "out"
-    # A fixed amount of work per image (tol 0): each takes long enough to be killed mid-solve.
-    options = ["--weight", "0.3", "-j", "2", "--json", "--tol", "0", "--max-iter", "4000"]
+    options = ["--weight", "0.3", "-j", "2", "--json", "--tol", "0", "--max-iter", "8000"]
     process = _run([str(folder), "-o", str(out), *options])
     killed = None
     deadline = time.monotonic() + 120
