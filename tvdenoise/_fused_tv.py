@@ -130,6 +130,23 @@ def _doubles(values: tuple[float, ...]) -> Any:
     return (ctypes.c_double * len(values))(*values)
 
 
+def _common_arguments(x: torch.Tensor, plan: _Plan, options: Options) -> tuple[Any, ...]:
+    """The arguments tv_value and tv_gradient share: x, its layout, the kind and the weights."""
+    return (
+        x.data_ptr(),
+        plan.images,
+        plan.channels,
+        *plan.dims,
+        plan.nd,
+        _KINDS[options.tv],
+        _doubles(plan.inv_h),
+        options.beta,
+        options.eps,
+        plan.scale,
+        _doubles(plan.dir_weight),
+    )
+
+
 def _threads(u: torch.Tensor) -> int:
     return torch.get_num_threads() if u.numel() >= _PARALLEL_MIN else 1
 
@@ -144,17 +161,7 @@ def _value(u: torch.Tensor, options: Options) -> torch.Tensor:
     if options.reduction == "none":
         terms = torch.empty((plan.images, 1, *u.shape[2:]), dtype=u.dtype)
     found.value[u.dtype](
-        x.data_ptr(),
-        plan.images,
-        plan.channels,
-        *plan.dims,
-        plan.nd,
-        _KINDS[options.tv],
-        _doubles(plan.inv_h),
-        options.beta,
-        options.eps,
-        plan.scale,
-        _doubles(plan.dir_weight),
+        *_common_arguments(x, plan, options),
         int(plan.skip_last),
         per_image.data_ptr(),
         None if terms is None else terms.data_ptr(),
@@ -184,17 +191,7 @@ def _gradient(u: torch.Tensor, options: Options, grad_output: torch.Tensor) -> t
         image_weight = image_weight.contiguous()
     grad = torch.empty_like(x)
     found.gradient[u.dtype](
-        x.data_ptr(),
-        plan.images,
-        plan.channels,
-        *plan.dims,
-        plan.nd,
-        _KINDS[options.tv],
-        _doubles(plan.inv_h),
-        options.beta,
-        options.eps,
-        plan.scale,
-        _doubles(plan.dir_weight),
+        *_common_arguments(x, plan, options),
         image_weight.data_ptr(),
         None if gmap is None else gmap.data_ptr(),
         grad.data_ptr(),

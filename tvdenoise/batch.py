@@ -755,10 +755,25 @@ def _run_in_pool(
     tried: set[int] = set()
     existed: dict[int, bool] = {}
 
-    def interrupted_by_the_break(result: JobResult) -> bool:
-        # The executor stops a broken pool's other workers with SIGTERM, which our workers
-        # take as "stop the current image": unless this run was asked to stop, do it again.
-        return result.status == "interrupted" and not (stop is not None and stop.is_set())
+    def after_break(key: int) -> JobResult | None:
+        """Job ``key``'s outcome when its pool broke: the result it finished, a failure once
+        its worker has died too often, or None when it goes back on the queue."""
+        pool.note_progress()
+        if key in pool.finished:  # done before the break: its result came through the queue
+            finished = pool.finished.pop(key)
+            # The executor stops a broken pool's other workers with SIGTERM, which our workers
+            # take as "stop the current image": unless this run was asked to stop, redo it.
+            if finished.status != "interrupted" or (stop is not None and stop.is_set()):
+                return finished
+        else:
+            cause = pool.cause_of_death(key)  # None: its worker did not die, run it again
+            if cause is not None:
+                deaths.setdefault(key, []).append(cause)
+                if len(deaths[key]) > RETRIES_AFTER_DEATH:
+                    tries = len(deaths[key])
+                    return _failed(jobs[key], f"{cause} (tried {tries} times)", report)
+        queue.append(key)
+        return None
 
     try:
         # Keep each worker fed with one job in hand, not the whole list: a stop then has only
@@ -797,23 +812,9 @@ def _run_in_pool(
                     pool.finished.pop(key, None)
                 except BrokenProcessPool:
                     broken = True
-                    if key in pool.finished:  # done before the break: its result came through
-                        finished = pool.finished.pop(key)
-                        if interrupted_by_the_break(finished):
-                            queue.append(key)
-                        else:
-                            yield finished
-                        continue
-                    cause = pool.cause_of_death(key)
-                    if cause is None:  # interrupted by another worker's death: run it again
-                        queue.append(key)
-                        continue
-                    deaths.setdefault(key, []).append(cause)
-                    if len(deaths[key]) <= RETRIES_AFTER_DEATH:
-                        queue.append(key)
-                        continue
-                    tries = len(deaths[key])
-                    yield _failed(job, f"{cause} (tried {tries} times)", report)
+                    settled = after_break(key)
+                    if settled is not None:
+                        yield settled
                     continue
                 except Exception as error:  # anything else a worker cannot return
                     yield _failed(job, describe_error(job.label, error), report)
@@ -829,22 +830,9 @@ def _run_in_pool(
                     if future.done() and not future.cancelled() and future.exception() is None:
                         yield future.result()  # finished just before the break
                         continue
-                    pool.note_progress()
-                    if key in pool.finished:
-                        finished = pool.finished.pop(key)
-                        if interrupted_by_the_break(finished):
-                            queue.append(key)
-                        else:
-                            yield finished
-                        continue
-                    cause = pool.cause_of_death(key)
-                    if cause is not None:
-                        deaths.setdefault(key, []).append(cause)
-                        if len(deaths[key]) > RETRIES_AFTER_DEATH:
-                            tries = len(deaths[key])
-                            yield _failed(jobs[key], f"{cause} (tried {tries} times)", report)
-                            continue
-                    queue.append(key)
+                    settled = after_break(key)
+                    if settled is not None:
+                        yield settled
                 queue.sort(reverse=True)  # the file order again
                 pool.close(wait_for_workers=False)
                 if not (stop is not None and stop.is_set()):
