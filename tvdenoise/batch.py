@@ -721,11 +721,18 @@ class _Pool:
         import signal
 
         # The dead worker has exited by the time the pool reports broken; the others are
-        # being stopped by the executor (SIGTERM) or are still finishing: innocent.
+        # being stopped by the executor (SIGTERM, which our workers turn into "stop the
+        # image", so they may end with any exit status) or are still finishing: innocent.
         process.join(timeout=0.2)
-        if process.exitcode in (None, 0, -signal.SIGTERM):
+        code = process.exitcode
+        if code in (None, 0, -signal.SIGTERM):
             return None
-        return describe_death(process.exitcode)
+        if code > 0 and any(
+            other.exitcode is not None and other.exitcode < 0 and other.exitcode != -signal.SIGTERM
+            for other in self.processes.values()
+        ):
+            return None  # another worker was killed by a signal: that one broke the pool
+        return describe_death(code)
 
     def close(self, wait_for_workers: bool) -> None:
         with contextlib.suppress(Exception):
