@@ -141,3 +141,21 @@ def test_a_non_image_named_on_the_command_line_fails_alone(camera: Path) -> None
     # A wrong output name the user typed is still a usage error, before any work.
     typed = runner.invoke(app, [str(camera), "-o", str(camera.parent / "x.txt")])
     assert typed.exit_code == 2 and "unsupported format '.txt'" in typed.stderr
+
+
+def test_failed_records_carry_no_output_path(tmp_path: Path, camera: Path) -> None:
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app, [str(camera), str(broken), "-o", str(out), "--weight", "0.1", "--json"]
+    )
+    assert result.exit_code == 1
+    records = {
+        line["input"]: line
+        for line in map(json.loads, result.stdout.splitlines())
+        if line.get("type") == "image"
+    }
+    assert records[str(broken)]["status"] == "failed" and records[str(broken)]["output"] is None
+    assert records[str(camera)]["output"] == str(out / f"{camera.stem}_denoised.png")
+    assert not (out / "broken_denoised.png").exists()

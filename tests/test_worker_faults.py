@@ -46,6 +46,7 @@ def test_describe_death_names_the_signal_and_the_likely_cause() -> None:
     assert describe_death(-9) == "worker killed by signal 9 (out of memory?)"
     assert describe_death(-11) == "worker killed by signal 11 (SIGSEGV)"
     assert describe_death(3) == "worker exited abruptly (exit code 3)"
+    assert describe_death(255) == "worker ended abruptly (killed? out of memory?)"
 
 
 @pytest.mark.slow
@@ -67,13 +68,17 @@ def test_an_image_whose_worker_always_dies_fails_alone_and_the_batch_goes_on(
     failed = images[bad]
     assert failed["status"] == "failed"
     # One line naming the file and what happened, and that it was tried twice (one retry).
-    assert failed["error"] == f"{bad}: worker killed by signal 9 (out of memory?) (tried 2 times)"
-    assert f"{bad}: worker killed by signal 9" in stderr
+    # (A fork-server pool sometimes cannot read a dead worker's status: exit code 255.)
+    assert failed["error"] in {
+        f"{bad}: worker killed by signal 9 (out of memory?) (tried 2 times)",
+        f"{bad}: worker ended abruptly (killed? out of memory?) (tried 2 times)",
+    }
+    assert f"{bad}: worker " in stderr
     written = sorted(p.name for p in out.iterdir())
     assert written == [f"img{i}_denoised.png" for i in (0, 1, 3, 4, 5)]
     for name, record in images.items():
         if name != bad:
-            assert record["status"] == "ok" and not record.get("retried_after")
+            assert record["status"] == "ok"
 
 
 def _children(pid: int) -> list[int]:
@@ -120,7 +125,12 @@ def test_a_worker_killed_once_costs_one_retry_and_no_image(tmp_path: Path) -> No
     images, summary = _records(stdout)
     assert process.returncode == 0, stderr
     assert summary["ok"] == 6 and len(list(out.iterdir())) == 6
+    # The killed worker's image is tried again; the other worker's may be too, when the fork
+    # server cannot tell which of the two died first (both exit statuses unknown).
     retried = [r for r in images.values() if r.get("retried_after")]
-    assert len(retried) == 1
-    assert retried[0]["retried_after"] == "worker killed by signal 9 (out of memory?)"
-    assert "tried again: worker killed by signal 9" in stderr
+    assert 1 <= len(retried) <= 2
+    assert {r["retried_after"] for r in retried} <= {
+        "worker killed by signal 9 (out of memory?)",
+        "worker ended abruptly (killed? out of memory?)",
+    }
+    assert "tried again: worker " in stderr

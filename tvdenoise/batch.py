@@ -609,6 +609,9 @@ def describe_death(exitcode: int | None) -> str:
             name = f"signal {number}"
         hint = " (out of memory?)" if number == signal.SIGKILL else f" ({name})"
         return f"worker killed by signal {number}{hint}"
+    if exitcode == 255:
+        # What a fork-server pool reports when the server could not read the real status.
+        return "worker ended abruptly (killed? out of memory?)"
     return f"worker exited abruptly (exit code {exitcode})"
 
 

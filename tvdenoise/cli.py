@@ -852,7 +852,11 @@ class _Reporter:
         elif not self.quiet:
             console.print(_summary_line(result), markup=False, soft_wrap=True)
         if self.json_lines:
-            self._emit({"type": "image", **result.as_dict()})
+            record = {"type": "image", **result.as_dict()}
+            if result.status in ("failed", "interrupted"):
+                # Nothing was written for it: no output path that a script could take as real.
+                record["output"] = None
+            self._emit(record)
 
     def plan(self, jobs: list[Job], *, overwrite: bool) -> None:
         for job in jobs:
