@@ -69,7 +69,10 @@ def test_folder_skips_non_images_and_counts_them(tree: Path, tmp_path: Path) -> 
     result = runner.invoke(app, [str(tree), "-o", str(out), "--json"])
     assert result.exit_code == 0, result.output
     lines = _json_lines(result.stdout)
-    assert [line["input"] for line in lines[:-1]] == [str(tree / "a.png"), str(tree / "b.png")]
+    images = [line["input"] for line in lines if line["type"] == "image"]
+    assert images == [str(tree / "a.png"), str(tree / "b.png")]
+    skipped = {line["input"] for line in lines if line["type"] == "skipped_file"}
+    assert len(skipped) == 2 and str(tree / "notes.txt") in skipped  # named, with a reason
     summary = lines[-1]
     assert summary["type"] == "summary" and summary["ok"] == 2
     assert summary["skipped_non_images"] == 2  # notes.txt and the hidden file
@@ -81,7 +84,7 @@ def test_recursive_mirrors_the_tree_in_sorted_order(tree: Path, tmp_path: Path) 
     out = tmp_path / "out"
     result = runner.invoke(app, [str(tree), "-r", "-o", str(out), "--json", "-q"])
     assert result.exit_code == 0, result.output
-    inputs = [line["input"] for line in _json_lines(result.stdout)[:-1]]
+    inputs = [line["input"] for line in _json_lines(result.stdout) if line["type"] == "image"]
     assert inputs == [str(tree / n) for n in ("a.png", "b.png", "sub/c.png", "sub/deeper/d.png")]
     assert _files(out) == [
         "a_denoised.png",

@@ -159,3 +159,34 @@ def test_failed_records_carry_no_output_path(tmp_path: Path, camera: Path) -> No
     assert records[str(broken)]["status"] == "failed" and records[str(broken)]["output"] is None
     assert records[str(camera)]["output"] == str(out / f"{camera.stem}_denoised.png")
     assert not (out / "broken_denoised.png").exists()
+
+
+def test_files_skipped_in_a_folder_are_named_with_the_reason(tmp_path: Path, camera: Path) -> None:
+    folder = tmp_path / "mix"
+    folder.mkdir()
+    shutil.copy(camera, folder / "a.png")
+    shutil.copy(camera, folder / "b.xyz")  # an image with an extension tvdenoise does not know
+    (folder / "notes.txt").write_text("no image")
+    (folder / ".hidden").write_text("")
+    dry = runner.invoke(app, [str(folder), "--dry-run", "-o", str(tmp_path / "out")])
+    assert dry.exit_code == 0
+    expected = (
+        f"{folder / 'b.xyz'}  [skipped: not an image extension (.xyz); if it is an image, "
+        "name it on the command line with --format png]"
+    )
+    assert expected in dry.stdout
+    assert f"{folder / '.hidden'}  [skipped: hidden file]" in dry.stdout
+    run = runner.invoke(
+        app, [str(folder), "-o", str(tmp_path / "out"), "--weight", "0.1", "--json"]
+    )
+    lines = [json.loads(line) for line in run.stdout.splitlines()]
+    skipped = {line["input"]: line["reason"] for line in lines if line["type"] == "skipped_file"}
+    assert set(skipped) == {str(folder / n) for n in ("b.xyz", "notes.txt", ".hidden")}
+    assert lines[-1]["skipped_non_images"] == 3
+    plain = runner.invoke(app, [str(folder), "-o", str(tmp_path / "o2"), "--weight", "0.1"])
+    assert "skipped 3 non-image or hidden files (named by --dry-run and --json)" in plain.stderr
+    # The hint holds: named with --format png, the unknown extension is read and written.
+    named = runner.invoke(
+        app, [str(folder / "b.xyz"), "--format", "png", "-o", str(tmp_path / "b.png"), "-q"]
+    )
+    assert named.exit_code == 0 and (tmp_path / "b.png").exists()

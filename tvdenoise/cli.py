@@ -538,13 +538,19 @@ def _run(
     if not quiet and (found.skipped_files or found.skipped_folders or earlier):
         parts = []
         if found.skipped_files:
-            parts.append(f"{found.skipped_files} non-image or hidden files")
+            shown = " (named by --dry-run and --json)" if not (dry_run or json_lines) else ""
+            parts.append(f"{found.skipped_files} non-image or hidden files{shown}")
         if found.skipped_folders:
             parts.append(f"{found.skipped_folders} subfolders (use --recursive)")
         if earlier:
             parts.append(f"{earlier} earlier outputs")
         err.print(f"tvdenoise: skipped {', '.join(parts)}", markup=False, soft_wrap=True)
     reporter.totals["skipped_non_images"] = found.skipped_files
+    for name, reason in found.skipped:  # named, for scripts and for a look before a run
+        if json_lines:
+            reporter._emit({"type": "skipped_file", "input": name, "reason": reason})
+        elif dry_run:
+            sys.stdout.write(f"{name}  [skipped: {reason}]\n")
     reporter.totals["earlier_outputs"] = earlier
 
     todo: list[Job] = []

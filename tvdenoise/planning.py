@@ -48,6 +48,21 @@ class Discovery:
     problems: list[tuple[str, str]] = field(default_factory=list)
     #: Files in listed folders that are not images (by extension) or are hidden.
     skipped_files: int = 0
+    #: Those files, with why each was left out: (path, reason).
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def skip(self, path: Path) -> None:
+        """Leave out a file found in a folder or by a pattern, saying why."""
+        self.skipped_files += 1
+        if path.name.startswith("."):
+            reason = "hidden file"
+        else:
+            extension = path.suffix or "none"
+            reason = (
+                f"not an image extension ({extension}); if it is an image, name it on the "
+                "command line with --format png"
+            )
+        self.skipped.append((os.fspath(path), reason))
     #: Subfolders of listed folders left out because --recursive was not given.
     skipped_folders: int = 0
 
@@ -78,7 +93,7 @@ def _list_folder(
         for name in sorted(files):
             path = here / name
             if name.startswith(".") or not _is_image_name(path):
-                found.skipped_files += 1
+                found.skip(path)
                 continue
             sources.append(Source(path, path.relative_to(folder), discovered=True))
     sources.sort(key=lambda source: source.relative.as_posix())
@@ -126,7 +141,7 @@ def discover(
                     for source in _list_folder(match_path, recursive, exclude, found):
                         add(source)
                 elif match_path.name.startswith(".") or not _is_image_name(match_path):
-                    found.skipped_files += 1
+                    found.skip(match_path)
                 else:
                     add(Source(match_path, Path(match_path.name), discovered=True))
         else:
