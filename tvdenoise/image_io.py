@@ -1567,24 +1567,34 @@ def _encode_png8(array: np.ndarray, metadata: Mapping[str, Any]) -> bytes:
     import imagecodecs
 
     encoded = bytes(imagecodecs.png_encode(np.ascontiguousarray(array), level=PNG_LEVEL))
+    return _with_png_metadata(encoded, metadata)
+
+
+def _png_chunk(chunk_type: bytes, payload: bytes) -> bytes:
+    body = chunk_type + payload
+    return struct.pack(">I", len(payload)) + body + struct.pack(">I", zlib.crc32(body))
+
+
+def _with_png_metadata(encoded: bytes, metadata: Mapping[str, Any]) -> bytes:
+    """A PNG from libpng with the dpi (pHYs), ICC profile (iCCP) and EXIF (eXIf) chunks of
+    ``metadata`` added after IHDR."""
     extra = b""
     dpi = _dpi(metadata)
     if dpi is not None:
-        per_metre = (round(dpi[0] / 0.0254), round(dpi[1] / 0.0254))
-        extra += _png_chunk(b"pHYs", struct.pack(">IIB", *per_metre, 1))
+        # Pixels per metre, unit 1 (metre).
+        density = struct.pack(">IIB", round(dpi[0] / 0.0254), round(dpi[1] / 0.0254), 1)
+        extra += _png_chunk(b"pHYs", density)
     if metadata.get("icc_profile"):
         profile = zlib.compress(bytes(metadata["icc_profile"]))
         extra += _png_chunk(b"iCCP", b"ICC Profile\x00\x00" + profile)
     if metadata.get("exif"):
         exif = bytes(metadata["exif"])
         extra += _png_chunk(b"eXIf", exif.removeprefix(_EXIF_PREFIX))
-    # The signature (8 bytes) and IHDR (25 bytes) come first; these chunks precede IDAT.
-    return encoded[:33] + extra + encoded[33:] if extra else encoded
-
-
-def _png_chunk(chunk_type: bytes, payload: bytes) -> bytes:
-    body = chunk_type + payload
-    return struct.pack(">I", len(payload)) + body + struct.pack(">I", zlib.crc32(body))
+    if not extra:
+        return encoded
+    # The signature (8 bytes) and IHDR (25 bytes) come first; pHYs, iCCP and eXIf must
+    # precede IDAT.
+    return encoded[:33] + extra + encoded[33:]
 
 
 def _encode_png16(
@@ -1603,24 +1613,7 @@ def _encode_png16(
     encoded = bytes(
         imagecodecs.png_encode(array, level=codec.COMPRESSION.SPEED, filter=codec.FILTER.SUB)
     )
-
-    extra = b""
-    dpi = _dpi(metadata)
-    if dpi is not None:
-        # Pixels per metre, unit 1 (metre).
-        density = struct.pack(">IIB", round(dpi[0] / 0.0254), round(dpi[1] / 0.0254), 1)
-        extra += _png_chunk(b"pHYs", density)
-    if metadata.get("icc_profile"):
-        profile = zlib.compress(bytes(metadata["icc_profile"]))
-        extra += _png_chunk(b"iCCP", b"ICC Profile\x00\x00" + profile)
-    if metadata.get("exif"):
-        exif = bytes(metadata["exif"])
-        extra += _png_chunk(b"eXIf", exif.removeprefix(_EXIF_PREFIX))
-    if not extra:
-        return encoded
-    # The signature (8 bytes) and IHDR (25 bytes) come first; pHYs, iCCP and eXIf must
-    # precede IDAT.
-    return encoded[:33] + extra + encoded[33:]
+    return _with_png_metadata(encoded, metadata)
 
 
 def _encode_jpeg(

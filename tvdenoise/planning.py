@@ -63,6 +63,7 @@ class Discovery:
                 "command line with --format png"
             )
         self.skipped.append((os.fspath(path), reason))
+
     #: Subfolders of listed folders left out because --recursive was not given.
     skipped_folders: int = 0
 
