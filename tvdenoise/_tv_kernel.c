@@ -274,6 +274,22 @@ static double TV_NAME(direct_slab_value)(const TV_NAME(shape_t) *s, const TV_T *
     return total;
 }
 
+/* out[i] = psi((to[i] - from[i]) * ih) over n values: psi of one axis's differences. */
+static void TV_NAME(psi_of_steps)(const TV_T *restrict from, const TV_T *restrict to, long n,
+                                  TV_T ih, int mode, TV_T eps2, TV_T half, TV_T beta,
+                                  TV_T *restrict out)
+{
+#define TV_PSI_LOOP(m)                                                                       \
+    for (long i = 0; i < n; ++i) out[i] = TV_NAME(psi_d)((to[i] - from[i]) * ih, m, eps2, half, beta);
+    switch (mode) {
+    case 0: TV_PSI_LOOP(0) break;
+    case 1: TV_PSI_LOOP(1) break;
+    case 2: TV_PSI_LOOP(2) break;
+    default: TV_PSI_LOOP(3) break;
+    }
+#undef TV_PSI_LOOP
+}
+
 /* psi of the differences along the slab axis between slab a and a + 1 (0 past the last). */
 static void TV_NAME(direct_slab_psi)(const TV_NAME(shape_t) *s, const TV_T *image, long a,
                                      int mode, TV_T eps2, TV_T half, TV_T beta,
@@ -284,17 +300,8 @@ static void TV_NAME(direct_slab_psi)(const TV_NAME(shape_t) *s, const TV_T *imag
         memset(out, 0, sizeof(TV_T) * P);
         return;
     }
-    const TV_T *restrict x = image + a * P, *restrict next = x + P;
-    const TV_T ih0 = s->ih[0];
-#define TV_SLAB_PSI(m)                                                                       \
-    for (long i = 0; i < P; ++i) out[i] = TV_NAME(psi_d)((next[i] - x[i]) * ih0, m, eps2, half, beta);
-    switch (mode) {
-    case 0: TV_SLAB_PSI(0) break;
-    case 1: TV_SLAB_PSI(1) break;
-    case 2: TV_SLAB_PSI(2) break;
-    default: TV_SLAB_PSI(3) break;
-    }
-#undef TV_SLAB_PSI
+    const TV_T *x = image + a * P;
+    TV_NAME(psi_of_steps)(x, x + P, P, s->ih[0], mode, eps2, half, beta, out);
 }
 
 /* The gradient of slab a of the anisotropic terms, one channel, times w[k] per direction:
@@ -316,31 +323,13 @@ static void TV_NAME(direct_slab_gradient)(const TV_NAME(shape_t) *s, const TV_T 
         const long o = r * W;
         const TV_T *restrict x = slab + o;
         TV_T *restrict g = gimage + a * P + o;
-#define TV_COL_PSI(m)                                                                        \
-    for (long j = 0; j < W - 1; ++j)                                                         \
-        pcol[j] = TV_NAME(psi_d)((x[j + 1] - x[j]) * ih2, m, eps2, half, beta);
-        switch (mode) {
-        case 0: TV_COL_PSI(0) break;
-        case 1: TV_COL_PSI(1) break;
-        case 2: TV_COL_PSI(2) break;
-        default: TV_COL_PSI(3) break;
-        }
-#undef TV_COL_PSI
+        TV_NAME(psi_of_steps)(x, x + 1, W - 1, ih2, mode, eps2, half, beta, pcol);
         pcol[W - 1] = 0;
         const TV_T *restrict sp = ps_prev + o, *restrict sc = ps_cur + o;
         if (s->nd == 3) {
             TV_T *restrict rc = prow + o;
             if (r < R - 1) {
-                const TV_T *restrict below = x + W;
-#define TV_ROW_PSI(m)                                                                        \
-    for (long j = 0; j < W; ++j) rc[j] = TV_NAME(psi_d)((below[j] - x[j]) * ih1, m, eps2, half, beta);
-                switch (mode) {
-                case 0: TV_ROW_PSI(0) break;
-                case 1: TV_ROW_PSI(1) break;
-                case 2: TV_ROW_PSI(2) break;
-                default: TV_ROW_PSI(3) break;
-                }
-#undef TV_ROW_PSI
+                TV_NAME(psi_of_steps)(x, x + W, W, ih1, mode, eps2, half, beta, rc);
             } else {
                 memset(rc, 0, sizeof(TV_T) * W);
             }
