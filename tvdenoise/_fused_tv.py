@@ -21,13 +21,14 @@ from __future__ import annotations
 import ctypes
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
 
 from . import native
+from .ops import TV_STENCIL_WEIGHT
 
 __all__ = ["FusedTotalVariation", "Options", "kernel", "usable"]
 
@@ -99,6 +100,13 @@ class _Plan(NamedTuple):
     skip_last: bool
 
 
+def direction_counts(values: int, spatial: Sequence[int]) -> list[int]:
+    """The number of differences along each spatial axis among ``values`` values of a sample
+    (the boundary slice left out, at least 1): what ``reduction="mean"`` divides each
+    direction's anisotropic sum by."""
+    return [max(values * (n - 1) // n, 1) for n in spatial]
+
+
 def _plan(shape: torch.Size, options: Options) -> _Plan:
     n, c, *spatial = shape
     channelwise = options.color == "channelwise"
@@ -110,13 +118,12 @@ def _plan(shape: torch.Size, options: Options) -> _Plan:
     else:
         dims, nd = (spatial[0], spatial[1], spatial[2]), 3
         inv_h = (1.0 / spacing[0], 1.0 / spacing[1], 1.0 / spacing[2])
-    scale = 0.5 if options.tv == "symmetric" else 1.0
+    scale = TV_STENCIL_WEIGHT[options.tv]
     dir_weight, skip_last = (1.0, 1.0, 1.0), False
     if options.reduction == "mean":
         per_sample_values = (c if channelwise else 1) * math.prod(spatial)
         if options.tv == "anisotropic":
-            # Each direction's sum over its own number of differences (boundary slice left out).
-            counts = [max(per_sample_values * (m - 1) // m, 1) for m in spatial]
+            counts = direction_counts(per_sample_values, spatial)
             if nd == 2:
                 counts.insert(1, 1)
             dir_weight = (1.0 / counts[0], 1.0 / counts[1], 1.0 / counts[2])

@@ -152,13 +152,14 @@ def total_variation(
     options = _fused_tv.Options(
         beta, tv, color, eps, reduction, _validate.spacing("spacing", spacing, u.dim() - 2)
     )
-    if backend == "native" and not _fused_tv.usable(u):
+    fused = backend != "torch" and _fused_tv.usable(u)
+    if backend == "native" and not fused:
         raise InvalidParameterError(
             "backend native needs a CPU float32/float64 tensor and a working C compiler "
             f"(got a {u.dtype} tensor on {u.device.type}"
             + (")" if _fused_tv.kernel() is not None else ", and the kernel is unavailable)")
         )
-    if backend != "torch" and _fused_tv.usable(u):
+    if fused:
         out = _fused_tv.FusedTotalVariation.apply(u, options, _total_variation_torch)
     else:
         out = _total_variation_torch(u, options)
@@ -184,9 +185,9 @@ def _total_variation_torch(u: torch.Tensor, options: _fused_tv.Options) -> torch
     # Each direction is averaged over its own number of differences (the seeds' and kornia's
     # convention); the zero boundary slice is not counted.
     per_sample = terms.new_zeros(terms.shape[0])
-    for k, n in enumerate(spatial):
+    counts = _fused_tv.direction_counts(channels * math.prod(spatial), spatial)
+    for k, (n, count) in enumerate(zip(spatial, counts, strict=True)):
         direction = terms.select(2, k).narrow(2 + k, 0, max(n - 1, 0))
-        count = max(channels * math.prod(spatial) * (n - 1) // n, 1)
         per_sample = per_sample + direction.sum(dim=all_dims[:-1]) / count
     return per_sample
 
