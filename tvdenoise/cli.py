@@ -30,6 +30,7 @@ from . import _validate, config
 from ._version import __version__
 from .errors import ClusterError, ConfigError, InvalidParameterError, TVDenoiseError
 from .io import formats
+from .settings import RunSettings
 
 # OpenMP threads that spin at barriers waiting for work slow every parallel step several times
 # on a machine that is also running other things (measured in benchmarks/RESULTS.md); a
@@ -62,25 +63,17 @@ class _Usage(Exception):
     """A usage or config error: one line on stderr, exit code 2."""
 
 
-def _effective_settings(
-    ctx: typer.Context, given: dict[str, Any], preset: str | None, config_file: str | None
-) -> dict[str, Any]:
-    """Defaults < preset < config file < options given on the command line."""
-    settings = dict(config.DEFAULTS)
-    if preset is not None:
-        settings.update(config.load_preset(preset))
-    if config_file is not None:
-        settings.update(config.load_config(config_file))
-    for key, value in given.items():
+def _given(ctx: typer.Context) -> dict[str, Any]:
+    """The settings typed on the command line (not those left at their defaults), by name."""
+    given = {}
+    for name in RunSettings.fields():
         # Typer vendors its own click: compare the source by name, not by enum identity.
-        source = ctx.get_parameter_source(
-            "all_frames"
-            if key == "stack" and value == "frames" and ctx.params.get("all_frames")
-            else key
-        )
+        source = ctx.get_parameter_source(name)
         if source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT"):
-            settings[key] = config.check_value(key, value, flag=True)
-    return settings
+            given[name] = ctx.params[name]
+    if ctx.params.get("all_frames") and ctx.params.get("stack") == "off":
+        given["stack"] = "frames"
+    return given
 
 
 def _summary_line(result: JobResult) -> str:
@@ -343,35 +336,13 @@ def run(
     ),
 ) -> None:
     err = Console(stderr=True, highlight=False, emoji=False)
-    given = dict(
-        weight=weight,
-        sigma=sigma,
-        beta=beta,
-        tv=tv,
-        color=color,
-        fidelity=fidelity,
-        solver=solver,
-        max_iter=max_iter,
-        tol=tol,
-        device=device,
-        workers=workers,
-        suffix=suffix,
-        name=name,
-        format=format,
-        quality=quality,
-        max_pixels=max_pixels,
-        stack="frames" if all_frames and stack == "off" else stack,
-        spacing=spacing,
-        tile=tile,
-        tile_overlap=tile_overlap,
-        max_memory=max_memory,
-        batch_size=batch_size,
-        recursive=recursive,
-        skip_existing=skip_existing,
-        dask_scheduler=dask_scheduler,
-    )
     try:
-        settings = _effective_settings(ctx, given, preset, config_file)
+        settings = config.resolve(
+            preset=preset,
+            config_file=config_file,
+            command_line=_given(ctx),
+            denoise=not estimate_noise,
+        )
         if show_config:
             header = f"tvdenoise {__version__}: effective settings (feed back with --config)"
             sys.stdout.write(config.to_toml(settings, header))
@@ -381,7 +352,6 @@ def run(
             inputs or [],
             output,
             shard,
-            overwrite=overwrite,
             json_lines=json_lines,
             dry_run=dry_run,
             quiet=quiet,
@@ -401,12 +371,11 @@ def _error(err: Console, message: str) -> None:
 
 
 def _run(
-    settings: dict[str, Any],
+    settings: RunSettings,
     inputs: list[str],
     output: str | None,
     shard_text: str | None,
     *,
-    overwrite: bool,
     json_lines: bool,
     dry_run: bool,
     quiet: bool,
@@ -414,45 +383,14 @@ def _run(
     reports: _ReportSpec | None = None,
     estimate_noise: bool = False,
 ) -> int:
-    from . import _validate, planning
+    from . import planning
 
     if not inputs:
         raise _Usage("missing INPUT: give image files, folders, globs or - (see --help)")
-    auto = settings["weight"] == "auto"
-    _validate.validate_options(
-        weight=1.0 if auto else settings["weight"],
-        **{key: settings[key] for key in ("beta", "tv", "color", "fidelity")},
-        solver=settings["solver"],
-        max_iter=settings["max_iter"],
-        tol=settings["tol"],
-        flags=True,
-    )
-    if auto and settings["fidelity"] != "l2" and not estimate_noise:
-        raise _Usage(
-            f"--weight auto chooses the weight for Gaussian noise (--fidelity l2); give "
-            f"--weight for --fidelity {settings['fidelity']}"
-        )
-    if auto and settings["stack"] == "volume" and not estimate_noise:
-        raise _Usage("--stack volume needs a numeric --weight (auto is for 2-D images)")
-    spacing = settings["spacing"]
-    if spacing is not None and (len(spacing) == 3) != (settings["stack"] == "volume"):
-        raise _Usage(
-            f"--spacing has {len(spacing)} steps: give 3 (dz, dy, dx) with --stack volume and "
-            "2 (dy, dx) otherwise"
-        )
-    if settings["tile"] and settings["tile_overlap"] >= settings["tile"]:
-        raise _Usage(
-            f"--tile-overlap ({settings['tile_overlap']}) must be smaller than --tile "
-            f"({settings['tile']})"
-        )
-    if settings["sigma"] is not None and not auto:
-        raise _Usage("--sigma is used only with --weight auto")
-    if overwrite and settings["skip_existing"]:
-        raise _Usage("--overwrite and --skip-existing contradict each other; choose one")
     if inputs.count(planning.STDIO) > 1:
         raise _Usage("- (stdin) can be given only once")
     shard = planning.parse_shard(shard_text) if shard_text is not None else None
-    scheduler = settings["dask_scheduler"]
+    scheduler = settings.exec.dask_scheduler
     if scheduler is not None and (planning.STDIO in inputs or output == planning.STDIO):
         raise _Usage(
             "--dask-scheduler sends files to the cluster's workers: stdin (-) and stdout "
@@ -462,7 +400,7 @@ def _run(
     from pathlib import Path
 
     exclude = Path(output) if output not in (None, planning.STDIO) else None
-    found = planning.discover(inputs, recursive=settings["recursive"], exclude=exclude)
+    found = planning.discover(inputs, recursive=settings.read.recursive, exclude=exclude)
     if estimate_noise:
         return _estimate_noise(found, settings, json_lines=json_lines, err=err)
     folder_inputs = (
@@ -472,9 +410,9 @@ def _run(
     jobs, earlier = planning.plan(
         found.sources,
         output,
-        suffix=settings["suffix"],
-        template=settings["name"],
-        format=settings["format"],
+        suffix=settings.output.suffix,
+        template=settings.output.name,
+        format=settings.output.format,
         folder_inputs=folder_inputs,
     )
     to_stdout = any(job.target is None for job in jobs)
@@ -509,10 +447,10 @@ def _run(
                 )
                 jobs.remove(job)
     # With a cluster the device is resolved on each worker, which may have a GPU this lacks.
-    if settings["device"] not in ("auto", "cpu") and scheduler is None:
+    if settings.exec.device not in ("auto", "cpu") and scheduler is None:
         from .denoising import resolve_device
 
-        resolve_device(settings["device"])
+        resolve_device(settings.exec.device)
     if shard is not None:
         jobs = planning.shard(jobs, *shard)
 
@@ -524,7 +462,7 @@ def _run(
         from .distributed import connect
 
         client = connect(scheduler)
-        if settings["workers"] > 1 and not quiet:
+        if settings.exec.workers > 1 and not quiet:
             err.print(
                 "tvdenoise: --workers is ignored with --dask-scheduler (the cluster's worker "
                 "threads run the images)",
@@ -555,12 +493,12 @@ def _run(
 
     todo: list[Job] = []
     for job in jobs:
-        if settings["skip_existing"] and job.target is not None and job.target.exists():
+        if settings.output.skip_existing and job.target is not None and job.target.exists():
             reporter.skipped(job)
         else:
             todo.append(job)
     if dry_run:
-        reporter.plan(todo, overwrite=overwrite)
+        reporter.plan(todo, overwrite=settings.output.overwrite)
         return reporter.finish(exit_override=EXIT_OK)
 
     from .batch import remove_stale_temps
@@ -573,7 +511,6 @@ def _run(
         todo,
         settings,
         reporter,
-        overwrite=overwrite,
         stdin_data=stdin_data,
         quiet=quiet,
         err=err,
@@ -581,7 +518,7 @@ def _run(
     )
 
 
-def _estimate_noise(found: Any, settings: dict[str, Any], *, json_lines: bool, err: Console) -> int:
+def _estimate_noise(found: Any, settings: RunSettings, *, json_lines: bool, err: Console) -> int:
     """``--estimate-noise``: each image's Gaussian noise sigma on stdout; nothing written."""
     from .image_io import decode_image, load_image, to_unit_range
     from .noise import estimate_sigma
@@ -595,7 +532,7 @@ def _estimate_noise(found: Any, settings: dict[str, Any], *, json_lines: bool, e
             if source.path is None:
                 image = decode_image(sys.stdin.buffer.read(), "<stdin>")
             else:
-                image = load_image(source.path, max_pixels=settings["max_pixels"] or None)
+                image = load_image(source.path, max_pixels=settings.read.pixel_limit)
             values, _span = to_unit_range(image.pixels)
             sigma = float(estimate_sigma(values))
         except Exception as error:  # one bad file must not stop the others
@@ -621,10 +558,9 @@ def _estimate_noise(found: Any, settings: dict[str, Any], *, json_lines: bool, e
 
 def _execute(
     jobs: list[Job],
-    settings: dict[str, Any],
+    settings: RunSettings,
     reporter: _Reporter,
     *,
-    overwrite: bool,
     stdin_data: bytes | None,
     quiet: bool,
     err: Console,
@@ -635,7 +571,7 @@ def _execute(
 
     from .workers import run_jobs
 
-    workers = min(settings["workers"], max(1, len(jobs)))
+    workers = min(settings.exec.workers, max(1, len(jobs)))
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -657,7 +593,7 @@ def _execute(
                 for task_id in current.values():
                     progress.remove_task(task_id)
                 label = job.label if job.source is None else job.source.name
-                current["task"] = progress.add_task(label, total=settings["max_iter"], status="")
+                current["task"] = progress.add_task(label, total=settings.solve.max_iter, status="")
 
         def on_iteration(info: Any) -> None:
             status = f"gap {info.gap:.1e}" if info.gap is not None else ""
@@ -670,7 +606,6 @@ def _execute(
                 jobs,
                 settings,
                 address=client,
-                overwrite=overwrite,
                 stop=stop,
                 report=reporter.wants_records,
             )
@@ -679,7 +614,6 @@ def _execute(
                 jobs,
                 settings,
                 workers=workers,
-                overwrite=overwrite,
                 stop=stop,
                 stdin_data=stdin_data,
                 on_start=on_start,
@@ -714,7 +648,7 @@ class _ReportSpec:
     """``--report``, ``--reference`` and ``--report-images``: checked before any work."""
 
     def __init__(
-        self, paths: list[str], reference: str | None, pictures: int, settings: dict[str, Any]
+        self, paths: list[str], reference: str | None, pictures: int, settings: RunSettings
     ) -> None:
         from pathlib import Path
 
@@ -729,7 +663,7 @@ class _ReportSpec:
         if reference is not None and not paths:
             raise _Usage("--reference needs --report PATH (where PSNR and SSIM are written)")
         self.paths, self.reference, self.pictures = paths, reference, pictures
-        self.run = RunReport(command=list(sys.argv), settings=dict(settings))
+        self.run = RunReport(command=list(sys.argv), settings=settings.values())
 
     def prepare(self, jobs: list[Job]) -> list[Job]:
         """Attach each job's reference image and whether it gets pictures."""
