@@ -21,15 +21,15 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
-from . import _validate, config
+from . import cli_options as opts
+from . import config
 from ._version import __version__
 from .errors import ClusterError, ConfigError, InvalidParameterError, TVDenoiseError
-from .io import formats
 from .settings import RunSettings
 
 # OpenMP threads that spin at barriers waiting for work slow every parallel step several times
@@ -43,7 +43,6 @@ if TYPE_CHECKING:
     from .planning import Job
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
-DEVICE_HELP = "auto (CUDA when available), cpu, cuda or cuda:N."
 
 app = typer.Typer(
     add_completion=False,
@@ -118,7 +117,11 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[dict[str, int]]:
                 signal.signal(sig, old)
 
 
+_S = RunSettings()  # the defaults --help shows
+
+
 @app.command(
+    cls=opts.GroupedCommand,
     help=(
         "Denoise images by total-variation (ROF) regularisation.\n\n"
         "INPUT is an image file, a folder (its images; --recursive for subfolders), a glob "
@@ -130,210 +133,53 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[dict[str, int]]:
 )
 def run(
     ctx: typer.Context,
-    inputs: list[str] | None = typer.Argument(
-        None,
-        metavar="INPUT...",
-        help="Image files, folders, globs, or - (stdin).",
-        show_default=False,
-    ),
-    output: str | None = typer.Option(
-        None,
-        "--output",
-        "-o",
-        metavar="PATH",
-        help="Output file (one input), folder, or - (stdout).",
-    ),
-    weight: str = typer.Option(
-        config.DEFAULTS["weight"],
-        "--weight",
-        "-w",
-        metavar="FLOAT|auto",
-        help="Regularisation weight > 0, or auto: chosen per image by minimising SURE.",
-    ),
-    sigma: str | None = typer.Option(
-        None,
-        "--sigma",
-        metavar="S",
-        help="Noise level for --weight auto, on the [0, 1] scale (at most 0.5) or as 25/255 "
-        "(default: estimated from each image).",
-    ),
-    estimate_noise: bool = typer.Option(
-        False,
-        "--estimate-noise",
-        help="Only print each image's estimated noise sigma (with --json: JSON lines).",
-    ),
-    beta: float = typer.Option(
-        config.DEFAULTS["beta"],
-        "--beta",
-        metavar="FLOAT",
-        help="Exponent on the gradient magnitude, > 0.",
-    ),
-    tv: str = typer.Option(
-        config.DEFAULTS["tv"], "--tv", metavar="KIND", help="symmetric, isotropic or anisotropic."
-    ),
-    color: str = typer.Option(
-        config.DEFAULTS["color"], "--color", metavar="COUPLING", help="vectorial or channelwise."
-    ),
-    fidelity: str = typer.Option(
-        config.DEFAULTS["fidelity"],
-        "--fidelity",
-        metavar="NAME",
-        help="Data term: l2 (Gaussian noise), l1 (impulse noise) or poisson (counts).",
-    ),
-    solver: str = typer.Option(
-        config.DEFAULTS["solver"],
-        "--solver",
-        metavar="NAME",
-        help=f"{', '.join(_validate.SOLVER_NAMES[:-1])} or {_validate.SOLVER_NAMES[-1]}.",
-    ),
-    max_iter: int = typer.Option(
-        config.DEFAULTS["max_iter"], "--max-iter", metavar="N", help="Iteration cap."
-    ),
-    tol: float = typer.Option(
-        config.DEFAULTS["tol"],
-        "--tol",
-        metavar="FLOAT",
-        help="Relative gap (or its bound) to stop at.",
-    ),
-    device: str = typer.Option(
-        config.DEFAULTS["device"], "--device", metavar="DEVICE", help=DEVICE_HELP
-    ),
-    tile: int = typer.Option(
-        config.DEFAULTS["tile"],
-        "--tile",
-        metavar="PX",
-        help="Denoise in overlapping tiles of PX x PX pixels (bounded memory for huge "
-        "images); 0: only when the image exceeds --max-memory.",
-    ),
-    tile_overlap: int = typer.Option(
-        config.DEFAULTS["tile_overlap"],
-        "--tile-overlap",
-        metavar="PX",
-        help="Overlap between tiles; 64 keeps tiled results within 1e-3 of untiled ones.",
-    ),
-    max_memory: str = typer.Option(
-        config.DEFAULTS["max_memory"],
-        "--max-memory",
-        metavar="SIZE",
-        help="Solver memory budget per worker, e.g. 2GiB; larger images are tiled.",
-    ),
-    batch_size: int = typer.Option(
-        config.DEFAULTS["batch_size"],
-        "--batch-size",
-        metavar="N",
-        help="Denoise up to N same-size images as one batch (fast on a GPU; fixed weight).",
-    ),
-    recursive: bool = typer.Option(
-        False, "--recursive/--no-recursive", "-r", help="Include subfolders of folder inputs."
-    ),
-    suffix: str = typer.Option(
-        config.DEFAULTS["suffix"],
-        "--suffix",
-        metavar="TEXT",
-        help="Added to each output's stem.",
-    ),
-    name: str | None = typer.Option(
-        None,
-        "--name",
-        metavar="TEMPLATE",
-        help="Output name template, e.g. '{stem}_tv{suffix}': {stem}, {name}, {suffix} "
-        "(extension with dot), {ext}, {tag} (the --suffix text).",
-    ),
-    format: str | None = typer.Option(
-        None,
-        "--format",
-        metavar="FMT",
-        help=f"Convert outputs to {formats.option_list()}.",
-    ),
-    quality: int | None = typer.Option(
-        None,
-        "--quality",
-        metavar="N",
-        help="JPEG/WebP quality 1-100 (default: the input JPEG's, else 95).",
-    ),
-    max_pixels: int = typer.Option(
-        config.DEFAULT_MAX_PIXELS,
-        "--max-pixels",
-        metavar="N",
-        help="Refuse larger images (decompression-bomb guard); 0: no limit.",
-    ),
-    stack: str = typer.Option(
-        config.DEFAULTS["stack"],
-        "--stack",
-        metavar="MODE",
-        help="Multi-page files: off, frames (each page alone) or volume (3-D TV).",
-    ),
-    spacing: str | None = typer.Option(
-        None,
-        "--spacing",
-        metavar="STEPS",
-        help="Grid steps, 'dy,dx' or with --stack volume 'dz,dy,dx' (e.g. '3,1,1' for a "
-        "z-step three times the pixel size).",
-    ),
-    all_frames: bool = typer.Option(
-        False, "--all-frames", help="Denoise every frame of a GIF/WebP (same as --stack frames)."
-    ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
-    skip_existing: bool = typer.Option(
-        False,
-        "--skip-existing/--no-skip-existing",
-        help="Leave existing outputs alone (resume an interrupted batch).",
-    ),
-    workers: int = typer.Option(
-        config.DEFAULTS["workers"],
-        "--workers",
-        "-j",
-        metavar="N",
-        help="Parallel worker processes.",
-    ),
-    shard: str | None = typer.Option(
-        None, "--shard", metavar="K/N", help="Process only shard K of N (1 <= K <= N)."
-    ),
-    dask_scheduler: str | None = typer.Option(
-        None,
-        "--dask-scheduler",
-        metavar="ADDRESS",
-        help="Denoise on a Dask cluster's workers, e.g. tcp://host:8786 (needs "
-        "tvdenoise[dask] and a filesystem shared with the workers; --workers is ignored).",
-    ),
-    config_file: str | None = typer.Option(
-        None, "--config", metavar="FILE", help="TOML settings file (see --show-config)."
-    ),
-    preset: str | None = typer.Option(
-        None,
-        "--preset",
-        metavar="NAME",
-        help="Shipped settings: " + ", ".join(config.preset_names()) + ".",
-    ),
-    show_config: bool = typer.Option(
-        False, "--show-config", help="Print the effective settings as TOML and exit."
-    ),
-    report: list[str] | None = typer.Option(
-        None,
-        "--report",
-        metavar="PATH",
-        help="Write a report of the run: .json, .csv or .html (repeat for several).",
-    ),
-    reference: str | None = typer.Option(
-        None,
-        "--reference",
-        metavar="PATH",
-        help="Clean image, or folder matched by relative path: adds PSNR/SSIM to the report.",
-    ),
-    report_images: int = typer.Option(
-        20,
-        "--report-images",
-        metavar="N",
-        help="How many images get pictures in an HTML report.",
-    ),
-    json_lines: bool = typer.Option(
-        False, "--json", help="JSON lines on stdout: one per image, then a summary."
-    ),
-    dry_run: bool = typer.Option(False, "--dry-run", help="List what would be done; do nothing."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or summaries."),
-    version: bool = typer.Option(
-        False, "--version", callback=_version_callback, is_eager=True, help="Show the version."
-    ),
+    inputs: opts.Inputs = None,
+    # Each settings option's flag, help and group come from its field in tvdenoise.settings.
+    weight: opts.Weight = str(_S.solve.weight),
+    sigma: opts.Sigma = None,
+    beta: opts.Beta = _S.solve.beta,
+    tv: opts.Tv = _S.solve.tv,
+    color: opts.Color = _S.solve.color,
+    fidelity: opts.Fidelity = _S.solve.fidelity,
+    solver: opts.Solver = _S.solve.solver,
+    max_iter: opts.MaxIter = _S.solve.max_iter,
+    tol: opts.Tol = _S.solve.tol,
+    spacing: opts.Spacing = None,
+    recursive: opts.Recursive = _S.read.recursive,
+    max_pixels: opts.MaxPixels = _S.read.max_pixels,
+    stack: opts.Stack = _S.read.stack,
+    all_frames: opts.AllFrames = False,
+    output: opts.Output = None,
+    suffix: opts.Suffix = _S.output.suffix,
+    name: opts.Name = _S.output.name,
+    format: opts.Format = _S.output.format,
+    quality: opts.Quality = _S.output.quality,
+    overwrite: opts.Overwrite = _S.output.overwrite,
+    skip_existing: opts.SkipExisting = _S.output.skip_existing,
+    tile: opts.Tile = _S.tiles.tile,
+    tile_overlap: opts.TileOverlap = _S.tiles.tile_overlap,
+    max_memory: opts.MaxMemory = _S.tiles.max_memory,
+    device: opts.Device = _S.exec.device,
+    workers: opts.Workers = _S.exec.workers,
+    batch_size: opts.BatchSize = _S.exec.batch_size,
+    shard: opts.Shard = None,
+    dask_scheduler: opts.DaskScheduler = None,
+    config_file: opts.ConfigFile = None,
+    preset: opts.Preset = None,
+    show_config: opts.ShowConfig = False,
+    report: opts.Report = None,
+    reference: opts.Reference = None,
+    report_images: opts.ReportImages = 20,
+    json_lines: opts.JsonLines = False,
+    estimate_noise: opts.EstimateNoise = False,
+    dry_run: opts.DryRun = False,
+    quiet: opts.Quiet = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version_callback, is_eager=True, help="Show the version."
+        ),
+    ] = False,
 ) -> None:
     err = Console(stderr=True, highlight=False, emoji=False)
     try:

@@ -402,8 +402,10 @@ class OutputSettings:
     format: str | None = _setting(
         None,
         _format,
-        "Convert outputs to another format.",
-        choices=formats.OPTIONS + tuple(formats.OPTION_ALIASES),
+        "Convert outputs to this format ("
+        + ", ".join(f"{alias} for {name}" for alias, name in formats.OPTION_ALIASES.items())
+        + ").",
+        choices=formats.OPTIONS,
     )
     quality: int | None = _setting(
         None, _quality, "JPEG/WebP quality 1-100 (default: the input JPEG's, else 95)."
