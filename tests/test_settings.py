@@ -103,3 +103,24 @@ def test_to_toml_of_settings_reads_back_to_the_same_settings(tmp_path: Path) -> 
     saved = tmp_path / "saved.toml"
     saved.write_text(config.to_toml(settings, "header"))
     assert RunSettings.resolve(config_file=config.load_config(saved)) == settings
+
+
+def test_a_report_record_reads_typed_settings_as_it_reads_a_dict() -> None:
+    import numpy as np
+
+    from tvdenoise.report import image_record
+
+    noisy = np.random.default_rng(0).random((12, 14))
+    _, solve = denoise(noisy, weight=0.2, tv="isotropic", return_record=True)
+    settings = RunSettings.of(weight=0.2, tv="isotropic", color="channelwise")
+    typed = image_record("a.png", None, noisy, solve, settings.solve, device="cpu")
+    plain = image_record(
+        "a.png", None, noisy, solve, {**settings.solve.denoise_options(), "device": "cpu"}
+    )
+    assert typed == plain
+    assert (typed.weight, typed.tv, typed.color, typed.device) == (
+        0.2,
+        "isotropic",
+        "channelwise",
+        "cpu",
+    )

@@ -25,7 +25,7 @@ from .io import claims
 from .planning import Job
 
 if TYPE_CHECKING:
-    from .settings import RunSettings
+    from .settings import RunSettings, SolveSettings
 
 
 def np_stack(arrays: list[Any]) -> Any:
@@ -252,7 +252,7 @@ def process_job(
         if report:
             first = output if stack is None else output.page(0)
             result.report = _report_record(
-                job, image, first, record, options, result.device, metrics=stack is None
+                job, image, first, record, settings.solve, result.device, metrics=stack is None
             )
         written = time.perf_counter()
         try:
@@ -412,7 +412,7 @@ def _report_record(
     image: Any,
     output: Any,
     solve: Any,
-    options: dict[str, Any],
+    settings: SolveSettings,
     device: Any,
     *,
     metrics: bool = True,
@@ -435,7 +435,8 @@ def _report_record(
         job.target_label,
         image,
         solve,
-        {**options, "device": device},
+        settings,
+        device=str(device),
         metrics=scores,
         weight=None if choice is None else choice.weight,
         weight_auto=choice is not None,
