@@ -49,7 +49,13 @@ class Interrupted(Exception):
 
 @dataclass
 class JobResult:
-    """What became of one job; everything a summary line, JSON line or report needs."""
+    """What became of one job; everything a summary line, JSON line or report needs.
+
+    ``settings`` holds the options asked for, ``record`` what the solve did. As in the
+    report's records, ``weight`` and ``solver`` in :meth:`as_dict` are what ran (the weight
+    an automatic search chose, the solver ``auto`` picked), set only once an image was
+    solved; what was asked is the run's settings.
+    """
 
     input: str
     output: str
@@ -75,9 +81,13 @@ class JobResult:
             for key, value in vars(self).items()
             if key not in ("data", "settings", "record", "report")
         }
-        out.update(self.settings)
+        out.update({key: value for key, value in self.settings.items() if key not in _RAN})
         out.update(self.record)
         return out
+
+
+#: Keys of :meth:`JobResult.as_dict` that say what ran, from the solve record alone.
+_RAN = ("weight", "solver")
 
 
 def usable_cores() -> int:
@@ -218,8 +228,11 @@ def process_job(
             pages = [solve(page) for page in stack.pixels]
             record = combine_records([solve_record for _, solve_record in pages])
             output = replace(stack, pixels=np_stack([pixels for pixels, _ in pages]))
+        choice = getattr(record, "weight_choice", None)
         result.record = {
-            "solver_used": record.solver,
+            "weight": settings.solve.weight if choice is None else choice.weight,
+            "weight_auto": choice is not None,
+            "solver": record.solver,
             "iterations": record.iterations,
             "energy": record.energy,
             "gap": record.gap,
@@ -231,11 +244,8 @@ def process_job(
             "coarse_work": record.coarse_work,
             "read_seconds": read_seconds,
         }
-        choice = getattr(record, "weight_choice", None)
         if choice is not None:
             result.record.update(
-                weight_used=choice.weight,
-                weight_auto=True,
                 sigma=choice.sigma,
                 sigma_estimated=choice.sigma_estimated,
                 sigma_seconds=choice.sigma_seconds,

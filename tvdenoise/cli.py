@@ -84,7 +84,7 @@ def _summary_line(result: JobResult) -> str:
         how = "estimated" if record["sigma_estimated"] else "given"
         edge = ", at the edge of its search: check --sigma" if record.get("weight_at_edge") else ""
         weight = (
-            f"weight {record['weight_used']:.3g} (auto; sigma {record['sigma'] * 255:.1f}/255 "
+            f"weight {record['weight']:.3g} (auto; sigma {record['sigma'] * 255:.1f}/255 "
             f"{how}{edge}), "
         )
     retried = f" (tried again: {record['retried_after']})" if record.get("retried_after") else ""

@@ -260,10 +260,14 @@ def failed_record(
     """Build the record of an image that failed or was skipped.
 
     ``error`` (an exception or a message) is kept as one line; ``image``, when it was
-    loaded before the failure, adds its size and dtype.
+    loaded before the failure, adds its size and dtype. ``output`` means the output written,
+    as in every record (and in ``--json``): a skipped image's existing output, None for a
+    failed one, whatever ``output_path`` its job planned.
 
     >>> failed_record("a.png", "a_denoised.png", ValueError("a.png: not an image")).error
     'a.png: not an image'
+    >>> failed_record("a.png", "a_denoised.png", "a.png: not an image").output is None
+    True
     """
     if status not in ("failed", "skipped"):
         raise InvalidParameterError(f"status must be failed or skipped, got {status!r}")
@@ -271,7 +275,7 @@ def failed_record(
     lines = text.strip().splitlines()
     return ImageRecord(
         input=os.fspath(input_path),
-        output=None if output_path is None else os.fspath(output_path),
+        output=None if output_path is None or status == "failed" else os.fspath(output_path),
         status=status,
         error=lines[0] if lines else status,
         seconds=seconds,
