@@ -49,9 +49,11 @@ class GroupedCommand(TyperCommand):
             default = "Arguments" if param.param_type_name == "argument" else "Options"
             panel = getattr(param, "rich_help_panel", None) or default
             sections.setdefault(panel, []).append(record)
+        # One column width for every section, as a single list would have.
+        width = min(30, max(len(term) for records in sections.values() for term, _ in records))
         for panel, records in sections.items():
             with formatter.section(panel):
-                formatter.write_dl(records)
+                formatter.write_dl([(term.ljust(width), text) for term, text in records])
 
 
 def setting(name: str, *aliases: str, metavar: str | None = None, flag: str | None = None) -> Any:
