@@ -203,7 +203,8 @@ def test_output_file_and_options_reach_the_solver(tmp_path: Path) -> None:
         record = json.loads(result.stdout.splitlines()[0])
         assert {key: record[key] for key in options} == options
         assert (record["solver"], record["max_iter"], record["tol"]) == (solver, max_iter, tol)
-        assert record["solver_used"] == solver and record["output"] == str(out)
+        # "solver" is the one that ran (here the one asked for), as in the report's records.
+        assert "solver_used" not in record and record["output"] == str(out)
         return record
 
     tight = run(tmp_path / "tight.npy", 2000, 1e-7)

@@ -105,3 +105,32 @@ def test_report_without_reference_has_no_metrics(pairs, tmp_path: Path) -> None:
     assert result.exit_code == 0
     images = json.loads(report.read_text())["images"]
     assert all(i["psnr_in"] is None for i in images)  # no reference: no metrics
+
+
+def test_json_lines_and_report_records_give_each_shared_key_one_meaning(
+    pairs, tmp_path: Path
+) -> None:
+    # "weight" and "solver" are what ran in both (the weight the search chose, the solver
+    # auto picked); before, --json gave what was asked under those names.
+    noisy, _ = pairs
+    (noisy / "broken.png").write_bytes(b"not a png")
+    report = tmp_path / "run.json"
+    args = [str(noisy), "-o", str(tmp_path / "out"), "--json", "--report", str(report)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    by_input = {line["input"]: line for line in lines if line["type"] == "image"}
+    records = json.loads(report.read_text())["images"]
+    assert {record["input"] for record in records} == set(by_input)
+    for record in records:
+        line = by_input[record["input"]]
+        shared = (set(record) & set(line)) - {"history"}
+        assert {"input", "status", "error"} <= shared
+        if record["status"] == "ok":
+            assert {"weight", "weight_auto", "sigma", "solver", "iterations", "energy"} <= shared
+            assert line["solver"] != "auto" and isinstance(line["weight"], float)
+        else:  # nothing ran: no weight or solver; the report leaves the options it had None
+            assert "weight" not in line and "solver" not in line
+            shared = {key for key in shared if record[key] is not None}
+        for key in shared:
+            assert line[key] == pytest.approx(record[key]), key

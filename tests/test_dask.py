@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from tvdenoise import planning
 from tvdenoise.cli import app
 from tvdenoise.errors import ClusterError
+from tvdenoise.settings import RunSettings
 
 runner = CliRunner()
 NAMES = ["a.png", "b.png", "sub/c.png", "sub/d.png"]
@@ -183,7 +184,7 @@ def test_a_stop_waits_only_for_jobs_in_flight(folder: Path, scheduler: str) -> N
     jobs = _jobs(folder, 10)
     stop = threading.Event()
     stop.set()
-    settings = {"weight": 0.1, "device": "cpu"}
+    settings = RunSettings.of(weight=0.1, device="cpu")
     assert list(run_jobs_dask(jobs, settings, address=scheduler, stop=stop)) == []
     assert not (folder / "out").exists()
 
@@ -218,7 +219,7 @@ def test_a_task_that_raises_is_a_failed_result_naming_the_file(
     results = {
         result.input: result
         for result in cluster.run_jobs_dask(
-            jobs, {"weight": 0.1, "device": "cpu"}, address=scheduler, report=True
+            jobs, RunSettings.of(weight=0.1, device="cpu"), address=scheduler, report=True
         )
     }
     assert results["in/b.png"].status == "failed"
@@ -261,7 +262,7 @@ def test_a_worker_that_dies_on_an_image_fails_that_image_alone(
             result.input: result
             for result in cluster.run_jobs_dask(
                 _jobs(folder, len(NAMES)),
-                {"weight": 0.1, "device": "cpu"},
+                RunSettings.of(weight=0.1, device="cpu"),
                 address=local.scheduler_address,
             )
         }

@@ -11,11 +11,12 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from tvdenoise import denoise
-from tvdenoise.batch import _solve_batches, batching
+from tvdenoise.batch import _solve_batches
 from tvdenoise.cli import app
 from tvdenoise.denoising import resolve_device
 from tvdenoise.errors import InvalidParameterError
 from tvdenoise.planning import Job
+from tvdenoise.settings import RunSettings
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 runner = CliRunner()
@@ -52,10 +53,10 @@ def test_half_precision_inputs_are_solved_in_float32_and_keep_their_dtype():
 
 
 def test_batching_needs_a_fixed_weight_and_single_pages():
-    assert batching({"batch_size": 4, "weight": 0.1})
-    assert not batching({"batch_size": 1, "weight": 0.1})
-    assert not batching({"batch_size": 4, "weight": "auto"})
-    assert not batching({"batch_size": 4, "weight": 0.1, "stack": "frames"})
+    assert RunSettings.of(batch_size=4, weight=0.1).batching
+    assert not RunSettings.of(batch_size=1, weight=0.1).batching
+    assert not RunSettings.of(batch_size=4, weight="auto").batching
+    assert not RunSettings.of(batch_size=4, weight=0.1, stack="frames").batching
 
 
 def test_same_size_images_are_solved_as_one_batch(tmp_path):
@@ -63,7 +64,7 @@ def test_same_size_images_are_solved_as_one_batch(tmp_path):
         _png(tmp_path / f"{index}.png", shape, index)
     (tmp_path / "4.png").write_bytes(b"not a png")
     jobs = [Job(tmp_path / f"{i}.png", tmp_path / f"{i}_out.png") for i in range(5)]
-    solved = _solve_batches(jobs, {"weight": 0.1, "batch_size": 5}, None, None)
+    solved = _solve_batches(jobs, RunSettings.of(weight=0.1, batch_size=5), None, None)
     # The three 40x50 images form a batch; the odd size and the broken file are left alone.
     assert sorted(solved) == [0, 1, 3]
     records = {id(solved[i][2]) for i in solved}

@@ -34,7 +34,7 @@ def test_config_planning_and_help_list_the_table() -> None:
     expected = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".npy"}
     assert expected == image_io.SUPPORTED_EXTENSIONS
     help_text = " ".join(CliRunner().invoke(app, ["--help"]).stdout.split())
-    assert "Convert outputs to png, jpeg, tiff, bmp, webp, gif or npy." in help_text
+    assert "--format [png|jpeg|tiff|bmp|webp|gif|npy]" in help_text
     assert formats.sniff(b"not an image") is None
 
 

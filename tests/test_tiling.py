@@ -18,6 +18,7 @@ from tvdenoise.cli import app
 from tvdenoise.config import parse_memory
 from tvdenoise.errors import InvalidParameterError
 from tvdenoise.image_io import ValueRange
+from tvdenoise.settings import RunSettings
 from tvdenoise.tiling import (
     DEFAULT_MAX_MEMORY,
     DEFAULT_OVERLAP,
@@ -137,9 +138,9 @@ def test_budget_chooses_tiles_that_fit():
     assert tile is not None and tile % 64 == 0
     assert solver_bytes(tile, tile, 3) <= budget / 2
     assert tile_for_budget(1000, 1000, 3, budget) is None
-    assert tile_size((10_000, 10_000, 3), {"max_memory": "2GiB"}) == tile
-    assert tile_size((500, 400), {"tile": 256}) == 256
-    assert tile_size((200, 100), {"tile": 256}) is None
+    assert tile_size((10_000, 10_000, 3), RunSettings.of(max_memory="2GiB")) == tile
+    assert tile_size((500, 400), RunSettings.of(tile=256)) == 256
+    assert tile_size((200, 100), RunSettings.of(tile=256)) is None
 
 
 def test_budget_counts_more_memory_without_the_fused_kernel(monkeypatch):
@@ -172,12 +173,14 @@ def test_budget_counts_what_each_solver_holds():
     if native.load() is None:
         pytest.skip("no C compiler: every solver counts the generic bound here")
     photo = (3000, 4000, 3)
-    assert tile_size(photo, {"max_memory": "2GiB"}) is None
-    assert tile_size(photo, {"max_memory": "2GiB", "tv": "isotropic"}) is None
-    assert tile_size(photo, {"max_memory": "900MiB"}) is not None
-    assert tile_size(photo, {"max_memory": "2GiB", "fidelity": "l1"}) is not None
-    assert tile_size(photo, {"max_memory": "2GiB", "solver": "chambolle_pock"}) is not None
-    assert tile_size(photo, {"max_memory": "2GiB", "beta": 1.5}) is not None
+    assert tile_size(photo, RunSettings.of(max_memory="2GiB")) is None
+    assert tile_size(photo, RunSettings.of(max_memory="2GiB", tv="isotropic")) is None
+    assert tile_size(photo, RunSettings.of(max_memory="900MiB")) is not None
+    assert (
+        tile_size(photo, RunSettings.of(max_memory="2GiB", fidelity="l1", weight=0.1)) is not None
+    )
+    assert tile_size(photo, RunSettings.of(max_memory="2GiB", solver="chambolle_pock")) is not None
+    assert tile_size(photo, RunSettings.of(max_memory="2GiB", beta=1.5)) is not None
     # Forward TV holds two dual components per value instead of four.
     assert solver_bytes(1000, 1000, 3, tv="isotropic") < solver_bytes(1000, 1000, 3)
 

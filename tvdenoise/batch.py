@@ -18,11 +18,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import ImageWriteError, TVDenoiseError
 from .io import claims
 from .planning import Job
+
+if TYPE_CHECKING:
+    from .settings import RunSettings, SolveSettings
 
 
 def np_stack(arrays: list[Any]) -> Any:
@@ -32,9 +35,6 @@ def np_stack(arrays: list[Any]) -> Any:
 
 
 __all__ = ["JobResult", "StopFlag", "process_job", "usable_cores"]
-
-#: Settings that are passed to :func:`tvdenoise.denoise`.
-DENOISE_KEYS = ("weight", "beta", "tv", "color", "fidelity", "solver", "max_iter", "tol")
 
 
 class StopFlag(Protocol):
@@ -49,7 +49,13 @@ class Interrupted(Exception):
 
 @dataclass
 class JobResult:
-    """What became of one job; everything a summary line, JSON line or report needs."""
+    """What became of one job; everything a summary line, JSON line or report needs.
+
+    ``settings`` holds the options asked for, ``record`` what the solve did. As in the
+    report's records, ``weight`` and ``solver`` in :meth:`as_dict` are what ran (the weight
+    an automatic search chose, the solver ``auto`` picked), set only once an image was
+    solved; what was asked is the run's settings.
+    """
 
     input: str
     output: str
@@ -75,9 +81,13 @@ class JobResult:
             for key, value in vars(self).items()
             if key not in ("data", "settings", "record", "report")
         }
-        out.update(self.settings)
+        out.update({key: value for key, value in self.settings.items() if key not in _RAN})
         out.update(self.record)
         return out
+
+
+#: Keys of :meth:`JobResult.as_dict` that say what ran, from the solve record alone.
+_RAN = ("weight", "solver")
 
 
 def usable_cores() -> int:
@@ -128,23 +138,13 @@ def _make_parent(target: Path) -> None:
         ) from error
 
 
-def denoise_options(settings: dict[str, Any]) -> dict[str, Any]:
-    """The keyword arguments of :func:`tvdenoise.denoise` that ``settings`` sets."""
-    options = {key: settings[key] for key in DENOISE_KEYS if key in settings}
-    if options.get("weight") == "auto" and settings.get("sigma") is not None:
-        options["sigma"] = settings["sigma"]
-    if settings.get("spacing") is not None:
-        options["spacing"] = settings["spacing"]
-    return options
-
-
 class _Skipped(Exception):
     """The image is (being) written by another run sharing the folder (--skip-existing)."""
 
 
 def process_job(
     job: Job,
-    settings: dict[str, Any],
+    settings: RunSettings,
     *,
     overwrite: bool = False,
     stdin_data: bytes | None = None,
@@ -155,26 +155,26 @@ def process_job(
 ) -> JobResult:
     """Read, denoise and write one image; report failures in the result, never raise.
 
-    ``settings`` holds the denoising options (see DENOISE_KEYS) and ``device``. For a job
-    whose output is stdout the encoded image is returned in ``result.data``. With ``report``
+    ``overwrite`` says whether this attempt may replace an existing output (the runners
+    decide it from ``settings.output.overwrite`` and their retries). For a job whose output
+    is stdout the encoded image is returned in ``result.data``. With ``report``
     the result carries an ImageRecord (with PSNR/SSIM against ``job.reference`` and pictures
     when ``job.pictures``), built here so a worker sends back only the small record.
     ``solved`` is ``(image, denoised pixels, record)`` of a 2-D image already read and
     denoised in a batch (:func:`_solve_batches`): only the writing and reporting are left.
     """
     from .denoising import resolve_device
-    from .image_io import DEFAULT_MAX_PIXELS
 
     start = time.perf_counter()
     result = JobResult(job.label, job.target_label, "failed")
     image = None
-    options = denoise_options(settings)
+    options = settings.solve.denoise_options()
     result.settings = dict(options)
-    stack_mode = settings.get("stack", "off")
-    max_pixels = settings.get("max_pixels", DEFAULT_MAX_PIXELS) or None
+    stack_mode = settings.read.stack
+    max_pixels = settings.read.pixel_limit
     # Under --skip-existing, overlapping runs over one folder share the work: an output that
     # exists or is claimed by another live run is skipped, not failed (tvdenoise.io.claims).
-    sharing = bool(settings.get("skip_existing")) and not overwrite and job.target is not None
+    sharing = settings.output.skip_existing and not overwrite and job.target is not None
     claim = None
     try:
         if stop is not None and stop.is_set():
@@ -200,7 +200,7 @@ def process_job(
         result.width, result.height = int(width), int(height)
         result.channels = 1 if image.pixels.ndim == 2 else int(image.pixels.shape[2])
         result.dtype = str(image.pixels.dtype)
-        device = resolve_device(settings.get("device", "auto"))
+        device = resolve_device(settings.exec.device)
         result.device = str(device)
 
         def callback(info: Any) -> None:
@@ -228,8 +228,11 @@ def process_job(
             pages = [solve(page) for page in stack.pixels]
             record = combine_records([solve_record for _, solve_record in pages])
             output = replace(stack, pixels=np_stack([pixels for pixels, _ in pages]))
+        choice = getattr(record, "weight_choice", None)
         result.record = {
-            "solver_used": record.solver,
+            "weight": settings.solve.weight if choice is None else choice.weight,
+            "weight_auto": choice is not None,
+            "solver": record.solver,
             "iterations": record.iterations,
             "energy": record.energy,
             "gap": record.gap,
@@ -241,11 +244,8 @@ def process_job(
             "coarse_work": record.coarse_work,
             "read_seconds": read_seconds,
         }
-        choice = getattr(record, "weight_choice", None)
         if choice is not None:
             result.record.update(
-                weight_used=choice.weight,
-                weight_auto=True,
                 sigma=choice.sigma,
                 sigma_estimated=choice.sigma_estimated,
                 sigma_seconds=choice.sigma_seconds,
@@ -262,11 +262,11 @@ def process_job(
         if report:
             first = output if stack is None else output.page(0)
             result.report = _report_record(
-                job, image, first, record, options, result.device, metrics=stack is None
+                job, image, first, record, settings.solve, result.device, metrics=stack is None
             )
         written = time.perf_counter()
         try:
-            _write(job, output, stack is not None, settings.get("quality"), overwrite, result)
+            _write(job, output, stack is not None, settings.output.quality, overwrite, result)
         except ImageWriteError:
             if sharing and job.target is not None and job.target.exists():
                 raise _Skipped(f"{job.target}: written by another run") from None
@@ -316,31 +316,26 @@ def _read(job: Job, data: bytes | None, stack_mode: str, max_pixels: int | None)
     return stack, stack.page(0)
 
 
-def tile_size(shape: tuple[int, ...], settings: dict[str, Any]) -> int | None:
+def tile_size(shape: tuple[int, ...], settings: RunSettings) -> int | None:
     """The tile side for a 2-D image of ``shape`` (H, W[, C]), or None to solve it whole:
-    ``settings["tile"]`` when set (> 0), else a tile that keeps the solver under
-    ``settings["max_memory"]``."""
-    from .config import parse_memory
-    from .tiling import DEFAULT_MAX_MEMORY, DEFAULT_OVERLAP, tile_for_budget
+    ``settings.tiles.tile`` when set (> 0), else a tile that keeps the solver under
+    ``settings.tiles.max_memory``."""
+    from .tiling import tile_for_budget
 
     height, width = shape[:2]
     channels = shape[2] if len(shape) == 3 else 1
-    tile = settings.get("tile") or 0
-    if tile > 0:
-        return tile if max(height, width) > tile else None
+    tiles, solve = settings.tiles, settings.solve
+    if tiles.tile > 0:
+        return tiles.tile if max(height, width) > tiles.tile else None
     # The fused kernel solves L2, beta = 1 with the auto or rof solver; the others hold more.
-    fused = (
-        settings.get("fidelity", "l2") == "l2"
-        and settings.get("beta", 1.0) == 1.0
-        and settings.get("solver", "auto") in ("auto", "rof")
-    )
+    fused = solve.fidelity == "l2" and solve.beta == 1.0 and solve.solver in ("auto", "rof")
     return tile_for_budget(
         height,
         width,
         channels,
-        parse_memory(settings.get("max_memory") or DEFAULT_MAX_MEMORY),
-        overlap=settings.get("tile_overlap", DEFAULT_OVERLAP),
-        tv=settings.get("tv", "symmetric"),
+        tiles.budget,
+        overlap=tiles.tile_overlap,
+        tv=solve.tv,
         fused=None if fused else False,
     )
 
@@ -351,7 +346,7 @@ def _solve(
     options: dict[str, Any],
     device: Any,
     callback: Any,
-    settings: dict[str, Any] | None = None,
+    settings: RunSettings | None = None,
     volume: bool = False,
 ) -> Any:
     """Denoise pixels of any dtype on the unit scale the weight is defined on; return pixels
@@ -361,17 +356,17 @@ def _solve(
     from .denoising import denoise
     from .image_io import from_unit_range, to_unit_range
 
-    settings = settings or {}
     options = {**options, "precision": output_step(pixels.dtype)}
-    tile = None if volume or not settings else tile_size(pixels.shape, settings)
+    tile = None if volume or settings is None else tile_size(pixels.shape, settings)
     if tile is not None:
-        from .tiling import DEFAULT_OVERLAP, denoise_tiled
+        from .tiling import denoise_tiled
         from .values import value_range
 
+        assert settings is not None
         return denoise_tiled(
             pixels,
             tile=tile,
-            overlap=settings.get("tile_overlap", DEFAULT_OVERLAP),
+            overlap=settings.tiles.tile_overlap,
             span=value_range(pixels),
             return_record=True,
             **options,
@@ -427,7 +422,7 @@ def _report_record(
     image: Any,
     output: Any,
     solve: Any,
-    options: dict[str, Any],
+    settings: SolveSettings,
     device: Any,
     *,
     metrics: bool = True,
@@ -450,7 +445,8 @@ def _report_record(
         job.target_label,
         image,
         solve,
-        {**options, "device": device},
+        settings,
+        device=str(device),
         metrics=scores,
         weight=None if choice is None else choice.weight,
         weight_auto=choice is not None,
@@ -466,19 +462,9 @@ def _report_record(
 # ------------------------------------------------------------------------------------------
 
 
-def batching(settings: dict[str, Any]) -> bool:
-    """Whether same-size images are denoised together: ``batch_size > 1``, a fixed weight
-    (an automatic weight is chosen per image), and single-page images."""
-    return (
-        settings.get("batch_size", 1) > 1
-        and settings.get("weight") != "auto"
-        and settings.get("stack", "off") == "off"
-    )
-
-
 def _solve_batches(
     jobs: list[Job],
-    settings: dict[str, Any],
+    settings: RunSettings,
     stop: StopFlag | None,
     on_iteration: Callable[[Any], object] | None,
 ) -> dict[int, tuple[Any, Any, Any]]:
@@ -494,9 +480,9 @@ def _solve_batches(
     import torch
 
     from .denoising import denoise, resolve_device
-    from .image_io import DEFAULT_MAX_PIXELS, from_unit_range, to_unit_range
+    from .image_io import from_unit_range, to_unit_range
 
-    max_pixels = settings.get("max_pixels", DEFAULT_MAX_PIXELS) or None
+    max_pixels = settings.read.pixel_limit
     groups: dict[tuple[Any, ...], list[tuple[int, Any]]] = {}
     for index, job in enumerate(jobs):
         if job.source is None:
@@ -516,8 +502,8 @@ def _solve_batches(
         if on_iteration is not None:
             on_iteration(info)
 
-    options = denoise_options(settings)
-    device = resolve_device(settings.get("device", "auto"))
+    options = settings.solve.denoise_options()
+    device = resolve_device(settings.exec.device)
     solved: dict[int, tuple[Any, Any, Any]] = {}
     for members in groups.values():
         if len(members) < 2:

@@ -21,15 +21,16 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
-from . import _validate, config
+from . import cli_options as opts
+from . import config
 from ._version import __version__
 from .errors import ClusterError, ConfigError, InvalidParameterError, TVDenoiseError
-from .io import formats
+from .settings import RunSettings
 
 # OpenMP threads that spin at barriers waiting for work slow every parallel step several times
 # on a machine that is also running other things (measured in benchmarks/RESULTS.md); a
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
     from .planning import Job
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
-DEVICE_HELP = "auto (CUDA when available), cpu, cuda or cuda:N."
 
 app = typer.Typer(
     add_completion=False,
@@ -62,25 +62,17 @@ class _Usage(Exception):
     """A usage or config error: one line on stderr, exit code 2."""
 
 
-def _effective_settings(
-    ctx: typer.Context, given: dict[str, Any], preset: str | None, config_file: str | None
-) -> dict[str, Any]:
-    """Defaults < preset < config file < options given on the command line."""
-    settings = dict(config.DEFAULTS)
-    if preset is not None:
-        settings.update(config.load_preset(preset))
-    if config_file is not None:
-        settings.update(config.load_config(config_file))
-    for key, value in given.items():
+def _given(ctx: typer.Context) -> dict[str, Any]:
+    """The settings typed on the command line (not those left at their defaults), by name."""
+    given = {}
+    for name in RunSettings.fields():
         # Typer vendors its own click: compare the source by name, not by enum identity.
-        source = ctx.get_parameter_source(
-            "all_frames"
-            if key == "stack" and value == "frames" and ctx.params.get("all_frames")
-            else key
-        )
+        source = ctx.get_parameter_source(name)
         if source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT"):
-            settings[key] = config.check_value(key, value, flag=True)
-    return settings
+            given[name] = ctx.params[name]
+    if ctx.params.get("all_frames") and ctx.params.get("stack") == "off":
+        given["stack"] = "frames"
+    return given
 
 
 def _summary_line(result: JobResult) -> str:
@@ -92,7 +84,7 @@ def _summary_line(result: JobResult) -> str:
         how = "estimated" if record["sigma_estimated"] else "given"
         edge = ", at the edge of its search: check --sigma" if record.get("weight_at_edge") else ""
         weight = (
-            f"weight {record['weight_used']:.3g} (auto; sigma {record['sigma'] * 255:.1f}/255 "
+            f"weight {record['weight']:.3g} (auto; sigma {record['sigma'] * 255:.1f}/255 "
             f"{how}{edge}), "
         )
     retried = f" (tried again: {record['retried_after']})" if record.get("retried_after") else ""
@@ -125,7 +117,11 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[dict[str, int]]:
                 signal.signal(sig, old)
 
 
+_S = RunSettings()  # the defaults --help shows
+
+
 @app.command(
+    cls=opts.GroupedCommand,
     help=(
         "Denoise images by total-variation (ROF) regularisation.\n\n"
         "INPUT is an image file, a folder (its images; --recursive for subfolders), a glob "
@@ -137,241 +133,62 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[dict[str, int]]:
 )
 def run(
     ctx: typer.Context,
-    inputs: list[str] | None = typer.Argument(
-        None,
-        metavar="INPUT...",
-        help="Image files, folders, globs, or - (stdin).",
-        show_default=False,
-    ),
-    output: str | None = typer.Option(
-        None,
-        "--output",
-        "-o",
-        metavar="PATH",
-        help="Output file (one input), folder, or - (stdout).",
-    ),
-    weight: str = typer.Option(
-        config.DEFAULTS["weight"],
-        "--weight",
-        "-w",
-        metavar="FLOAT|auto",
-        help="Regularisation weight > 0, or auto: chosen per image by minimising SURE.",
-    ),
-    sigma: str | None = typer.Option(
-        None,
-        "--sigma",
-        metavar="S",
-        help="Noise level for --weight auto, on the [0, 1] scale (at most 0.5) or as 25/255 "
-        "(default: estimated from each image).",
-    ),
-    estimate_noise: bool = typer.Option(
-        False,
-        "--estimate-noise",
-        help="Only print each image's estimated noise sigma (with --json: JSON lines).",
-    ),
-    beta: float = typer.Option(
-        config.DEFAULTS["beta"],
-        "--beta",
-        metavar="FLOAT",
-        help="Exponent on the gradient magnitude, > 0.",
-    ),
-    tv: str = typer.Option(
-        config.DEFAULTS["tv"], "--tv", metavar="KIND", help="symmetric, isotropic or anisotropic."
-    ),
-    color: str = typer.Option(
-        config.DEFAULTS["color"], "--color", metavar="COUPLING", help="vectorial or channelwise."
-    ),
-    fidelity: str = typer.Option(
-        config.DEFAULTS["fidelity"],
-        "--fidelity",
-        metavar="NAME",
-        help="Data term: l2 (Gaussian noise), l1 (impulse noise) or poisson (counts).",
-    ),
-    solver: str = typer.Option(
-        config.DEFAULTS["solver"],
-        "--solver",
-        metavar="NAME",
-        help=f"{', '.join(_validate.SOLVER_NAMES[:-1])} or {_validate.SOLVER_NAMES[-1]}.",
-    ),
-    max_iter: int = typer.Option(
-        config.DEFAULTS["max_iter"], "--max-iter", metavar="N", help="Iteration cap."
-    ),
-    tol: float = typer.Option(
-        config.DEFAULTS["tol"],
-        "--tol",
-        metavar="FLOAT",
-        help="Relative gap (or its bound) to stop at.",
-    ),
-    device: str = typer.Option(
-        config.DEFAULTS["device"], "--device", metavar="DEVICE", help=DEVICE_HELP
-    ),
-    tile: int = typer.Option(
-        config.DEFAULTS["tile"],
-        "--tile",
-        metavar="PX",
-        help="Denoise in overlapping tiles of PX x PX pixels (bounded memory for huge "
-        "images); 0: only when the image exceeds --max-memory.",
-    ),
-    tile_overlap: int = typer.Option(
-        config.DEFAULTS["tile_overlap"],
-        "--tile-overlap",
-        metavar="PX",
-        help="Overlap between tiles; 64 keeps tiled results within 1e-3 of untiled ones.",
-    ),
-    max_memory: str = typer.Option(
-        config.DEFAULTS["max_memory"],
-        "--max-memory",
-        metavar="SIZE",
-        help="Solver memory budget per worker, e.g. 2GiB; larger images are tiled.",
-    ),
-    batch_size: int = typer.Option(
-        config.DEFAULTS["batch_size"],
-        "--batch-size",
-        metavar="N",
-        help="Denoise up to N same-size images as one batch (fast on a GPU; fixed weight).",
-    ),
-    recursive: bool = typer.Option(
-        False, "--recursive/--no-recursive", "-r", help="Include subfolders of folder inputs."
-    ),
-    suffix: str = typer.Option(
-        config.DEFAULTS["suffix"],
-        "--suffix",
-        metavar="TEXT",
-        help="Added to each output's stem.",
-    ),
-    name: str | None = typer.Option(
-        None,
-        "--name",
-        metavar="TEMPLATE",
-        help="Output name template, e.g. '{stem}_tv{suffix}': {stem}, {name}, {suffix} "
-        "(extension with dot), {ext}, {tag} (the --suffix text).",
-    ),
-    format: str | None = typer.Option(
-        None,
-        "--format",
-        metavar="FMT",
-        help=f"Convert outputs to {formats.option_list()}.",
-    ),
-    quality: int | None = typer.Option(
-        None,
-        "--quality",
-        metavar="N",
-        help="JPEG/WebP quality 1-100 (default: the input JPEG's, else 95).",
-    ),
-    max_pixels: int = typer.Option(
-        config.DEFAULT_MAX_PIXELS,
-        "--max-pixels",
-        metavar="N",
-        help="Refuse larger images (decompression-bomb guard); 0: no limit.",
-    ),
-    stack: str = typer.Option(
-        config.DEFAULTS["stack"],
-        "--stack",
-        metavar="MODE",
-        help="Multi-page files: off, frames (each page alone) or volume (3-D TV).",
-    ),
-    spacing: str | None = typer.Option(
-        None,
-        "--spacing",
-        metavar="STEPS",
-        help="Grid steps, 'dy,dx' or with --stack volume 'dz,dy,dx' (e.g. '3,1,1' for a "
-        "z-step three times the pixel size).",
-    ),
-    all_frames: bool = typer.Option(
-        False, "--all-frames", help="Denoise every frame of a GIF/WebP (same as --stack frames)."
-    ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
-    skip_existing: bool = typer.Option(
-        False,
-        "--skip-existing/--no-skip-existing",
-        help="Leave existing outputs alone (resume an interrupted batch).",
-    ),
-    workers: int = typer.Option(
-        config.DEFAULTS["workers"],
-        "--workers",
-        "-j",
-        metavar="N",
-        help="Parallel worker processes.",
-    ),
-    shard: str | None = typer.Option(
-        None, "--shard", metavar="K/N", help="Process only shard K of N (1 <= K <= N)."
-    ),
-    dask_scheduler: str | None = typer.Option(
-        None,
-        "--dask-scheduler",
-        metavar="ADDRESS",
-        help="Denoise on a Dask cluster's workers, e.g. tcp://host:8786 (needs "
-        "tvdenoise[dask] and a filesystem shared with the workers; --workers is ignored).",
-    ),
-    config_file: str | None = typer.Option(
-        None, "--config", metavar="FILE", help="TOML settings file (see --show-config)."
-    ),
-    preset: str | None = typer.Option(
-        None,
-        "--preset",
-        metavar="NAME",
-        help="Shipped settings: " + ", ".join(config.preset_names()) + ".",
-    ),
-    show_config: bool = typer.Option(
-        False, "--show-config", help="Print the effective settings as TOML and exit."
-    ),
-    report: list[str] | None = typer.Option(
-        None,
-        "--report",
-        metavar="PATH",
-        help="Write a report of the run: .json, .csv or .html (repeat for several).",
-    ),
-    reference: str | None = typer.Option(
-        None,
-        "--reference",
-        metavar="PATH",
-        help="Clean image, or folder matched by relative path: adds PSNR/SSIM to the report.",
-    ),
-    report_images: int = typer.Option(
-        20,
-        "--report-images",
-        metavar="N",
-        help="How many images get pictures in an HTML report.",
-    ),
-    json_lines: bool = typer.Option(
-        False, "--json", help="JSON lines on stdout: one per image, then a summary."
-    ),
-    dry_run: bool = typer.Option(False, "--dry-run", help="List what would be done; do nothing."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or summaries."),
-    version: bool = typer.Option(
-        False, "--version", callback=_version_callback, is_eager=True, help="Show the version."
-    ),
+    inputs: opts.Inputs = None,
+    # Each settings option's flag, help and group come from its field in tvdenoise.settings.
+    weight: opts.Weight = str(_S.solve.weight),
+    sigma: opts.Sigma = None,
+    beta: opts.Beta = _S.solve.beta,
+    tv: opts.Tv = _S.solve.tv,
+    color: opts.Color = _S.solve.color,
+    fidelity: opts.Fidelity = _S.solve.fidelity,
+    solver: opts.Solver = _S.solve.solver,
+    max_iter: opts.MaxIter = _S.solve.max_iter,
+    tol: opts.Tol = _S.solve.tol,
+    spacing: opts.Spacing = None,
+    recursive: opts.Recursive = _S.read.recursive,
+    max_pixels: opts.MaxPixels = _S.read.max_pixels,
+    stack: opts.Stack = _S.read.stack,
+    all_frames: opts.AllFrames = False,
+    output: opts.Output = None,
+    suffix: opts.Suffix = _S.output.suffix,
+    name: opts.Name = _S.output.name,
+    format: opts.Format = _S.output.format,
+    quality: opts.Quality = _S.output.quality,
+    overwrite: opts.Overwrite = _S.output.overwrite,
+    skip_existing: opts.SkipExisting = _S.output.skip_existing,
+    tile: opts.Tile = _S.tiles.tile,
+    tile_overlap: opts.TileOverlap = _S.tiles.tile_overlap,
+    max_memory: opts.MaxMemory = _S.tiles.max_memory,
+    device: opts.Device = _S.exec.device,
+    workers: opts.Workers = _S.exec.workers,
+    batch_size: opts.BatchSize = _S.exec.batch_size,
+    shard: opts.Shard = None,
+    dask_scheduler: opts.DaskScheduler = None,
+    config_file: opts.ConfigFile = None,
+    preset: opts.Preset = None,
+    show_config: opts.ShowConfig = False,
+    report: opts.Report = None,
+    reference: opts.Reference = None,
+    report_images: opts.ReportImages = 20,
+    json_lines: opts.JsonLines = False,
+    estimate_noise: opts.EstimateNoise = False,
+    dry_run: opts.DryRun = False,
+    quiet: opts.Quiet = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version_callback, is_eager=True, help="Show the version."
+        ),
+    ] = False,
 ) -> None:
     err = Console(stderr=True, highlight=False, emoji=False)
-    given = dict(
-        weight=weight,
-        sigma=sigma,
-        beta=beta,
-        tv=tv,
-        color=color,
-        fidelity=fidelity,
-        solver=solver,
-        max_iter=max_iter,
-        tol=tol,
-        device=device,
-        workers=workers,
-        suffix=suffix,
-        name=name,
-        format=format,
-        quality=quality,
-        max_pixels=max_pixels,
-        stack="frames" if all_frames and stack == "off" else stack,
-        spacing=spacing,
-        tile=tile,
-        tile_overlap=tile_overlap,
-        max_memory=max_memory,
-        batch_size=batch_size,
-        recursive=recursive,
-        skip_existing=skip_existing,
-        dask_scheduler=dask_scheduler,
-    )
     try:
-        settings = _effective_settings(ctx, given, preset, config_file)
+        settings = config.resolve(
+            preset=preset,
+            config_file=config_file,
+            command_line=_given(ctx),
+            denoise=not estimate_noise,
+        )
         if show_config:
             header = f"tvdenoise {__version__}: effective settings (feed back with --config)"
             sys.stdout.write(config.to_toml(settings, header))
@@ -381,7 +198,6 @@ def run(
             inputs or [],
             output,
             shard,
-            overwrite=overwrite,
             json_lines=json_lines,
             dry_run=dry_run,
             quiet=quiet,
@@ -401,12 +217,11 @@ def _error(err: Console, message: str) -> None:
 
 
 def _run(
-    settings: dict[str, Any],
+    settings: RunSettings,
     inputs: list[str],
     output: str | None,
     shard_text: str | None,
     *,
-    overwrite: bool,
     json_lines: bool,
     dry_run: bool,
     quiet: bool,
@@ -414,45 +229,14 @@ def _run(
     reports: _ReportSpec | None = None,
     estimate_noise: bool = False,
 ) -> int:
-    from . import _validate, planning
+    from . import planning
 
     if not inputs:
         raise _Usage("missing INPUT: give image files, folders, globs or - (see --help)")
-    auto = settings["weight"] == "auto"
-    _validate.validate_options(
-        weight=1.0 if auto else settings["weight"],
-        **{key: settings[key] for key in ("beta", "tv", "color", "fidelity")},
-        solver=settings["solver"],
-        max_iter=settings["max_iter"],
-        tol=settings["tol"],
-        flags=True,
-    )
-    if auto and settings["fidelity"] != "l2" and not estimate_noise:
-        raise _Usage(
-            f"--weight auto chooses the weight for Gaussian noise (--fidelity l2); give "
-            f"--weight for --fidelity {settings['fidelity']}"
-        )
-    if auto and settings["stack"] == "volume" and not estimate_noise:
-        raise _Usage("--stack volume needs a numeric --weight (auto is for 2-D images)")
-    spacing = settings["spacing"]
-    if spacing is not None and (len(spacing) == 3) != (settings["stack"] == "volume"):
-        raise _Usage(
-            f"--spacing has {len(spacing)} steps: give 3 (dz, dy, dx) with --stack volume and "
-            "2 (dy, dx) otherwise"
-        )
-    if settings["tile"] and settings["tile_overlap"] >= settings["tile"]:
-        raise _Usage(
-            f"--tile-overlap ({settings['tile_overlap']}) must be smaller than --tile "
-            f"({settings['tile']})"
-        )
-    if settings["sigma"] is not None and not auto:
-        raise _Usage("--sigma is used only with --weight auto")
-    if overwrite and settings["skip_existing"]:
-        raise _Usage("--overwrite and --skip-existing contradict each other; choose one")
     if inputs.count(planning.STDIO) > 1:
         raise _Usage("- (stdin) can be given only once")
     shard = planning.parse_shard(shard_text) if shard_text is not None else None
-    scheduler = settings["dask_scheduler"]
+    scheduler = settings.exec.dask_scheduler
     if scheduler is not None and (planning.STDIO in inputs or output == planning.STDIO):
         raise _Usage(
             "--dask-scheduler sends files to the cluster's workers: stdin (-) and stdout "
@@ -462,7 +246,7 @@ def _run(
     from pathlib import Path
 
     exclude = Path(output) if output not in (None, planning.STDIO) else None
-    found = planning.discover(inputs, recursive=settings["recursive"], exclude=exclude)
+    found = planning.discover(inputs, recursive=settings.read.recursive, exclude=exclude)
     if estimate_noise:
         return _estimate_noise(found, settings, json_lines=json_lines, err=err)
     folder_inputs = (
@@ -472,9 +256,9 @@ def _run(
     jobs, earlier = planning.plan(
         found.sources,
         output,
-        suffix=settings["suffix"],
-        template=settings["name"],
-        format=settings["format"],
+        suffix=settings.output.suffix,
+        template=settings.output.name,
+        format=settings.output.format,
         folder_inputs=folder_inputs,
     )
     to_stdout = any(job.target is None for job in jobs)
@@ -509,10 +293,10 @@ def _run(
                 )
                 jobs.remove(job)
     # With a cluster the device is resolved on each worker, which may have a GPU this lacks.
-    if settings["device"] not in ("auto", "cpu") and scheduler is None:
+    if settings.exec.device not in ("auto", "cpu") and scheduler is None:
         from .denoising import resolve_device
 
-        resolve_device(settings["device"])
+        resolve_device(settings.exec.device)
     if shard is not None:
         jobs = planning.shard(jobs, *shard)
 
@@ -524,7 +308,7 @@ def _run(
         from .distributed import connect
 
         client = connect(scheduler)
-        if settings["workers"] > 1 and not quiet:
+        if settings.exec.workers > 1 and not quiet:
             err.print(
                 "tvdenoise: --workers is ignored with --dask-scheduler (the cluster's worker "
                 "threads run the images)",
@@ -555,12 +339,12 @@ def _run(
 
     todo: list[Job] = []
     for job in jobs:
-        if settings["skip_existing"] and job.target is not None and job.target.exists():
+        if settings.output.skip_existing and job.target is not None and job.target.exists():
             reporter.skipped(job)
         else:
             todo.append(job)
     if dry_run:
-        reporter.plan(todo, overwrite=overwrite)
+        reporter.plan(todo, overwrite=settings.output.overwrite)
         return reporter.finish(exit_override=EXIT_OK)
 
     from .batch import remove_stale_temps
@@ -573,7 +357,6 @@ def _run(
         todo,
         settings,
         reporter,
-        overwrite=overwrite,
         stdin_data=stdin_data,
         quiet=quiet,
         err=err,
@@ -581,7 +364,7 @@ def _run(
     )
 
 
-def _estimate_noise(found: Any, settings: dict[str, Any], *, json_lines: bool, err: Console) -> int:
+def _estimate_noise(found: Any, settings: RunSettings, *, json_lines: bool, err: Console) -> int:
     """``--estimate-noise``: each image's Gaussian noise sigma on stdout; nothing written."""
     from .image_io import decode_image, load_image, to_unit_range
     from .noise import estimate_sigma
@@ -595,7 +378,7 @@ def _estimate_noise(found: Any, settings: dict[str, Any], *, json_lines: bool, e
             if source.path is None:
                 image = decode_image(sys.stdin.buffer.read(), "<stdin>")
             else:
-                image = load_image(source.path, max_pixels=settings["max_pixels"] or None)
+                image = load_image(source.path, max_pixels=settings.read.pixel_limit)
             values, _span = to_unit_range(image.pixels)
             sigma = float(estimate_sigma(values))
         except Exception as error:  # one bad file must not stop the others
@@ -621,10 +404,9 @@ def _estimate_noise(found: Any, settings: dict[str, Any], *, json_lines: bool, e
 
 def _execute(
     jobs: list[Job],
-    settings: dict[str, Any],
+    settings: RunSettings,
     reporter: _Reporter,
     *,
-    overwrite: bool,
     stdin_data: bytes | None,
     quiet: bool,
     err: Console,
@@ -635,7 +417,7 @@ def _execute(
 
     from .workers import run_jobs
 
-    workers = min(settings["workers"], max(1, len(jobs)))
+    workers = min(settings.exec.workers, max(1, len(jobs)))
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -657,7 +439,7 @@ def _execute(
                 for task_id in current.values():
                     progress.remove_task(task_id)
                 label = job.label if job.source is None else job.source.name
-                current["task"] = progress.add_task(label, total=settings["max_iter"], status="")
+                current["task"] = progress.add_task(label, total=settings.solve.max_iter, status="")
 
         def on_iteration(info: Any) -> None:
             status = f"gap {info.gap:.1e}" if info.gap is not None else ""
@@ -670,7 +452,6 @@ def _execute(
                 jobs,
                 settings,
                 address=client,
-                overwrite=overwrite,
                 stop=stop,
                 report=reporter.wants_records,
             )
@@ -679,7 +460,6 @@ def _execute(
                 jobs,
                 settings,
                 workers=workers,
-                overwrite=overwrite,
                 stop=stop,
                 stdin_data=stdin_data,
                 on_start=on_start,
@@ -714,7 +494,7 @@ class _ReportSpec:
     """``--report``, ``--reference`` and ``--report-images``: checked before any work."""
 
     def __init__(
-        self, paths: list[str], reference: str | None, pictures: int, settings: dict[str, Any]
+        self, paths: list[str], reference: str | None, pictures: int, settings: RunSettings
     ) -> None:
         from pathlib import Path
 
@@ -729,7 +509,7 @@ class _ReportSpec:
         if reference is not None and not paths:
             raise _Usage("--reference needs --report PATH (where PSNR and SSIM are written)")
         self.paths, self.reference, self.pictures = paths, reference, pictures
-        self.run = RunReport(command=list(sys.argv), settings=dict(settings))
+        self.run = RunReport(command=list(sys.argv), settings=settings.values())
 
     def prepare(self, jobs: list[Job]) -> list[Job]:
         """Attach each job's reference image and whether it gets pictures."""

@@ -31,6 +31,8 @@ from .planning import Job
 if TYPE_CHECKING:
     from distributed import Client
 
+    from .settings import RunSettings
+
 __all__ = ["CONNECT_TIMEOUT", "connect", "run_jobs_dask"]
 
 #: Seconds to wait for the scheduler before giving up (distributed's own default is 30).
@@ -136,7 +138,7 @@ class ClusterStop:
 
 
 def _run_on_worker(
-    job: Job, settings: dict[str, Any], overwrite: bool, report: bool, stop: ClusterStop
+    job: Job, settings: RunSettings, overwrite: bool, report: bool, stop: ClusterStop
 ) -> JobResult | None:
     """The task: one image, or None when the run was stopped before it started."""
     if stop.is_set():
@@ -235,10 +237,9 @@ def _worker_threads(client: Any) -> int:
 
 def run_jobs_dask(
     jobs: list[Job],
-    settings: dict[str, Any],
+    settings: RunSettings,
     *,
     address: str | Client,
-    overwrite: bool = False,
     stop: StopFlag | None = None,
     on_start: Callable[[Job], object] | None = None,
     report: bool = False,
@@ -256,11 +257,13 @@ def run_jobs_dask(
     ----------
     jobs : list of Job
         Planned jobs with files (stdin/stdout jobs cannot be sent to a cluster).
-    settings : dict
-        As for :func:`~tvdenoise.batch.process_job`; ``device`` is resolved on each worker.
+    settings : RunSettings
+        As for :func:`~tvdenoise.batch.process_job` (they pickle); ``exec.device`` is resolved
+        on each worker, ``exec.workers`` is not used (the cluster's threads run the jobs), and
+        ``output.overwrite`` says whether existing outputs may be replaced.
     address : str or distributed.Client
         The scheduler's address (a client is opened and closed here) or a connected client.
-    overwrite, stop, on_start, report
+    stop, on_start, report
         As for :func:`~tvdenoise.workers.run_jobs`; ``on_start`` is called as a job is
         submitted.
 
@@ -279,6 +282,7 @@ def run_jobs_dask(
                 f"{job.label}: stdin and stdout cannot be used with a Dask cluster"
             )
     distributed = _import_distributed()
+    overwrite = settings.output.overwrite
     client = connect(address) if isinstance(address, str) else address
     cluster_stop = ClusterStop(f"tvdenoise-stop-{uuid.uuid4().hex}")
     stop_sent = False

@@ -18,7 +18,7 @@ usual weights; :data:`DEFAULT_OVERLAP` is chosen from a measurement (see
 ``benchmarks/bench_scale.py``) so that tiled and untiled results agree to 1e-3 at weight 0.1.
 
 The defaults here are also the command line's (``--tile-overlap``, ``--max-memory``), which
-:mod:`tvdenoise.config` reads from this module; numpy is imported inside the functions so
+:mod:`tvdenoise.settings` reads from this module; numpy is imported inside the functions so
 that reading them costs ``tvdenoise --help`` nothing.
 """
 

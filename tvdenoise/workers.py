@@ -20,20 +20,22 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .batch import (
     Interrupted,
     JobResult,
     StopFlag,
     _solve_batches,
-    batching,
     describe_error,
     fault_injection,
     process_job,
     usable_cores,
 )
 from .planning import Job
+
+if TYPE_CHECKING:
+    from .settings import RunSettings
 
 __all__ = ["RETRIES_AFTER_DEATH", "describe_death", "run_jobs"]
 
@@ -100,7 +102,7 @@ def _exit_with(parent: int) -> None:
 
 
 def _worker_job(
-    key: int, job: Job, settings: dict[str, Any], overwrite: bool, report: bool
+    key: int, job: Job, settings: RunSettings, overwrite: bool, report: bool
 ) -> JobResult:
     if _worker_started is not None:  # tell the parent which process holds which image
         _worker_started.put((os.getpid(), key, None))
@@ -147,10 +149,9 @@ def _pool_context() -> Any:
 
 def run_jobs(
     jobs: list[Job],
-    settings: dict[str, Any],
+    settings: RunSettings,
     *,
-    workers: int = 1,
-    overwrite: bool = False,
+    workers: int | None = None,
     stop: StopFlag | None = None,
     stdin_data: bytes | None = None,
     on_start: Callable[[Job], object] | None = None,
@@ -159,13 +160,16 @@ def run_jobs(
 ) -> Iterator[JobResult]:
     """Run the jobs; yield each result as it finishes (in finishing order).
 
-    With ``workers > 1`` the jobs run in that many worker processes, each with
-    ``usable_cores() // workers`` torch threads. Once ``stop`` is set, no new job starts, the
+    With ``workers > 1`` (default ``settings.exec.workers``) the jobs run in that many worker
+    processes, each with ``usable_cores() // workers`` torch threads; an existing output is
+    replaced only with ``settings.output.overwrite``. Once ``stop`` is set, no new job starts, the
     ones running stop at their next iteration check and are yielded as "interrupted", and the
     jobs never started are not yielded at all.
     """
+    workers = settings.exec.workers if workers is None else workers
+    overwrite = settings.output.overwrite
     if workers <= 1 or len(jobs) <= 1:
-        size = settings.get("batch_size", 1) if batching(settings) else 1
+        size = settings.exec.batch_size if settings.batching else 1
         for first in range(0, len(jobs), size):
             chunk = jobs[first : first + size]
             solved: dict[int, tuple[Any, Any, Any]] = {}
@@ -262,7 +266,7 @@ class _Pool:
 
 def _run_in_pool(
     jobs: list[Job],
-    settings: dict[str, Any],
+    settings: RunSettings,
     workers: int,
     overwrite: bool,
     stop: StopFlag | None,

@@ -17,6 +17,7 @@ from .._version import __version__
 from ..errors import InvalidParameterError
 from ..image_io import SUPPORTED_EXTENSIONS, ImageFile
 from ..metrics import psnr, ssim
+from ..settings import SolveSettings
 from .pictures import ImagePictures
 
 if TYPE_CHECKING:
@@ -131,8 +132,9 @@ class RunReport:
     command : list of str
         The command line (``sys.argv``), or empty for a library run.
     settings : dict
-        The effective settings (after config files and defaults): JSON-able values; others
-        (paths, devices) are written as strings.
+        The effective settings (after config files and defaults) as their flat
+        ``{key: value}`` table (:meth:`tvdenoise.settings.RunSettings.values`): JSON-able
+        values; others (paths, devices) are written as strings.
     started, finished : datetime
         When the run started and ended (timezone-aware; ``finished`` defaults to the time
         the report is written).
@@ -170,8 +172,9 @@ def image_record(
     output_path: str | os.PathLike[str] | None,
     image: ImageFile | np.ndarray,
     solve: SolveRecord,
-    settings: Mapping[str, Any],
+    settings: SolveSettings | Mapping[str, Any],
     *,
+    device: str | None = None,
     seconds: float | None = None,
     weight: float | None = None,
     weight_auto: bool = False,
@@ -188,13 +191,15 @@ def image_record(
         The input as loaded (its size, channels, dtype and alpha are recorded).
     solve : SolveRecord
         What :func:`tvdenoise.denoise` returned with ``return_record=True``.
-    settings : mapping
+    settings : SolveSettings or mapping
         The options passed to ``denoise``: ``weight``, ``beta``, ``tv``, ``color``,
-        ``fidelity`` and ``device`` are read (missing ones are left None).
+        ``fidelity`` and, from a mapping, ``device`` are read (missing ones are left None).
+    device : str, optional
+        The device the image was solved on (overrides a mapping's ``device``).
     seconds : float, optional
         Wall seconds spent on the image; by default the solve's own time.
     weight : float, optional
-        The weight actually used, when it differs from ``settings["weight"]`` (automatic).
+        The weight actually used, when it differs from the settings' weight (automatic).
     weight_auto : bool
         Whether the weight was chosen automatically.
     sigma : float, optional
@@ -207,8 +212,9 @@ def image_record(
     ImageRecord
         With ``status="ok"``.
     """
-    device = settings.get("device")
-    used_weight = weight if weight is not None else settings.get("weight")
+    options = settings.denoise_options() if isinstance(settings, SolveSettings) else settings
+    device = device if device is not None else options.get("device")
+    used_weight = weight if weight is not None else options.get("weight")
     extra = dict(metrics or {})
     unknown = set(extra) - {"psnr_in", "psnr_out", "ssim_in", "ssim_out"}
     if unknown:
@@ -220,10 +226,10 @@ def image_record(
         weight=None if used_weight is None else float(used_weight),
         weight_auto=bool(weight_auto),
         sigma=None if sigma is None else float(sigma),
-        beta=None if settings.get("beta") is None else float(settings["beta"]),
-        tv=settings.get("tv"),
-        color=settings.get("color"),
-        fidelity=settings.get("fidelity"),
+        beta=None if options.get("beta") is None else float(options["beta"]),
+        tv=options.get("tv"),
+        color=options.get("color"),
+        fidelity=options.get("fidelity"),
         solver=solve.solver,
         device=None if device is None else str(device),
         iterations=solve.iterations,
@@ -254,10 +260,14 @@ def failed_record(
     """Build the record of an image that failed or was skipped.
 
     ``error`` (an exception or a message) is kept as one line; ``image``, when it was
-    loaded before the failure, adds its size and dtype.
+    loaded before the failure, adds its size and dtype. ``output`` means the output written,
+    as in every record (and in ``--json``): a skipped image's existing output, None for a
+    failed one, whatever ``output_path`` its job planned.
 
     >>> failed_record("a.png", "a_denoised.png", ValueError("a.png: not an image")).error
     'a.png: not an image'
+    >>> failed_record("a.png", "a_denoised.png", "a.png: not an image").output is None
+    True
     """
     if status not in ("failed", "skipped"):
         raise InvalidParameterError(f"status must be failed or skipped, got {status!r}")
@@ -265,7 +275,7 @@ def failed_record(
     lines = text.strip().splitlines()
     return ImageRecord(
         input=os.fspath(input_path),
-        output=None if output_path is None else os.fspath(output_path),
+        output=None if output_path is None or status == "failed" else os.fspath(output_path),
         status=status,
         error=lines[0] if lines else status,
         seconds=seconds,
