@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from helpers import save_noisy_png
 
-from tvdenoise.batch import describe_death
+from tvdenoise.workers import describe_death
 
 ROOT = Path(__file__).resolve().parents[1]
 

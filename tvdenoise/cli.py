@@ -633,7 +633,7 @@ def _execute(
     """Run the jobs locally, or on the Dask cluster of ``client`` (closed here)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .batch import run_jobs
+    from .workers import run_jobs
 
     workers = min(settings["workers"], max(1, len(jobs)))
     progress = Progress(

@@ -1,5 +1,5 @@
 """Running jobs on an existing Dask cluster (``tvdenoise[dask]``): the same contract as
-:func:`tvdenoise.batch.run_jobs`, with the images denoised by the cluster's workers.
+:func:`tvdenoise.workers.run_jobs`, with the images denoised by the cluster's workers.
 
 Planning (output names, ``--skip-existing``, shards) and reporting stay in the client; each
 image's :func:`~tvdenoise.batch.process_job` runs on a worker, which reads the input and
@@ -245,7 +245,7 @@ def run_jobs_dask(
 ) -> Iterator[JobResult]:
     """Run the jobs on a Dask cluster; yield each result as it finishes (in finishing order).
 
-    The contract of :func:`tvdenoise.batch.run_jobs`: every job gives one result, a failure
+    The contract of :func:`tvdenoise.workers.run_jobs`: every job gives one result, a failure
     (a bad image, a lost worker, any exception of the task) is a "failed" result naming the
     file, never an exception. At most twice the cluster's worker threads are in flight, so
     once ``stop`` is set no new job is submitted, the images running stop at their next
@@ -261,7 +261,7 @@ def run_jobs_dask(
     address : str or distributed.Client
         The scheduler's address (a client is opened and closed here) or a connected client.
     overwrite, stop, on_start, report
-        As for :func:`~tvdenoise.batch.run_jobs`; ``on_start`` is called as a job is
+        As for :func:`~tvdenoise.workers.run_jobs`; ``on_start`` is called as a job is
         submitted.
 
     Raises
