@@ -724,6 +724,7 @@ def test_output_format_for_extensions() -> None:
     assert output_format_for("a.WebP") == "WEBP"
     assert output_format_for("a.gif") == "GIF"
     assert output_format_for("a.npy") == "NPY"
+    assert output_format_for("a.FITS") == "FITS"
     with pytest.raises(ImageWriteError, match=r"^a\.jp2: unsupported format"):
         output_format_for("a.jp2")
     assert {
@@ -736,6 +737,9 @@ def test_output_format_for_extensions() -> None:
         ".webp",
         ".gif",
         ".npy",
+        ".fits",
+        ".fit",
+        ".fts",
     } == SUPPORTED_EXTENSIONS
 
 

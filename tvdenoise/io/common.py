@@ -31,10 +31,12 @@ __all__ = [
     "Codec",
     "Decoded",
     "Stacked",
+    "check_extra",
     "codec_for",
     "first",
     "one_line",
     "quieten",
+    "require",
     "with_alpha",
 ]
 
@@ -83,6 +85,25 @@ def codec_for(image_format: str) -> PageCodec:
     (imported on first use, so reading PNG never imports tifffile's reader)."""
     module = importlib.import_module(formats.by_name(image_format).codec_module)
     return cast(PageCodec, module)
+
+
+def check_extra(image_format: str, name: str, error: type[Exception]) -> None:
+    """Raise ``error`` (one line starting with ``name``) when the optional library the
+    format's codec needs is not installed."""
+    spec = formats.by_name(image_format)
+    if spec.requires is not None and spec.extra is not None:
+        require(spec.requires, spec.extra, f"{name}: reading and writing {spec.title}", error)
+
+
+def require(module: str, extra: str, what: str, error: type[Exception]) -> Any:
+    """Import an optional codec library, or raise ``error`` with one line naming the extra
+    that installs it: ``x.fits: reading and writing FITS needs astropy (pip install
+    'tvdenoise[astro]')``."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        package = module.split(".")[0]
+        raise error(f"{what} needs {package} (pip install 'tvdenoise[{extra}]')") from None
 
 
 def one_line(text: object) -> str:

@@ -12,7 +12,7 @@ Examples
 >>> by_extension(".TIF").name, by_option("jpg").extensions[0]
 ('TIFF', '.jpg')
 >>> OPTIONS
-('png', 'jpeg', 'tiff', 'bmp', 'webp', 'gif', 'npy')
+('png', 'jpeg', 'tiff', 'bmp', 'webp', 'gif', 'npy', 'fits')
 """
 
 from __future__ import annotations
@@ -60,6 +60,12 @@ class FormatSpec:
         What happens to an alpha channel.
     reader, writer : str
         The library that decodes and encodes it, in words.
+    nan_kept : bool
+        Whether NaN is a value of the format (FITS's blank pixels): read, masked out of the
+        data term, written back; other formats refuse NaN unless asked to mask it.
+    extra, requires : str or None
+        The optional dependency set (``pip install 'tvdenoise[<extra>]'``) its codec needs,
+        and the module whose import tells whether it is installed.
     codec : str
         The module of :mod:`tvdenoise.io` that decodes and encodes it (``"png"`` for
         :mod:`tvdenoise.io.png`): it defines ``decode`` and ``encode``, and ``decode_pages``
@@ -78,6 +84,9 @@ class FormatSpec:
     reader: str
     writer: str
     codec: str
+    nan_kept: bool = False
+    extra: str | None = None
+    requires: str | None = None
 
     @property
     def codec_module(self) -> str:
@@ -87,6 +96,7 @@ class FormatSpec:
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 NPY_SIGNATURE = b"\x93NUMPY"
+FITS_SIGNATURE = b"SIMPLE  ="
 
 #: The formats, in the order ``--format`` lists them.
 FORMATS: tuple[FormatSpec, ...] = (
@@ -139,6 +149,13 @@ FORMATS: tuple[FormatSpec, ...] = (
         any_dtype=True, multi_page=True, alpha="kept (last channel)",
         reader="numpy (allow_pickle=False)", writer="numpy",
         codec="npy",
+    ),
+    FormatSpec(
+        "FITS", "FITS", "fits", (".fits", ".fit", ".fts"), ("fit",),
+        lambda data: data.startswith(FITS_SIGNATURE),
+        any_dtype=True, multi_page=True, alpha="dropped",
+        reader="astropy", writer="astropy",
+        codec="fits", nan_kept=True, extra="astro", requires="astropy.io.fits",
     ),
 )  # fmt: skip
 

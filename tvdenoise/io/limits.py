@@ -87,17 +87,24 @@ def pillow_too_large(name: str, max_pixels: int | None, error: Exception) -> Ima
     )
 
 
-def check_finite(name: str, *arrays: np.ndarray | None) -> None:
-    """Refuse float arrays holding NaN or infinite values, counting them."""
+def check_finite(name: str, *arrays: np.ndarray | None, nan: bool = False) -> None:
+    """Refuse float arrays holding NaN (unless ``nan``) or infinite values, counting them."""
     for array in arrays:
         if array is None or array.dtype.kind != "f":
             continue
         finite = np.isfinite(array)
-        if not finite.all():
+        if nan and not finite.all():
+            infinite = int(np.count_nonzero(np.isinf(array)))
+            if infinite:
+                raise ImageReadError(
+                    f"{name}: float image holds {infinite} infinite values of {array.size}; "
+                    "replace them (for example with numpy.nan_to_num) before denoising"
+                )
+        elif not finite.all():
             bad = int(array.size - np.count_nonzero(finite))
-            nan = int(np.count_nonzero(np.isnan(array)))
+            nans = int(np.count_nonzero(np.isnan(array)))
             raise ImageReadError(
-                f"{name}: float image holds {nan} NaN and {bad - nan} infinite values of "
+                f"{name}: float image holds {nans} NaN and {bad - nans} infinite values of "
                 f"{array.size}; replace them (for example with numpy.nan_to_num) before "
                 "denoising"
             )

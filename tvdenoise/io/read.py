@@ -42,7 +42,10 @@ def _sniff(data: bytes) -> str | None:
 
 
 def load_image(
-    path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT_MAX_PIXELS
+    path: str | os.PathLike[str],
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    allow_nan: bool = False,
 ) -> ImageFile:
     """Read an image file into an :class:`ImageFile`.
 
@@ -60,6 +63,10 @@ def load_image(
     max_pixels : int or None, optional
         Refuse images with more pixels than this, before decoding them (a guard against
         decompression bombs). Default :data:`DEFAULT_MAX_PIXELS`; None for no limit.
+    allow_nan : bool, optional
+        Accept NaN in float images (pixels without data, to be masked out of the denoiser's
+        data term). FITS always accepts NaN, its blank value; the other formats refuse it
+        by default. Infinite values are always refused.
 
     Returns
     -------
@@ -84,14 +91,17 @@ def load_image(
     """
     name = os.fspath(path)
     data = _read_file(name)
-    image = decode_image(data, name=name, max_pixels=max_pixels)
+    image = decode_image(data, name=name, max_pixels=max_pixels, allow_nan=allow_nan)
     _release(data)
     image.path = Path(name)
     return image
 
 
 def load_stack(
-    path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT_MAX_PIXELS
+    path: str | os.PathLike[str],
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    allow_nan: bool = False,
 ) -> ImageStack:
     """Read every page of a file: multi-page TIFF, animated GIF or WebP, 3-D/4-D ``.npy``.
 
@@ -108,6 +118,8 @@ def load_stack(
     max_pixels : int or None, optional
         Refuse files whose pages hold more pixels than this in all. Default
         :data:`DEFAULT_MAX_PIXELS`; None for no limit.
+    allow_nan : bool, optional
+        As for :func:`load_image`.
 
     Returns
     -------
@@ -129,7 +141,7 @@ def load_stack(
     """
     name = os.fspath(path)
     data = _read_file(name)
-    stack = decode_stack(data, name=name, max_pixels=max_pixels)
+    stack = decode_stack(data, name=name, max_pixels=max_pixels, allow_nan=allow_nan)
     _release(data)
     stack.path = Path(name)
     return stack
@@ -180,7 +192,11 @@ def _identify(data: bytes, name: str, max_pixels: int | None) -> str:
 
 
 def decode_image(
-    data: bytes, name: str = "<stdin>", *, max_pixels: int | None = DEFAULT_MAX_PIXELS
+    data: bytes,
+    name: str = "<stdin>",
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    allow_nan: bool = False,
 ) -> ImageFile:
     """Decode an image from bytes, as :func:`load_image` does from a file.
 
@@ -191,7 +207,7 @@ def decode_image(
     name : str, optional
         What to call the image in error messages; its extension, if any, is only used to
         explain a refusal.
-    max_pixels : int or None, optional
+    max_pixels, allow_nan : optional
         As for :func:`load_image`.
 
     Returns
@@ -219,12 +235,16 @@ def decode_image(
     image_format = _identify(data, name, max_pixels)
     decoded = codec_for(image_format).decode(data, image_format, name, max_pixels)
     pixels, alpha = _upright(decoded)
-    check_finite(name, pixels, alpha)
+    check_finite(name, pixels, alpha, nan=allow_nan or formats.by_name(image_format).nan_kept)
     return ImageFile(pixels=pixels, alpha=alpha, format=image_format, metadata=decoded[2])
 
 
 def decode_stack(
-    data: bytes, name: str = "<stdin>", *, max_pixels: int | None = DEFAULT_MAX_PIXELS
+    data: bytes,
+    name: str = "<stdin>",
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    allow_nan: bool = False,
 ) -> ImageStack:
     """Decode every page of an image from bytes, as :func:`load_stack` does from a file.
 
@@ -234,7 +254,7 @@ def decode_stack(
         The encoded file.
     name : str, optional
         What to call it in error messages.
-    max_pixels : int or None, optional
+    max_pixels, allow_nan : optional
         As for :func:`load_stack`.
 
     Returns
@@ -261,7 +281,7 @@ def decode_stack(
     data = bytes(data)
     image_format = _identify(data, name, max_pixels)
     if not formats.by_name(image_format).multi_page:
-        single = decode_image(data, name, max_pixels=max_pixels)
+        single = decode_image(data, name, max_pixels=max_pixels, allow_nan=allow_nan)
         return ImageStack(
             single.pixels[None],
             None if single.alpha is None else single.alpha[None],
@@ -269,10 +289,11 @@ def decode_stack(
             metadata=single.metadata,
         )
     pages = codec_for(image_format).decode_pages(data, image_format, name, max_pixels)
+    nan = allow_nan or formats.by_name(image_format).nan_kept
     if isinstance(pages, Stacked):
-        check_finite(name, pages.pixels, pages.alpha)
+        check_finite(name, pages.pixels, pages.alpha, nan=nan)
         return ImageStack(pages.pixels, pages.alpha, image_format, metadata=pages.metadata)
-    return _stack_pages(pages, image_format, name)
+    return _stack_pages(pages, image_format, name, nan)
 
 
 def _upright(decoded: Decoded) -> tuple[np.ndarray, np.ndarray | None]:
@@ -283,7 +304,7 @@ def _upright(decoded: Decoded) -> tuple[np.ndarray, np.ndarray | None]:
     return pixels, alpha
 
 
-def _stack_pages(pages: list[Decoded], image_format: str, name: str) -> ImageStack:
+def _stack_pages(pages: list[Decoded], image_format: str, name: str, nan: bool) -> ImageStack:
     upright = [_upright(page) for page in pages]
     first = upright[0][0]
     for index, (pixels, _) in enumerate(upright):
@@ -302,7 +323,7 @@ def _stack_pages(pages: list[Decoded], image_format: str, name: str) -> ImageSta
                 for page in upright
             ]
         ).astype(first.dtype, copy=False)
-    check_finite(name, pixels, alpha)
+    check_finite(name, pixels, alpha, nan=nan)
     return ImageStack(pixels, alpha, image_format, metadata=pages[0][2])
 
 

@@ -19,7 +19,7 @@ from tvdenoise.errors import ImageWriteError, InvalidParameterError
 from tvdenoise.io import formats
 from tvdenoise.io.atomic import check_target as _check_target
 from tvdenoise.io.atomic import write_atomically as _write_atomically
-from tvdenoise.io.common import codec_for, one_line
+from tvdenoise.io.common import check_extra, codec_for, one_line
 from tvdenoise.io.images import (
     FORMAT_TITLES,
     ImageFile,
@@ -278,6 +278,7 @@ def _encode_pages(
     if formats.by_name(image_format).alpha == "dropped":
         alpha = None
     pages, alpha = _fit_dtype(pages, alpha, image_format, name)
+    check_extra(image_format, name, ImageWriteError)
     # The table's row names the codec module that encodes the format.
     codec = codec_for(image_format)
     try:
