@@ -5,7 +5,10 @@ sigma 25 noise; the accuracy target is a relative energy gap ``(E(u) - E*) / E* 
 ``E`` computed here in float64 numpy (not by the solver) and ``E*`` the energy of a float64
 ``rof`` run certified by its primal-dual gap (1e-7 relative, 1e-6 at 4 MP). scikit-image's
 iteration count (``eps=0``) is the first that reaches the same gap: a float64 replay of its
-iteration predicts it and scikit-image itself confirms it at that count and one below. Also
+iteration predicts it and scikit-image itself confirms it at that count and one below. It is
+given float32 input, as tvdenoise solves in float32 (scikit-image computes in its input's
+float type), with a float64 column beside it; both sides are timed best of ``--repeats`` in
+this process, the load average beside each row. Also
 measured: the time of one elementwise pass over as many values as the dual variable
 (``torch.add(a, b, out=c)``, the "unit"), each solver's time per iteration in units, the cost
 of the gap check, several algorithms to the same gap, the loosest tolerance whose PSNR is
@@ -162,30 +165,36 @@ def chambolle_energies(f: np.ndarray, e_star: float, limit: int) -> int:
     raise RuntimeError(f"the replay did not reach the target in {limit} iterations")
 
 
-def skimage_search_by_replay(f: np.ndarray, e_star: float) -> tuple[int, float, int]:
+def skimage_search_by_replay(
+    f: np.ndarray, e_star: float, dtype: type = np.float32, repeats: int = 3
+) -> tuple[int, float, int]:
     """First ``max_num_iter`` whose scikit-image result reaches the target, found exactly:
-    the replay predicts it, then scikit-image is run at the prediction and one below (moving
-    by one while they disagree). Returns the count, scikit-image's seconds at that count and
-    the replay's prediction."""
+    the float64 replay predicts it, then scikit-image is run on ``f`` cast to ``dtype`` (it
+    computes in its input's float type) at the prediction and one below, moving by one while
+    they disagree. Returns the count, scikit-image's best of ``repeats`` seconds at that count
+    (timed as tvdenoise is) and the replay's prediction."""
     from skimage.restoration import denoise_tv_chambolle
 
-    def run(n: int) -> tuple[bool, float]:
-        t0 = time.perf_counter()
-        u = denoise_tv_chambolle(f, weight=WEIGHT, eps=0, max_num_iter=n, channel_axis=-1)
-        seconds = time.perf_counter() - t0
+    given = np.ascontiguousarray(f, dtype=dtype)
+
+    def run(n: int, times: int = 1) -> tuple[bool, float]:
+        seconds, u = best_time(
+            lambda: denoise_tv_chambolle(
+                given, weight=WEIGHT, eps=0, max_num_iter=n, channel_axis=-1
+            ),
+            times,
+        )
         return (energy(u, f) - e_star) / e_star <= TARGET, seconds
 
     predicted = chambolle_energies(f, e_star, 20000)
     n = predicted
-    reached, seconds = run(n)
+    reached, _ = run(n)
     while not reached:
         n += 1
-        reached, seconds = run(n)
-    while n > 1:
-        below, below_seconds = run(n - 1)
-        if not below:
-            break
-        n, seconds = n - 1, below_seconds
+        reached, _ = run(n)
+    while n > 1 and run(n - 1)[0]:
+        n -= 1
+    _, seconds = run(n, repeats)
     return n, seconds, predicted
 
 
@@ -414,10 +423,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {"images": {}}
     images = noisy_images(args.smoke, not args.skip_4mp)
     say(
-        "| image | E* gap | tvdenoise rof: iterations, s | gap reached "
-        "| scikit-image: iterations, s | speed-up | load |"
+        "| image | E* gap | tvdenoise rof (float32): iterations, s | gap reached "
+        "| scikit-image float32: iterations, s | speed-up "
+        "| scikit-image float64: iterations, s | speed-up | load |"
     )
-    say("| --- | --- | --- | --- | --- | --- | --- |")
+    say("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, (clean, f) in images.items():
         large = f.size > 4e6
         e_star, u_star = reference_energy(f, 1e-6 if large or args.smoke else 1e-7)
@@ -426,19 +436,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             lambda problem=problem: solve(problem, max_iter=20000, tol=TARGET), args.repeats
         )
         gap = (energy(to_hwc(u), f) - e_star) / e_star
-        sk_iterations, sk_seconds, predicted = skimage_search_by_replay(f, e_star)
-        estimated = "" if predicted == sk_iterations else f" (replay said {predicted})"
+        sk_iterations, sk_seconds, predicted = skimage_search_by_replay(
+            f, e_star, np.float32, args.repeats
+        )
+        sk64_iterations, sk64_seconds, _ = skimage_search_by_replay(
+            f, e_star, np.float64, args.repeats
+        )
+        estimated = "" if predicted == sk64_iterations else f" (replay said {predicted})"
         say(
             f"| {name} | {1e-6 if large or args.smoke else 1e-7:g} | "
             f"{record.iterations}, {seconds:.3f} | {gap:.2e} | "
-            f"{sk_iterations}, {sk_seconds:.2f}{estimated} | {sk_seconds / seconds:.0f}x | "
-            f"{load_average()} |"
+            f"{sk_iterations}, {sk_seconds:.2f} | {sk_seconds / seconds:.0f}x | "
+            f"{sk64_iterations}, {sk64_seconds:.2f}{estimated} | "
+            f"{sk64_seconds / seconds:.0f}x | {load_average()} |"
         )
         results["images"][name] = {
             "gap": gap,
             "seconds": seconds,
             "skimage_seconds": sk_seconds,
             "skimage_iterations": sk_iterations,
+            "skimage64_seconds": sk64_seconds,
+            "skimage64_iterations": sk64_iterations,
             "replay_iterations": predicted,
             "clean": clean,
             "u_star": u_star,

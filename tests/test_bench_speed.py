@@ -21,9 +21,14 @@ def test_speed_benchmark_runs_and_reaches_the_gap(tmp_path) -> None:
     for entry in results["images"].values():
         assert 0 <= entry["gap"] <= bench.TARGET
         assert entry["seconds"] > 0 and entry["skimage_seconds"] > 0
-        # The replay of scikit-image's iteration predicts its count exactly (scikit-image
-        # itself confirmed the count at n and n - 1).
-        assert entry["replay_iterations"] == entry["skimage_iterations"] > 100
+        assert entry["skimage64_seconds"] > 0
+        # The float64 replay of scikit-image's iteration predicts its float64 count exactly
+        # (scikit-image itself confirmed the count at n and n - 1).
+        assert entry["replay_iterations"] == entry["skimage64_iterations"] > 100
+        # In float32 it reaches the same gap in about as many iterations (rounding moves the
+        # count by a few percent at most, not by the factor a precision floor would).
+        ratio = entry["skimage_iterations"] / entry["skimage64_iterations"]
+        assert 0.9 <= ratio <= 1.1
 
 
 def test_default_model_section_compares_both_models(tmp_path) -> None:
