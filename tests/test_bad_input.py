@@ -22,7 +22,6 @@ import tifffile
 from PIL import Image
 
 import tvdenoise as tvd
-from tvdenoise import image_io
 from tvdenoise.errors import ImageReadError, ImageWriteError, TVDenoiseError
 from tvdenoise.image_io import (
     DEFAULT_MAX_PIXELS,
@@ -33,6 +32,7 @@ from tvdenoise.image_io import (
     save_image,
     to_float,
 )
+from tvdenoise.io import read as io_read
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
@@ -196,7 +196,7 @@ def test_unreadable_permissions_simulated(tmp_path: Path, monkeypatch: pytest.Mo
     def refuse(*args: object, **kwargs: object) -> None:
         raise PermissionError(errno.EACCES, "Permission denied")
 
-    monkeypatch.setattr(image_io, "open", refuse, raising=False)
+    monkeypatch.setattr(io_read, "open", refuse, raising=False)
     fails_cleanly(
         lambda: load_image(path), ImageReadError, path, "permission denied", input_file=path
     )

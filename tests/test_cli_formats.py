@@ -172,7 +172,7 @@ def test_unwritable_output_folder_and_full_disk(
     def full(_fd: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(image_io.os, "fsync", full)
+    monkeypatch.setattr(os, "fsync", full)
     result = runner.invoke(app, [str(source), "-o", str(tmp_path / "out.png")])
     assert result.exit_code == 1 and "no space left on device" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

@@ -37,6 +37,8 @@ from tvdenoise.image_io import (
     save_image,
     to_float,
 )
+from tvdenoise.io import read as io_read
+from tvdenoise.io import write as io_write
 
 # Not square, so that a swap of height and width cannot pass unnoticed.
 HEIGHT, WIDTH = 13, 17
@@ -521,14 +523,14 @@ def test_file_appearing_during_the_write_is_not_replaced(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "out.png"
-    real_encode = image_io._encode
+    real_encode = io_write._encode
 
     def encode_then_race(*args: object, **kwargs: object) -> bytes:
         encoded = real_encode(*args, **kwargs)  # type: ignore[arg-type]
         path.write_bytes(b"written by another process")
         return encoded
 
-    monkeypatch.setattr(image_io, "_encode", encode_then_race)
+    monkeypatch.setattr(io_write, "_encode", encode_then_race)
     with pytest.raises(ImageWriteError, match="exists"):
         save_image(path, random_pixels(np.uint8, 1))
     assert path.read_bytes() == b"written by another process"
@@ -692,7 +694,7 @@ def test_permission_denied_on_read_is_reported(
     def refuse(*args: object, **kwargs: object) -> None:
         raise PermissionError(errno.EACCES, "Permission denied")
 
-    monkeypatch.setattr(image_io, "open", refuse, raising=False)
+    monkeypatch.setattr(io_read, "open", refuse, raising=False)
     with pytest.raises(ImageReadError, match="permission denied") as error:
         load_image(path)
     assert_one_line_about(error, path)
@@ -722,6 +724,7 @@ def test_output_format_for_extensions() -> None:
     assert output_format_for("a.WebP") == "WEBP"
     assert output_format_for("a.gif") == "GIF"
     assert output_format_for("a.npy") == "NPY"
+    assert output_format_for("a.FITS") == "FITS"
     with pytest.raises(ImageWriteError, match=r"^a\.jp2: unsupported format"):
         output_format_for("a.jp2")
     assert {
@@ -734,6 +737,9 @@ def test_output_format_for_extensions() -> None:
         ".webp",
         ".gif",
         ".npy",
+        ".fits",
+        ".fit",
+        ".fts",
     } == SUPPORTED_EXTENSIONS
 
 

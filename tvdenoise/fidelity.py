@@ -12,6 +12,13 @@ volumes); values are per sample, in float64.
   same, and it is >= 0, so relative gaps mean something. Its gradient ``1 - f / u`` is not
   Lipschitz near 0: solvers use its prox, which also keeps ``u`` positive.
 
+A mask (:class:`MaskedL2Fidelity`, ``denoise(..., mask=...)``) weighs the L2 data term per
+pixel, ``1/2 sum w (u - f)^2`` with ``w`` in [``MASK_FLOOR``, 1]: where ``w`` is at the floor
+(NaN pixels, bad pixels) the data is all but ignored and TV fills the value in from the
+neighbours. Only L2 takes a mask: weighted L1 and Poisson terms are well defined too, but their
+dual bounds (``|z| <= w`` for L1) collapse as ``w`` goes to 0, so the gap would certify
+nothing; they are refused with a mask.
+
 For the primal-dual gap every fidelity gives ``dual(f, z)``: a lower bound ``-G*(s z)``
 maximised over the scale ``s`` in [0, 1] (``z = div p`` for a dual-feasible ``p``, and ``s p``
 stays feasible), so ``E(u) - dual`` bounds ``E(u) - E*`` even while ``z`` is outside the domain
@@ -26,7 +33,16 @@ import torch
 
 from . import _validate
 
-__all__ = ["FIDELITIES", "Fidelity", "L1Fidelity", "L2Fidelity", "PoissonFidelity", "get_fidelity"]
+__all__ = [
+    "FIDELITIES",
+    "MASK_FLOOR",
+    "Fidelity",
+    "L1Fidelity",
+    "L2Fidelity",
+    "MaskedL2Fidelity",
+    "PoissonFidelity",
+    "get_fidelity",
+]
 
 
 def _per_sample(x: torch.Tensor) -> torch.Tensor:
@@ -178,6 +194,66 @@ class PoissonFidelity:
 
     def project(self, u: torch.Tensor) -> torch.Tensor:
         return u.clamp(min=1e-12)
+
+
+#: The data weight of a fully masked pixel (not 0). It keeps the masked energy
+#: ``MASK_FLOOR``-strongly convex, so its conjugate is finite, the primal-dual gap converges to
+#: 0 and still certifies the solve; at 1e-3 against TV weights of 0.01 to 1 it pulls a
+#: masked pixel towards its fill value (``denoise`` fills holes smoothly from the trusted
+#: data) by about a thousandth of the pull TV exerts, and makes the minimiser unique in large
+#: holes, where TV alone is not. 1e-2 and 5e-2 converged no faster on large holes.
+MASK_FLOOR = 1e-3
+
+
+class MaskedL2Fidelity:
+    """L2 with a weight per value: ``1/2 sum w (u - f)^2``, ``w`` in [``MASK_FLOOR``, 1].
+
+    Parameters
+    ----------
+    weights : torch.Tensor
+        ``(N, 1 or C, *spatial)``, broadcast against the batch; values are clamped to
+        [``MASK_FLOOR``, 1].
+
+    Notes
+    -----
+    Gradient ``w (u - f)``; prox ``(v + tau w f) / (1 + tau w)``; strong convexity
+    ``min w``, so the primal-dual solver runs unaccelerated when some weight is at the floor
+    and needs more iterations than for plain L2 (measured, default tol, one thread: 1,220
+    against 170 on a 48 x 48 image with a 10 x 10 hole; 3,660 for a 40 x 40 hole in a
+    96 x 96 image, above the default ``max_iter`` of 2,000). Accelerating with the mean
+    weight instead cut the first to 270 but drove the second away from its minimiser.
+    Conjugate ``G*(z) = sum z^2 / (2 w) + f z``; ``dual`` maximises
+    ``-G*(s z) = -s^2 a / 2 - s b`` (``a = sum z^2 / w``, ``b = sum f z``) over ``s`` in
+    [0, 1]: ``s = clamp(-b / a, 0, 1)``.
+    """
+
+    name = "l2_masked"
+    smooth = True
+
+    def __init__(self, weights: torch.Tensor) -> None:
+        self.weights = weights.clamp(min=MASK_FLOOR, max=1.0)
+        self.strong_convexity = float(self.weights.min()) if self.weights.numel() else 1.0
+
+    def value(self, u: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+        r = (u - f).double()
+        return 0.5 * _per_sample(self.weights * r * r)
+
+    def gradient(self, u: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+        return self.weights * (u - f)
+
+    def prox(self, v: torch.Tensor, f: torch.Tensor, tau: float) -> torch.Tensor:
+        scaled = tau * self.weights
+        return (v + scaled * f) / (1.0 + scaled)
+
+    def dual(self, f: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        d = z.double()
+        a = _per_sample(d * d / self.weights.double())
+        b = _per_sample(f.double() * d)
+        s = torch.where(a > 0, -b / a.clamp(min=1e-300), 0.0).clamp(min=0.0, max=1.0)
+        return -0.5 * a * s * s - b * s
+
+    def project(self, u: torch.Tensor) -> torch.Tensor:
+        return u
 
 
 FIDELITIES: dict[str, Fidelity] = {

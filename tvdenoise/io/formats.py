@@ -1,16 +1,18 @@
 """The image formats tvdenoise reads and writes: one row each (no numpy, no codecs imported).
 
 Everything that lists formats reads :data:`FORMATS`: the readers' and writers' dispatch in
-:mod:`tvdenoise.image_io`, the extensions :mod:`tvdenoise.planning` collects and converts to,
-the values ``--format`` and the ``format`` config key accept (:mod:`tvdenoise.config`) and
-the ``--format`` help text. A new format is one more row here plus its reader and writer.
+:mod:`tvdenoise.io.read` and :mod:`tvdenoise.io.write` (a row's ``codec`` names the module of
+this package that decodes and encodes it), the extensions :mod:`tvdenoise.planning` collects
+and converts to, the values ``--format`` and the ``format`` config key accept
+(:mod:`tvdenoise.config`) and the ``--format`` help text. A new format is one more row here
+plus its codec module.
 
 Examples
 --------
 >>> by_extension(".TIF").name, by_option("jpg").extensions[0]
 ('TIFF', '.jpg')
 >>> OPTIONS
-('png', 'jpeg', 'tiff', 'bmp', 'webp', 'gif', 'npy')
+('png', 'jpeg', 'tiff', 'bmp', 'webp', 'gif', 'npy', 'fits')
 """
 
 from __future__ import annotations
@@ -57,8 +59,17 @@ class FormatSpec:
     alpha : str
         What happens to an alpha channel.
     reader, writer : str
-        The library that decodes and encodes it; ``writer`` also names the encoder in
-        :mod:`tvdenoise.image_io` (``_encode_<option>``).
+        The library that decodes and encodes it, in words.
+    nan_kept : bool
+        Whether NaN is a value of the format (FITS's blank pixels): read, masked out of the
+        data term, written back; other formats refuse NaN unless asked to mask it.
+    extra, requires : str or None
+        The optional dependency set (``pip install 'tvdenoise[<extra>]'``) its codec needs,
+        and the module whose import tells whether it is installed.
+    codec : str
+        The module of :mod:`tvdenoise.io` that decodes and encodes it (``"png"`` for
+        :mod:`tvdenoise.io.png`): it defines ``decode`` and ``encode``, and ``decode_pages``
+        when ``multi_page`` (see :mod:`tvdenoise.io.common`).
     """
 
     name: str
@@ -72,15 +83,20 @@ class FormatSpec:
     alpha: str
     reader: str
     writer: str
+    codec: str
+    nan_kept: bool = False
+    extra: str | None = None
+    requires: str | None = None
 
     @property
-    def encoder(self) -> str:
-        """The name of the encoding function in :mod:`tvdenoise.image_io`."""
-        return f"_encode_{self.option}"
+    def codec_module(self) -> str:
+        """The full name of the codec module: ``"tvdenoise.io.png"``."""
+        return f"{__package__}.{self.codec}"
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 NPY_SIGNATURE = b"\x93NUMPY"
+FITS_SIGNATURE = b"SIMPLE  ="
 
 #: The formats, in the order ``--format`` lists them.
 FORMATS: tuple[FormatSpec, ...] = (
@@ -90,42 +106,56 @@ FORMATS: tuple[FormatSpec, ...] = (
         any_dtype=False, multi_page=False, alpha="kept",
         reader="Pillow; imagecodecs (libpng) for 16-bit colour or grey+alpha",
         writer="Pillow; imagecodecs (libpng) for 16-bit colour or grey+alpha",
+        codec="png",
     ),
     FormatSpec(
         "JPEG", "JPEG", "jpeg", (".jpg", ".jpeg"), ("jpg",),
         lambda data: data.startswith(b"\xff\xd8\xff"),
         any_dtype=False, multi_page=False, alpha="dropped",
         reader="Pillow", writer="Pillow",
+        codec="pillow_formats",
     ),
     FormatSpec(
         "TIFF", "TIFF", "tiff", (".tif", ".tiff"), ("tif",),
         lambda data: data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"),
         any_dtype=True, multi_page=True, alpha="kept",
         reader="tifffile (Pillow for compressions it lacks a codec for)", writer="tifffile",
+        codec="tiff",
     ),
     FormatSpec(
         "BMP", "BMP", "bmp", (".bmp",), (),
         lambda data: data.startswith(b"BM"),
         any_dtype=False, multi_page=False, alpha="kept (grey -> RGBA)",
         reader="Pillow", writer="Pillow (32-bit RGBA written directly)",
+        codec="pillow_formats",
     ),
     FormatSpec(
         "WEBP", "WebP", "webp", (".webp",), (),
         lambda data: data[:4] == b"RIFF" and data[8:12] == b"WEBP",
         any_dtype=False, multi_page=True, alpha="kept (grey -> RGB)",
         reader="Pillow", writer="Pillow",
+        codec="pillow_formats",
     ),
     FormatSpec(
         "GIF", "GIF", "gif", (".gif",), (),
         lambda data: data[:6] in (b"GIF87a", b"GIF89a"),
         any_dtype=False, multi_page=True, alpha="1-bit (< 128 = 0)",
         reader="Pillow", writer="Pillow",
+        codec="pillow_formats",
     ),
     FormatSpec(
         "NPY", "NPY", "npy", (".npy",), (),
         lambda data: data.startswith(NPY_SIGNATURE),
         any_dtype=True, multi_page=True, alpha="kept (last channel)",
         reader="numpy (allow_pickle=False)", writer="numpy",
+        codec="npy",
+    ),
+    FormatSpec(
+        "FITS", "FITS", "fits", (".fits", ".fit", ".fts"), ("fit",),
+        lambda data: data.startswith(FITS_SIGNATURE),
+        any_dtype=True, multi_page=True, alpha="dropped",
+        reader="astropy", writer="astropy",
+        codec="fits", nan_kept=True, extra="astro", requires="astropy.io.fits",
     ),
 )  # fmt: skip
 

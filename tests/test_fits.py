@@ -1,0 +1,153 @@
+"""FITS frames and cubes (tvdenoise.io.fits, the astro extra): values, dtypes, header, NaN.
+
+Reference files are written with astropy itself, the independent implementation; the tests
+that need it skip cleanly without it. The missing-extra message is tested either way.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tvdenoise.errors import ImageReadError, ImageWriteError
+from tvdenoise.image_io import (
+    ImageFile,
+    decode_image,
+    decode_stack,
+    encode_image,
+    encode_stack,
+    load_image,
+    load_stack,
+    save_image,
+    save_stack,
+)
+
+RNG = np.random.default_rng(0)
+
+
+def fits_bytes(data: np.ndarray, **keywords: object) -> bytes:
+    fits = pytest.importorskip("astropy.io.fits")
+    hdu = fits.PrimaryHDU(data)
+    for key, value in keywords.items():
+        hdu.header[key] = value
+    buffer = io.BytesIO()
+    hdu.writeto(buffer)
+    return buffer.getvalue()
+
+
+def read_back(data: bytes, *, raw: bool = False) -> tuple[np.ndarray, object]:
+    fits = pytest.importorskip("astropy.io.fits")
+    with fits.open(io.BytesIO(data), do_not_scale_image_data=raw) as hdus:
+        return np.array(hdus[0].data), hdus[0].header.copy()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_float_frame_keeps_values_dtype_header_and_nan(dtype: type) -> None:
+    pixels = RNG.normal(100.0, 20.0, (9, 11)).astype(dtype)  # far outside [0, 1]
+    pixels[2, 3] = np.nan  # a pixel without data
+    image = decode_image(fits_bytes(pixels, OBJECT="M31", EXPTIME=30.0), "frame.fits")
+    assert image.format == "FITS" and image.pixels.dtype == dtype
+    np.testing.assert_array_equal(image.pixels, pixels)  # NaN where NaN
+    image.metadata["history"] = ["tvdenoise: denoised (test)"]
+    values, header = read_back(encode_image(image, "fits"))
+    assert values.dtype == np.dtype(dtype).newbyteorder(">")
+    np.testing.assert_array_equal(values, pixels)
+    assert header["OBJECT"] == "M31" and header["EXPTIME"] == 30.0
+    assert "tvdenoise: denoised (test)" in str(header["HISTORY"])
+
+
+def test_unsigned_16_bit_through_bzero_is_kept() -> None:
+    pixels = RNG.integers(0, 65536, (6, 8), dtype=np.uint16)
+    image = decode_image(fits_bytes(pixels))
+    assert image.pixels.dtype == np.uint16
+    np.testing.assert_array_equal(image.pixels, pixels)
+    raw, header = read_back(encode_image(image, "fits"), raw=True)
+    assert (header["BITPIX"], header["BZERO"]) == (16, 32768)
+    np.testing.assert_array_equal(raw.astype(np.int64) + 32768, pixels)
+
+
+def test_scaled_integers_read_as_physical_values_and_written_back_scaled() -> None:
+    raw = RNG.integers(-1000, 1000, (5, 7)).astype(np.int16)
+    image = decode_image(fits_bytes(raw, BSCALE=0.5, BZERO=100.0))
+    assert image.pixels.dtype == np.float32
+    np.testing.assert_array_equal(image.pixels, raw * 0.5 + 100.0)
+    stored, header = read_back(encode_image(image, "fits"), raw=True)
+    assert (header["BITPIX"], header["BSCALE"], header["BZERO"]) == (16, 0.5, 100.0)
+    np.testing.assert_array_equal(stored, raw)
+
+
+def test_cube_is_a_stack_and_round_trips(tmp_path: Path) -> None:
+    cube = RNG.random((4, 6, 5)).astype(np.float32)
+    path = tmp_path / "cube.fits"
+    path.write_bytes(fits_bytes(cube, TELESCOP="test"))
+    stack = load_stack(path)
+    assert stack.pages == 4 and stack.pixels.dtype == np.float32
+    np.testing.assert_array_equal(stack.pixels, cube)
+    with pytest.raises(ImageReadError, match=r"cube.fits: FITS cube \(4 planes\)"):
+        load_image(path)
+    out = save_stack(tmp_path / "out.fits", stack.pixels + 1, like=stack)
+    values, header = read_back(out.read_bytes())
+    np.testing.assert_array_equal(values, cube + 1)
+    assert header["TELESCOP"] == "test"
+
+
+def test_rgb_is_a_three_plane_cube_marked_rgb() -> None:
+    pytest.importorskip("astropy")
+    rgb = RNG.integers(0, 256, (4, 5, 3), dtype=np.uint8)
+    data = encode_image(rgb, "fits")
+    values, header = read_back(data)
+    assert values.shape == (3, 4, 5) and header["CTYPE3"] == "RGB"
+    np.testing.assert_array_equal(decode_image(data).pixels, rgb)
+    assert decode_stack(data).pages == 1
+
+
+def test_other_float_formats_refuse_nan_unless_asked(tmp_path: Path) -> None:
+    pixels = np.full((4, 4), 0.5, np.float32)
+    pixels[1, 1] = np.nan
+    path = save_image(tmp_path / "nan.tif", ImageFile(pixels, None, "TIFF"))
+    with pytest.raises(ImageReadError, match="1 NaN"):
+        load_image(path)
+    assert np.isnan(load_image(path, allow_nan=True).pixels[1, 1])
+    pixels[2, 2] = np.inf
+    path = save_image(tmp_path / "inf.npy", pixels)
+    with pytest.raises(ImageReadError, match="1 infinite"):
+        load_image(path, allow_nan=True)
+
+
+@pytest.mark.parametrize("cut", ["header", "data", "garbage"])
+def test_truncated_or_corrupt_fits_is_one_line_naming_the_file(cut: str) -> None:
+    data = fits_bytes(RNG.random((40, 40)).astype(np.float32))
+    broken = {
+        "header": data[:1000],
+        "data": data[: len(data) - 2880],
+        "garbage": data[:2880] + b"\x00garbage" * 10,
+    }[cut]
+    with pytest.raises(ImageReadError) as error:
+        decode_stack(broken, "broken.fits")
+    message = str(error.value)
+    assert message.startswith("broken.fits: cannot decode FITS image") and "\n" not in message
+
+
+def test_max_pixels_is_checked_from_the_header() -> None:
+    data = fits_bytes(np.zeros((3, 20, 20), np.float32))
+    with pytest.raises(ImageReadError, match="too large: 3 pages of 20x20"):
+        decode_stack(data, "big.fits", max_pixels=1000)
+
+
+def test_missing_astropy_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "astropy.io.fits", None)  # import fails as if absent
+    data = b"SIMPLE  =                    T" + b" " * 2850
+    with pytest.raises(ImageReadError) as error:
+        decode_image(data, "frame.fits")
+    assert str(error.value) == (
+        "frame.fits: reading and writing FITS needs astropy (pip install 'tvdenoise[astro]')"
+    )
+    with pytest.raises(ImageWriteError) as write_error:
+        encode_stack(np.zeros((2, 3, 3), np.float32), "fits", name="cube.fits")
+    assert str(write_error.value) == (
+        "cube.fits: reading and writing FITS needs astropy (pip install 'tvdenoise[astro]')"
+    )
