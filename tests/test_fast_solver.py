@@ -243,3 +243,46 @@ def test_any_dual_start_converges_and_its_shape_is_checked(camera_crop, solver: 
     assert 0.09 < float(norms.max()) <= 0.1 * (1 + 1e-6)
     with pytest.raises(InvalidParameterError, match=r"dual must have shape \(1, 1, 2, 32, 32\)"):
         solve(problem, solver, max_iter=10, tol=1e-4, dual=torch.zeros(1, 1, 32, 32))
+
+
+def _kernel_iterations(name: str, shape, kind: int, iterations: int, threads: int, *depth: int):
+    """Run the fused kernel's ``name`` on a random image: u, ubar, p and the final steps."""
+    import ctypes
+
+    kernel = native.load()
+    if kernel is None:
+        pytest.skip("no C compiler")
+    n, c, h, w = shape
+    f = torch.rand(shape, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    u, ubar = f.clone(), f.clone()
+    p = torch.zeros((n, c, 4 if kind == 2 else 2, h, w), dtype=torch.float64)
+    steps = (ctypes.c_double * 2)(DEFAULT_TAU, 1 / (8 * DEFAULT_TAU))
+    kernel.function(name, True)(
+        u.data_ptr(), ubar.data_ptr(), p.data_ptr(), f.data_ptr(), n, c, h, w, kind, 0.05,
+        ctypes.addressof(steps), DEFAULT_GAMMA, iterations, threads, *depth,
+    )  # fmt: skip
+    return u, ubar, p, tuple(steps)
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 37, 131), (2, 1, 5, 3), (1, 2, 1, 7), (1, 1, 9, 1)])
+@pytest.mark.parametrize("kind", [0, 1, 2])
+def test_wavefront_sweeps_equal_the_two_sweep_iterations(shape, kind: int) -> None:
+    # Several iterations per sweep over the rows (cache reuse) must give every value the
+    # operations of the plain iteration: same iterates, for any depth and thread count,
+    # including depths that do not divide the count, one-row and one-column images.
+    reference = _kernel_iterations("rof_cp_iterations", shape, kind, 23, 1)
+    for depth, threads in [(1, 1), (3, 2), (16, 2), (40, 1)]:
+        got = _kernel_iterations("rof_cp_wavefront", shape, kind, 23, threads, depth)
+        assert got[3] == reference[3]
+        for mine, theirs in zip(got[:3], reference[:3], strict=True):
+            assert torch.allclose(mine, theirs, rtol=0, atol=1e-12)
+
+
+def test_wavefront_depth_fits_the_rows_in_flight_in_the_cache() -> None:
+    from tvdenoise.solvers.rof import WAVEFRONT_MAX_DEPTH, wavefront_depth
+
+    assert wavefront_depth(1 << 20, cache=0) == 0  # off: the plain two sweeps
+    assert wavefront_depth(100, cache=1 << 20) == WAVEFRONT_MAX_DEPTH
+    depth = wavefront_depth(300_000, cache=8 << 20)
+    assert (2 * depth + 3) * 300_000 <= 8 << 20 < (2 * depth + 5) * 300_000
+    assert wavefront_depth(10 << 20, cache=8 << 20) == 1  # rows wider than the cache

@@ -24,6 +24,12 @@
  */
 #include <math.h>
 #include <stdlib.h>
+#ifdef _OPENMP
+#include <omp.h>
+#define WAVEFRONT_TEAM(id, size) ((id) = omp_get_thread_num(), (size) = omp_get_num_threads())
+#else
+#define WAVEFRONT_TEAM(id, size) ((void)0)
+#endif
 
 #define DEFINE_KERNELS(T, SUFFIX, SQRT)                                                              \
     static void dual_sweep_##SUFFIX(const T *ubar, T *p, long images, long channels, long h,   \
@@ -158,6 +164,190 @@
         }                                                                                      \
         free(zeros);                                                                           \
     }                                                                                          \
+    /* The wavefront: the same iterations, `depth` of them per sweep over the rows, so that   \
+     * each sweep reads and writes the image once and the rows in flight (about 2 depth + 3)   \
+     * stay in cache. Step r runs, for k = 0 .. depth - 1, the dual step of iteration k on row \
+     * r - 2k and then the primal step of iteration k on row r - 2k - 1: each reads only rows  \
+     * that iteration k - 1 has finished and that iteration k + 1 has not yet changed (the     \
+     * stencils reach one row up and down). Threads split the columns; a row's values at one   \
+     * iteration are written in one step and read by the neighbouring columns in later steps   \
+     * only, so one barrier per step orders them. Every value gets the same operations as in   \
+     * the two sweeps above. */                                                               \
+    static void dual_row_##SUFFIX(const T *ubar, T *p, long n, long i, long a, long b,         \
+                                  long channels, long h, long w, int kind, T weight, T sigma,  \
+                                  T *norm_y, T *norm_x)                                        \
+    {                                                                                          \
+        const long plane = h * w, pairs = kind == 2 ? 2 : 1;                                   \
+        const long bx = b < w - 1 ? b : w - 1, a1 = a > 1 ? a : 1;                             \
+        for (long j = a; j < b; ++j) norm_y[j] = norm_x[j] = 0;                                \
+        for (long c = 0; c < channels; ++c) {                                                  \
+            const T *restrict ub = ubar + (n * channels + c) * plane + i * w;                  \
+            T *restrict py = p + ((n * channels + c) * 2 * pairs) * plane + i * w;             \
+            T *restrict px = py + plane;                                                       \
+            if (i < h - 1) {                                                                   \
+                const T *below = ub + w;                                                       \
+                for (long j = a; j < b; ++j) py[j] += sigma * (below[j] - ub[j]);              \
+            }                                                                                  \
+            for (long j = a; j < bx; ++j) px[j] += sigma * (ub[j + 1] - ub[j]);                \
+            if (kind == 2) {                                                                   \
+                T *restrict qy = px + plane;                                                   \
+                T *restrict qx = qy + plane;                                                   \
+                if (i > 0) {                                                                   \
+                    const T *above = ub - w;                                                   \
+                    for (long j = a; j < b; ++j) qy[j] += sigma * (ub[j] - above[j]);          \
+                }                                                                              \
+                for (long j = a1; j < b; ++j) qx[j] += sigma * (ub[j] - ub[j - 1]);            \
+                for (long j = a; j < b; ++j) {                                                 \
+                    norm_y[j] += py[j] * py[j] + px[j] * px[j];                                \
+                    norm_x[j] += qy[j] * qy[j] + qx[j] * qx[j];                                \
+                }                                                                              \
+            } else {                                                                           \
+                for (long j = a; j < b; ++j) {                                                 \
+                    norm_y[j] += py[j] * py[j];                                                \
+                    norm_x[j] += px[j] * px[j];                                                \
+                }                                                                              \
+            }                                                                                  \
+        }                                                                                      \
+        if (kind == 0) {                                                                       \
+            for (long j = a; j < b; ++j) {                                                     \
+                const T m = SQRT(norm_y[j] + norm_x[j]);                                       \
+                norm_y[j] = norm_x[j] = weight / (m > weight ? m : weight);                    \
+            }                                                                                  \
+        } else {                                                                               \
+            for (long j = a; j < b; ++j) {                                                     \
+                const T my = SQRT(norm_y[j]), mx = SQRT(norm_x[j]);                            \
+                norm_y[j] = weight / (my > weight ? my : weight);                              \
+                norm_x[j] = weight / (mx > weight ? mx : weight);                              \
+            }                                                                                  \
+        }                                                                                      \
+        for (long c = 0; c < channels; ++c) {                                                  \
+            T *py = p + ((n * channels + c) * 2 * pairs) * plane + i * w;                      \
+            T *px = py + plane;                                                                \
+            if (kind == 2) {                                                                   \
+                T *qy = px + plane, *qx = qy + plane;                                          \
+                for (long j = a; j < b; ++j) {                                                 \
+                    py[j] *= norm_y[j];                                                        \
+                    px[j] *= norm_y[j];                                                        \
+                    qy[j] *= norm_x[j];                                                        \
+                    qx[j] *= norm_x[j];                                                        \
+                }                                                                              \
+            } else {                                                                           \
+                for (long j = a; j < b; ++j) {                                                 \
+                    py[j] *= norm_y[j];                                                        \
+                    px[j] *= norm_x[j];                                                        \
+                }                                                                              \
+            }                                                                                  \
+        }                                                                                      \
+    }                                                                                          \
+                                                                                               \
+    static void primal_row_##SUFFIX(T *u, T *ubar, const T *p, const T *f, long image, long i, \
+                                    long a, long b, long h, long w, int kind, T tau, T theta,  \
+                                    const T *zeros)                                            \
+    {                                                                                          \
+        const long plane = h * w, pairs = kind == 2 ? 2 : 1;                                   \
+        const T scale = (T)1 / ((T)1 + tau);                                                   \
+        const T *restrict py = p + image * 2 * pairs * plane + i * w;                          \
+        const T *restrict px = py + plane;                                                     \
+        const T *restrict above = i > 0 ? py - w : zeros;                                      \
+        const T *restrict qy = kind == 2 ? px + plane : zeros;                                 \
+        const T *restrict qx = kind == 2 ? px + 2 * plane : zeros;                             \
+        const T *restrict qy_below = kind == 2 && i < h - 1 ? qy + w : zeros;                  \
+        const long qx_step = kind == 2 ? 1 : 0;                                                \
+        T *restrict uu = u + image * plane + i * w;                                            \
+        T *restrict ub = ubar + image * plane + i * w;                                         \
+        const T *restrict ff = f + image * plane + i * w;                                      \
+        for (long j = 0; j < w; j += w > 1 ? w - 1 : 1) {                                      \
+            if (j < a || j >= b) continue;                                                     \
+            T d = py[j] - above[j] + px[j] + qy_below[j] - qy[j] - qx[j * qx_step];            \
+            if (j > 0) d -= px[j - 1];                                                         \
+            if (j < w - 1) d += qx[(j + 1) * qx_step];                                         \
+            const T old = uu[j], new_u = (old + tau * (d + ff[j])) * scale;                    \
+            uu[j] = new_u;                                                                     \
+            ub[j] = new_u + theta * (new_u - old);                                             \
+        }                                                                                      \
+        const long first = a > 1 ? a : 1, last = b < w - 1 ? b : w - 1;                        \
+        if (kind == 2) {                                                                       \
+            for (long j = first; j < last; ++j) {                                              \
+                const T d = py[j] - above[j] + px[j] - px[j - 1] + qy_below[j] - qy[j]         \
+                            + qx[j + 1] - qx[j];                                               \
+                const T old = uu[j], new_u = (old + tau * (d + ff[j])) * scale;                \
+                uu[j] = new_u;                                                                 \
+                ub[j] = new_u + theta * (new_u - old);                                         \
+            }                                                                                  \
+        } else {                                                                               \
+            for (long j = first; j < last; ++j) {                                              \
+                const T d = py[j] - above[j] + px[j] - px[j - 1];                              \
+                const T old = uu[j], new_u = (old + tau * (d + ff[j])) * scale;                \
+                uu[j] = new_u;                                                                 \
+                ub[j] = new_u + theta * (new_u - old);                                         \
+            }                                                                                  \
+        }                                                                                      \
+    }                                                                                          \
+                                                                                               \
+    static void wavefront_##SUFFIX(T *u, T *ubar, T *p, const T *f, long images,               \
+                                   long channels, long h, long w, int kind, T weight,          \
+                                   const T *tau, const T *sigma, const T *theta, long depth,   \
+                                   int threads)                                                \
+    {                                                                                          \
+        T *zeros = (T *)calloc((size_t)w + 1, sizeof(T));                                      \
+        /* Columns per thread, in multiples of 16 values; narrow images take one thread. */    \
+        const int team = w >= 64 * threads ? threads : 1;                                      \
+        _Pragma("omp parallel num_threads(team)")                                              \
+        {                                                                                      \
+            int id = 0, size = 1;                                                              \
+            WAVEFRONT_TEAM(id, size);                                                          \
+            const long chunk = ((w + size - 1) / size + 15) / 16 * 16;                         \
+            const long a = id * chunk < w ? id * chunk : w;                                    \
+            const long b = a + chunk < w ? a + chunk : w;                                      \
+            T *buffer = (T *)malloc(sizeof(T) * (size_t)(2 * (b - a) + 2));                    \
+            T *norm_y = buffer - a, *norm_x = buffer + (b - a) + 1 - a;                        \
+            for (long n = 0; n < images; ++n) {                                                \
+                for (long r = 0; r < h + 2 * depth - 1; ++r) {                                 \
+                    for (long k = 0; k < depth; ++k) {                                         \
+                        const long s = r - 2 * k;                                              \
+                        if (s >= 0 && s < h)                                                   \
+                            dual_row_##SUFFIX(ubar, p, n, s, a, b, channels, h, w, kind,       \
+                                              weight, sigma[k], norm_y, norm_x);               \
+                        if (s - 1 >= 0 && s - 1 < h)                                           \
+                            for (long c = 0; c < channels; ++c)                                \
+                                primal_row_##SUFFIX(u, ubar, p, f, n * channels + c, s - 1, a, \
+                                                    b, h, w, kind, tau[k], theta[k], zeros);   \
+                    }                                                                          \
+                    _Pragma("omp barrier")                                                     \
+                }                                                                              \
+            }                                                                                  \
+            free(buffer);                                                                      \
+        }                                                                                      \
+        free(zeros);                                                                           \
+    }                                                                                          \
+                                                                                               \
+    /* As rof_cp_iterations, in sweeps of up to `depth` iterations (the wavefront above). */   \
+    void rof_cp_wavefront_##SUFFIX(T *u, T *ubar, T *p, const T *f, long images,               \
+                                   long channels, long h, long w, int kind, double weight,     \
+                                   double *step, double gamma, long iterations, int threads,   \
+                                   long depth)                                                 \
+    {                                                                                          \
+        double tau = step[0], sigma = step[1];                                                 \
+        depth = depth < 1 ? 1 : depth > 64 ? 64 : depth;                                       \
+        T taus[64], sigmas[64], thetas[64];                                                    \
+        for (long done = 0; done < iterations;) {                                              \
+            const long levels = iterations - done < depth ? iterations - done : depth;         \
+            for (long k = 0; k < levels; ++k) {                                                \
+                const double theta = 1.0 / sqrt(1.0 + 2.0 * gamma * tau);                      \
+                taus[k] = (T)tau;                                                              \
+                sigmas[k] = (T)sigma;                                                          \
+                thetas[k] = (T)theta;                                                          \
+                tau *= theta;                                                                  \
+                sigma /= theta;                                                                \
+            }                                                                                  \
+            wavefront_##SUFFIX(u, ubar, p, f, images, channels, h, w, kind, (T)weight, taus,   \
+                               sigmas, thetas, levels, threads);                               \
+            done += levels;                                                                    \
+        }                                                                                      \
+        step[0] = tau;                                                                         \
+        step[1] = sigma;                                                                       \
+    }                                                                                          \
+                                                                                               \
     /* Run `iterations` iterations; step[0] = tau and step[1] = sigma are updated in place. */ \
     void rof_cp_iterations_##SUFFIX(T *u, T *ubar, T *p, const T *f, long images,              \
                                     long channels, long h, long w, int kind,                   \

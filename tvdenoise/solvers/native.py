@@ -43,6 +43,9 @@ class NativeKernel:
                 size,
                 ctypes.c_int,
             ]
+            wavefront = getattr(library, f"rof_cp_wavefront_{suffix}")
+            wavefront.restype = None
+            wavefront.argtypes = [*iterations.argtypes, size]
             measure = getattr(library, f"rof_measure_{suffix}")
             measure.restype = None
             measure.argtypes = [
@@ -64,7 +67,7 @@ def _compiler() -> str | None:
 
 
 def _build() -> NativeKernel | None:
-    built = _native.build(SOURCE, "rof_kernel")
+    built = _native.build(SOURCE, "rof_kernel", ("-fno-trapping-math",), isa=True)
     if built is None:
         return None
     return NativeKernel(built.library, built.path, built.compile_seconds)

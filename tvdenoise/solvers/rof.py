@@ -6,7 +6,10 @@ Chambolle & Pock 2011, see :mod:`tvdenoise.solvers.primal_dual` for the general 
 specialised so that one iteration makes as few passes over memory as it can:
 
 - on CPU, a fused C kernel (:mod:`tvdenoise.solvers.native`) runs ``check_every`` iterations
-  per call in two sweeps each (dual, then primal), and computes energy and dual value in one
+  per call, several per sweep over the rows (a wavefront: iteration k's dual and primal steps
+  run two rows behind iteration k - 1's, so the rows in flight stay in cache and a sweep of
+  :func:`wavefront_depth` iterations reads and writes the image once; each value gets the
+  operations of the plain two-sweep iteration), and computes energy and dual value in one
   more sweep, in double precision;
 - elsewhere (CUDA, or no C compiler) the same iteration runs as in-place PyTorch operations
   on preallocated buffers, with the channel coupling in one ``vector_norm``.
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import ctypes
 import math
+import os
 
 import torch
 
@@ -145,10 +149,16 @@ class _NativeIteration(_TorchIteration):
         # Below about 64k values a second thread costs more in synchronisation than it saves.
         self.threads = torch.get_num_threads() if u.numel() >= 1 << 16 else 1
         self.batch = n
+        self.wavefront = kernel.function("rof_cp_wavefront", double)
+        # The rows in flight (about 2 depth + 3: u, ubar, f and the dual of every channel).
+        pairs = 2 if self.kind == 2 else 1
+        row_bytes = self.channels * (2 * pairs + 3) * w * u.element_size()
+        self.depth = wavefront_depth(row_bytes)
 
     def run(self, iterations: int, step: list[float], gamma: float) -> None:
         steps = (ctypes.c_double * 2)(*step)
-        self.iterate(
+        extra = (self.depth,) if self.depth > 0 else ()
+        (self.wavefront if extra else self.iterate)(
             self.u.data_ptr(),
             self.ubar.data_ptr(),
             self.p.data_ptr(),
@@ -160,6 +170,7 @@ class _NativeIteration(_TorchIteration):
             gamma,
             iterations,
             self.threads,
+            *extra,
         )
         step[0], step[1] = steps[0], steps[1]
 
@@ -180,6 +191,22 @@ class _NativeIteration(_TorchIteration):
         per_sample = out.view(self.batch, -1, 4).sum(1)
         change, norm = math.sqrt(out[:, 2].sum()) / theta, math.sqrt(out[:, 3].sum())
         return per_sample[:, 0], per_sample[:, 1], change / norm if norm > 0 else change
+
+
+#: Cache the wavefront's rows in flight should fit in (bytes); 0 turns the wavefront off.
+WAVEFRONT_CACHE = int(os.environ.get("TVDENOISE_WAVEFRONT_CACHE", 8 << 20))
+#: The most iterations one wavefront sweep carries.
+WAVEFRONT_MAX_DEPTH = 16
+
+
+def wavefront_depth(row_bytes: int, cache: int | None = None) -> int:
+    """Iterations per sweep of the fused kernel for rows of ``row_bytes``: as many as keep
+    the rows in flight within ``cache`` bytes (:data:`WAVEFRONT_CACHE`), at most
+    :data:`WAVEFRONT_MAX_DEPTH`; 0 (the plain two-sweep iteration) when ``cache`` is 0."""
+    cache = WAVEFRONT_CACHE if cache is None else cache
+    if cache <= 0:
+        return 0
+    return max(1, min(WAVEFRONT_MAX_DEPTH, (cache // max(row_bytes, 1) - 3) // 2))
 
 
 def fused_available(problem: Problem) -> bool:
