@@ -224,7 +224,7 @@ def test_a_task_that_raises_is_a_failed_result_naming_the_file(
     }
     assert results["in/b.png"].status == "failed"
     assert results["in/b.png"].error == "in/b.png: unexpected MemoryError: worker out of memory"
-    assert results["in/b.png"].report.status == "failed"
+    assert results["in/b.png"].report_record().status == "failed"
     assert [results[f"in/{name}"].status for name in NAMES if name != "b.png"] == ["ok"] * 3
     # Workers get absolute paths (they need not share the client's working folder).
     assert all(job.source.is_absolute() and job.target.is_absolute() for job in received)

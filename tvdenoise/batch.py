@@ -25,7 +25,7 @@ from .io import claims
 from .planning import Job
 
 if TYPE_CHECKING:
-    from .settings import RunSettings, SolveSettings
+    from .settings import RunSettings
 
 
 def np_stack(arrays: list[Any]) -> Any:
@@ -49,12 +49,16 @@ class Interrupted(Exception):
 
 @dataclass
 class JobResult:
-    """What became of one job; everything a summary line, JSON line or report needs.
+    """What became of one image: the one record that its summary line, its ``--json`` line
+    (:meth:`as_dict`) and its report record (:meth:`report_record`) are all made from, so a
+    key means the same in each.
 
-    ``settings`` holds the options asked for, ``record`` what the solve did. As in the
-    report's records, ``weight`` and ``solver`` in :meth:`as_dict` are what ran (the weight
-    an automatic search chose, the solver ``auto`` picked), set only once an image was
-    solved; what was asked is the run's settings.
+    ``settings`` holds the options asked for, ``record`` what the solve did: ``weight`` and
+    ``solver`` in :meth:`as_dict` are what ran (the weight an automatic search chose, the
+    solver ``auto`` picked), set only once an image was solved; what was asked is the run's
+    settings. ``output`` is what was written: None in :meth:`as_dict` for a failed or
+    interrupted image. ``metrics``, ``history`` and ``pictures`` are filled only when a
+    report was asked for (reference metrics also appear in the ``--json`` line).
     """
 
     input: str
@@ -66,28 +70,41 @@ class JobResult:
     height: int | None = None
     channels: int | None = None
     dtype: str | None = None
+    bit_depth: int | None = None
+    alpha: bool | None = None
     device: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     record: dict[str, Any] = field(default_factory=dict)
+    #: PSNR and SSIM against the job's reference image (psnr_in, psnr_out, ssim_in, ssim_out).
+    metrics: dict[str, float] | None = None
+    #: ``(iteration, energy, gap)`` at every evaluated iteration (for a report).
+    history: list[tuple[int, float, float | None]] = field(default_factory=list, repr=False)
+    #: Thumbnails for an HTML report (tvdenoise.report.ImagePictures).
+    pictures: Any = field(default=None, repr=False)
     #: The encoded image, for a job whose output is stdout.
     data: bytes | None = field(default=None, repr=False)
-    #: The report record (tvdenoise.report.ImageRecord), when a report was asked for.
-    report: Any = field(default=None, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (no image bytes)."""
-        out = {
-            key: value
-            for key, value in vars(self).items()
-            if key not in ("data", "settings", "record", "report")
-        }
+        """The ``--json`` line of the image (without its ``"type"``): JSON-ready values."""
+        out = {key: value for key, value in vars(self).items() if key not in _NOT_IN_LINE}
+        if self.status in ("failed", "interrupted"):
+            out["output"] = None  # nothing was written for it
         out.update({key: value for key, value in self.settings.items() if key not in _RAN})
         out.update(self.record)
+        out.update(self.metrics or {})
         return out
+
+    def report_record(self) -> Any:
+        """The image's record in a report (a :class:`tvdenoise.report.ImageRecord`), made
+        from :meth:`as_dict`: the keys the two share mean the same."""
+        from .report.records import record_from_line
+
+        return record_from_line(self.as_dict(), history=self.history, pictures=self.pictures)
 
 
 #: Keys of :meth:`JobResult.as_dict` that say what ran, from the solve record alone.
 _RAN = ("weight", "solver")
+_NOT_IN_LINE = ("data", "settings", "record", "metrics", "history", "pictures")
 
 
 def usable_cores() -> int:
@@ -212,6 +229,8 @@ def process_job(
         result.width, result.height = int(width), int(height)
         result.channels = 1 if image.pixels.ndim == 2 else int(image.pixels.shape[2])
         result.dtype = str(image.pixels.dtype)
+        result.bit_depth = 1 if image.pixels.dtype.kind == "b" else 8 * image.pixels.dtype.itemsize
+        result.alpha = image.alpha is not None
         device = resolve_device(settings.exec.device)
         result.device = str(device)
 
@@ -273,9 +292,8 @@ def process_job(
             result.record["tile"] = tile
         if report:
             first = output if stack is None else output.page(0)
-            result.report = _report_record(
-                job, image, first, record, settings.solve, result.device, metrics=stack is None
-            )
+            result.metrics, result.pictures = _report_extras(job, image, first, stack is None)
+            result.history = [(h.iteration, h.energy, h.gap) for h in record.history]
         written = time.perf_counter()
         try:
             _write(job, output, stack is not None, settings.output.quality, overwrite, result)
@@ -295,21 +313,6 @@ def process_job(
     finally:
         claims.release(claim)
     result.seconds = time.perf_counter() - start
-    if report:
-        from .report import failed_record
-
-        if result.status == "ok":
-            result.report.seconds = result.seconds
-        else:
-            reason = result.error or "interrupted: stopped by a signal, nothing written"
-            result.report = failed_record(
-                job.label,
-                job.target_label,
-                reason,
-                image=image,
-                seconds=result.seconds,
-                **({"status": "skipped"} if result.status == "skipped" else {}),
-            )
     return result
 
 
@@ -429,19 +432,11 @@ def _write(
     save(job.target, output, format=job.format, overwrite=overwrite, quality=quality)
 
 
-def _report_record(
-    job: Job,
-    image: Any,
-    output: Any,
-    solve: Any,
-    settings: SolveSettings,
-    device: Any,
-    *,
-    metrics: bool = True,
-) -> Any:
-    """The report's record of a denoised image: metrics against the reference, pictures."""
+def _report_extras(job: Job, image: Any, output: Any, metrics: bool) -> tuple[Any, Any]:
+    """What a report adds for a denoised image: ``(metrics against job.reference or None,
+    pictures or None)``."""
     from .image_io import load_image, to_float
-    from .report import image_record, make_pictures, reference_metrics
+    from .report import make_pictures, reference_metrics
 
     noisy, denoised = to_float(image.pixels), to_float(output.pixels)
     scores = None
@@ -451,22 +446,7 @@ def _report_record(
             scores = reference_metrics(noisy, denoised, to_float(reference.pixels))
         except TVDenoiseError as error:
             raise TVDenoiseError(f"{job.label}: reference {job.reference}: {error}") from None
-    choice = getattr(solve, "weight_choice", None)
-    record = image_record(
-        job.label,
-        job.target_label,
-        image,
-        solve,
-        settings,
-        device=str(device),
-        metrics=scores,
-        weight=None if choice is None else choice.weight,
-        weight_auto=choice is not None,
-        sigma=None if choice is None else choice.sigma,
-    )
-    if job.pictures:
-        record.pictures = make_pictures(noisy, denoised)
-    return record
+    return scores, make_pictures(noisy, denoised) if job.pictures else None
 
 
 # ------------------------------------------------------------------------------------------

@@ -621,8 +621,8 @@ class _Reporter:
                 self.totals["not_converged"] = self.totals.get("not_converged", 0) + 1
             if result.record.get("weight_at_edge"):
                 self.totals["weight_at_edge"] = self.totals.get("weight_at_edge", 0) + 1
-        if result.report is not None:
-            self.records.append(result.report)
+        if self.reports is not None:
+            self.records.append(result.report_record())
         if result.status == "failed":
             _error(console, result.error or f"{result.input}: failed")
         elif result.status == "interrupted":
@@ -638,11 +638,7 @@ class _Reporter:
         elif not self.quiet:
             console.print(_summary_line(result), markup=False, soft_wrap=True)
         if self.json_lines:
-            record = {"type": "image", **result.as_dict()}
-            if result.status in ("failed", "interrupted"):
-                # Nothing was written for it: no output path that a script could take as real.
-                record["output"] = None
-            self._emit(record)
+            self._emit({"type": "image", **result.as_dict()})
 
     def plan(self, jobs: list[Job], *, overwrite: bool) -> None:
         for job in jobs:

@@ -171,22 +171,12 @@ def _relabel(result: JobResult, sent: Job, job: Job) -> JobResult:
         return None if text is None else pattern.sub(lambda match: names[match.group()], text)
 
     result = replace(result, input=job.label, output=job.target_label, error=rename(result.error))
-    if result.report is not None:
-        output = None if result.report.output is None else job.target_label
-        result.report = replace(
-            result.report, input=job.label, output=output, error=rename(result.report.error)
-        )
     return result
 
 
-def _failed(job: Job, error: BaseException | str, report: bool) -> JobResult:
+def _failed(job: Job, error: BaseException | str) -> JobResult:
     message = error if isinstance(error, str) else describe_error(job.label, error)
-    failed = JobResult(job.label, job.target_label, "failed", error=message)
-    if report:
-        from .report import failed_record
-
-        failed.report = failed_record(job.label, job.target_label, message)
-    return failed
+    return JobResult(job.label, job.target_label, "failed", error=message)
 
 
 def _killed_worker(future: Any) -> bool:
@@ -201,14 +191,14 @@ def _killed_worker(future: Any) -> bool:
     return False
 
 
-def _collect(future: Any, sent: Job, job: Job, report: bool) -> JobResult | None:
+def _collect(future: Any, sent: Job, job: Job) -> JobResult | None:
     """The result of a finished future: the worker's, or a failed one naming the file."""
     status = future.status
     if status == "finished":
         try:
             value = future.result()
         except Exception as error:  # the result could not be fetched or unpickled
-            return _failed(job, error, report)
+            return _failed(job, error)
         return None if value is None else _relabel(value, sent, job)
     if status == "error":
         # The task raised outside process_job: a worker lost too often (KilledWorker), a
@@ -218,13 +208,11 @@ def _collect(future: Any, sent: Job, job: Job, report: bool) -> JobResult | None
             # Dask ran it on several workers and each died (its distributed.scheduler.
             # allowed-failures setting, 3 by default, says how many times it retries).
             return _failed(
-                job,
-                f"{job.label}: every worker that ran it died (out of memory?), twice over",
-                report,
+                job, f"{job.label}: every worker that ran it died (out of memory?), twice over"
             )
-        return _failed(job, exception, report)
+        return _failed(job, exception)
     return _failed(
-        job, f"{job.label}: the Dask cluster dropped the task ({status}; scheduler lost?)", report
+        job, f"{job.label}: the Dask cluster dropped the task ({status}; scheduler lost?)"
     )
 
 
@@ -344,7 +332,7 @@ def run_jobs_dask(
                     retried.add(id(job))
                     again.insert(0, (job, sent))
                     continue
-                result = _collect(future, sent, job, report)
+                result = _collect(future, sent, job)
                 if result is not None:
                     yield result
     finally:

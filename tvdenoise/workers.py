@@ -303,7 +303,7 @@ def _run_in_pool(
                 deaths.setdefault(key, []).append(cause)
                 if len(deaths[key]) > RETRIES_AFTER_DEATH:
                     tries = len(deaths[key])
-                    return _failed(jobs[key], f"{cause} (tried {tries} times)", report)
+                    return _failed(jobs[key], f"{cause} (tried {tries} times)")
         queue.append(key)
         return None
 
@@ -349,7 +349,7 @@ def _run_in_pool(
                         yield settled
                     continue
                 except Exception as error:  # anything else a worker cannot return
-                    yield _failed(job, describe_error(job.label, error), report)
+                    yield _failed(job, describe_error(job.label, error))
                     continue
                 if key in deaths and result.status == "ok":
                     result.record["retried_after"] = deaths[key][0]
@@ -375,12 +375,7 @@ def _run_in_pool(
         pool.close(wait_for_workers=True)
 
 
-def _failed(job: Job, message: str, report: bool) -> JobResult:
+def _failed(job: Job, message: str) -> JobResult:
     if not message.startswith(job.label):
         message = f"{job.label}: {message}"
-    failed = JobResult(job.label, job.target_label, "failed", error=message)
-    if report:
-        from .report import failed_record
-
-        failed.report = failed_record(job.label, job.target_label, message)
-    return failed
+    return JobResult(job.label, job.target_label, "failed", error=message)

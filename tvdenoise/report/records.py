@@ -283,6 +283,33 @@ def failed_record(
     )
 
 
+def record_from_line(
+    line: Mapping[str, Any],
+    *,
+    history: Sequence[tuple[int, float, float | None]] = (),
+    pictures: ImagePictures | None = None,
+) -> ImageRecord:
+    """The record of one image from its ``--json`` line (a mapping of the same keys: what a
+    key means there it means here); keys a record has no field for are left out.
+
+    An interrupted image is recorded as failed, with the reason. Example:
+
+    >>> line = {"input": "a.png", "output": None, "status": "interrupted", "error": None,
+    ...         "weight": 0.1, "solver": "rof", "max_iter": 500}
+    >>> record = record_from_line(line)
+    >>> record.status, record.error, record.weight, record.solver
+    ('failed', 'interrupted: stopped by a signal, nothing written', 0.1, 'rof')
+    """
+    values: dict[str, Any] = {name: line.get(name) for name in RECORD_FIELDS if name != "history"}
+    if values["status"] == "interrupted":
+        values["status"] = "failed"
+        values["error"] = values["error"] or "interrupted: stopped by a signal, nothing written"
+    values["weight_auto"] = bool(values["weight_auto"])
+    record = ImageRecord(**values, history=list(history))
+    record.pictures = pictures
+    return record
+
+
 def reference_metrics(
     noisy: np.ndarray,
     denoised: np.ndarray,
