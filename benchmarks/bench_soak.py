@@ -14,7 +14,8 @@ Three phases, each running the installed command (``python -m tvdenoise``) as a 
 3. kills: ``--kill-images`` of the small images (default 1,000) are denoised once cleanly;
    then, into an empty folder, runs with ``--skip-existing`` are killed (SIGKILL of the main
    process only, as the out-of-memory killer does) at ``--kills`` random moments (default 5,
-   uniform over the clean run's duration), and one last ``--skip-existing`` run completes
+   each uniform over the time the images still to do took in the clean run), and one last
+   ``--skip-existing`` run completes
    them. Every output must be byte-identical to the clean run's, no temporary file may be
    left, and worker processes still alive 3 s after each kill (orphans) are counted.
 
@@ -230,9 +231,13 @@ def kill_phase(inputs: Path, folder: Path, kills: int, seed: int) -> dict[str, A
     reference = digests(folder / "clean")
     target = folder / "killed"
     rng = random.Random(seed)
-    moments = sorted(rng.uniform(0.5, max(clean.seconds, 1.0)) for _ in range(kills))
     killed = []
-    for moment in moments:
+    for _ in range(kills):
+        # A random moment within the time the images still to do would take (a run killed
+        # after it had finished would test nothing); start-up counts (the first 0.5 s).
+        done = len(digests(target)) if target.exists() else 0
+        left = max(1.0 - done / len(reference), 0.05)
+        moment = rng.uniform(0.5, max(clean.seconds * left, 1.0))
         run = run_command(inputs, target, ["--skip-existing"], kill_after=moment)
         killed.append((moment, len(digests(target)) if target.exists() else 0, run.orphans))
     final = run_command(inputs, target, ["--skip-existing"])
