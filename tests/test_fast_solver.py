@@ -286,3 +286,41 @@ def test_wavefront_depth_fits_the_rows_in_flight_in_the_cache() -> None:
     depth = wavefront_depth(300_000, cache=8 << 20)
     assert (2 * depth + 3) * 300_000 <= 8 << 20 < (2 * depth + 5) * 300_000
     assert wavefront_depth(10 << 20, cache=8 << 20) == 1  # rows wider than the cache
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 19, 37), (1, 1, 1, 9), (1, 2, 7, 1), (1, 1, 2, 2)])
+@pytest.mark.parametrize("tv", ["isotropic", "anisotropic", "symmetric"])
+@pytest.mark.parametrize("color", ["vectorial", "channelwise"])
+def test_fused_measure_equals_the_torch_energy_and_dual_value(shape, tv: str, color: str) -> None:
+    # The kernel's one-sweep energy, dual value, step and norm against the same quantities
+    # from PyTorch operations, at a random (not converged) primal-dual point.
+    from tvdenoise.solvers.rof import _NativeIteration, _TorchIteration
+
+    kernel = native.load()
+    if kernel is None:
+        pytest.skip("no C compiler")
+    generator = torch.Generator().manual_seed(3)
+    f = torch.rand(shape, generator=generator, dtype=torch.float64)
+    problem = Problem(f, 0.07, 1.0, tv, color, L2Fidelity())
+    u = torch.rand(shape, generator=generator, dtype=torch.float64)
+    components = 4 if tv == "symmetric" else 2
+    p = 0.02 * torch.randn((*shape[:2], components, *shape[2:]), generator=generator,
+                           dtype=torch.float64)  # fmt: skip
+    # The kernel's layout: the forward differences' last row (y) and column (x) are 0, and
+    # the backward pair's first row and column.
+    p[:, :, 0, -1, :] = 0
+    p[:, :, 1, :, -1] = 0
+    if tv == "symmetric":
+        p[:, :, 2, 0, :] = 0
+        p[:, :, 3, :, 0] = 0
+    reference = _TorchIteration(problem, u.clone(), p.clone())
+    fused = _NativeIteration(problem, u.clone(), p.clone(), kernel)
+    shifted = 0.01 * torch.randn(shape, generator=generator, dtype=torch.float64)
+    reference.ubar = u + shifted
+    fused.ubar = u + shifted
+    for mine, theirs in zip(
+        fused.measure(problem, 0.9), reference.measure(problem, 0.9), strict=True
+    ):
+        assert torch.allclose(
+            torch.as_tensor(mine), torch.as_tensor(theirs), rtol=1e-10, atol=1e-12
+        )
