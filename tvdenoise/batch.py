@@ -34,7 +34,17 @@ def np_stack(arrays: list[Any]) -> Any:
 __all__ = ["JobResult", "StopFlag", "process_job", "usable_cores"]
 
 #: Settings that are passed to :func:`tvdenoise.denoise`.
-DENOISE_KEYS = ("weight", "beta", "tv", "color", "fidelity", "solver", "max_iter", "tol")
+DENOISE_KEYS = (
+    "weight",
+    "beta",
+    "tv",
+    "tgv_ratio",
+    "color",
+    "fidelity",
+    "solver",
+    "max_iter",
+    "tol",
+)
 
 
 class StopFlag(Protocol):

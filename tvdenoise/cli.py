@@ -176,7 +176,17 @@ def run(
         help="Exponent on the gradient magnitude, > 0.",
     ),
     tv: str = typer.Option(
-        config.DEFAULTS["tv"], "--tv", metavar="KIND", help="symmetric, isotropic or anisotropic."
+        config.DEFAULTS["tv"],
+        "--tv",
+        metavar="KIND",
+        help="symmetric, isotropic, anisotropic, tgv (no staircasing on smooth shading) or "
+        "nonlocal (keeps repeated texture).",
+    ),
+    tgv_ratio: float = typer.Option(
+        config.DEFAULTS["tgv_ratio"],
+        "--tgv-ratio",
+        metavar="FLOAT",
+        help="With --tv tgv: alpha0 / alpha1, the cost of curvature against that of jumps.",
     ),
     color: str = typer.Option(
         config.DEFAULTS["color"], "--color", metavar="COUPLING", help="vectorial or channelwise."
@@ -348,6 +358,7 @@ def run(
         sigma=sigma,
         beta=beta,
         tv=tv,
+        tgv_ratio=tgv_ratio,
         color=color,
         fidelity=fidelity,
         solver=solver,
@@ -432,6 +443,8 @@ def _run(
             f"--weight auto chooses the weight for Gaussian noise (--fidelity l2); give "
             f"--weight for --fidelity {settings['fidelity']}"
         )
+    if settings["tv"] == "nonlocal" and settings["stack"] == "volume":
+        raise _Usage("--tv nonlocal is for 2-D images; use another --tv with --stack volume")
     if auto and settings["stack"] == "volume" and not estimate_noise:
         raise _Usage("--stack volume needs a numeric --weight (auto is for 2-D images)")
     spacing = settings["spacing"]

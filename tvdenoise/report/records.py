@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._validate import DEFAULT_TGV_RATIO
 from .._version import __version__
 from ..errors import InvalidParameterError
 from ..image_io import SUPPORTED_EXTENSIONS, ImageFile
@@ -60,6 +61,8 @@ class ImageRecord:
         Estimated noise standard deviation (in [0, 1] units), when one was estimated.
     beta, tv, color, fidelity : float, str
         The energy's options (see :func:`tvdenoise.denoise`).
+    tgv_ratio : float or None
+        alpha0 / alpha1 of ``tv="tgv"``; None for the other models.
     solver : str
         The solver that ran (``auto`` resolved), from :class:`~tvdenoise.SolveRecord`.
     device : str
@@ -92,6 +95,7 @@ class ImageRecord:
     sigma: float | None = None
     beta: float | None = None
     tv: str | None = None
+    tgv_ratio: float | None = None
     color: str | None = None
     fidelity: str | None = None
     solver: str | None = None
@@ -222,6 +226,11 @@ def image_record(
         sigma=None if sigma is None else float(sigma),
         beta=None if settings.get("beta") is None else float(settings["beta"]),
         tv=settings.get("tv"),
+        tgv_ratio=(
+            float(settings.get("tgv_ratio", DEFAULT_TGV_RATIO))
+            if settings.get("tv") == "tgv"
+            else None
+        ),
         color=settings.get("color"),
         fidelity=settings.get("fidelity"),
         solver=solve.solver,
