@@ -21,6 +21,7 @@ whole images); ``--quick`` is a tiny smoke run (one small image, one sigma, no B
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import sys
 import time
@@ -225,6 +226,160 @@ def run(
     return rows
 
 
+# The models beyond local TV (issue 26): TGV and nonlocal TV against the default model, each at
+# its oracle weight and with the automatic weight, with seconds and peak memory per solve.
+MODELS = {"default": {}, "tgv": {"tv": "tgv"}, "nonlocal": {"tv": "nonlocal"}}
+#: Piecewise-affine synthetic images (256x256, grey) for TGV against staircasing.
+SYNTHETIC = ("ramps", "facets", "roof")
+
+
+def synthetic(name: str, size: int = 256) -> np.ndarray:
+    """A piecewise-affine test image in [0.1, 0.9]: ``ramps`` (two shaded halves meeting at a
+    jump), ``facets`` (a tilted disc on a shaded ground), ``roof`` (a pyramid)."""
+    y, x = np.mgrid[0:size, 0:size] / (size - 1)
+    if name == "ramps":
+        return np.where(x < 0.5, 0.2 + 0.5 * y, 0.9 - 0.6 * x)
+    if name == "facets":
+        disc = (x - 0.55) ** 2 + (y - 0.45) ** 2 < 0.09
+        return np.where(disc, 0.9 - 0.5 * x * y - 0.2 * y, 0.1 + 0.4 * x + 0.2 * y)
+    if name == "roof":
+        return 0.9 - 1.4 * np.maximum(np.abs(x - 0.5), np.abs(y - 0.5))
+    raise ValueError(f"unknown synthetic image {name!r}")
+
+
+def measured(method: Callable[[], object]) -> tuple[object, float, float]:
+    """``method()``, its wall seconds and its peak resident memory above the start (MiB),
+    sampled every 2 ms from /proc (Linux; 0 elsewhere)."""
+    import threading
+
+    def rss() -> float:
+        try:
+            with open("/proc/self/statm") as handle:
+                return int(handle.read().split()[1]) * 4096 / 2**20
+        except OSError:
+            return 0.0
+
+    base, peak, done = rss(), [0.0], threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], rss())
+            done.wait(0.002)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    started = time.perf_counter()
+    result = method()
+    seconds = time.perf_counter() - started
+    done.set()
+    thread.join()
+    return result, seconds, max(peak[0], rss()) - base
+
+
+def model_scores(clean: np.ndarray, noisy: np.ndarray, sigma: float) -> dict[str, object]:
+    """Each model of MODELS at its oracle weight and with ``weight="auto"`` (given the true
+    sigma), with the seconds and peak memory of one solve at the oracle weight and of the
+    automatic one."""
+    row: dict[str, object] = {}
+    guess = 0.004 * sigma * 255
+    for model, options in MODELS.items():
+        best = oracle(clean, noisy, tvdenoise_method(**options), guess)
+        assert best.weight is not None
+        weight = best.weight
+        solve = functools.partial(tvdenoise.denoise, noisy, **options)
+        _, seconds, memory = measured(functools.partial(solve, weight=weight))
+        row[model] = best
+        row[f"{model}_cost"] = (seconds, memory)
+        auto, seconds, memory = measured(
+            functools.partial(solve, weight="auto", sigma=sigma, return_record=True)
+        )
+        output, record = auto  # type: ignore[misc]
+        row[f"{model}_auto"] = score(clean, output, record.weight_choice.weight)
+        row[f"{model}_auto_cost"] = (seconds, memory)
+    return row
+
+
+def run_models(names: list[str], sigmas: list[int], crop: int) -> list[dict[str, object]]:
+    import os
+
+    rows = []
+    order = list(GREY + COLOUR)
+    for name in names:
+        clean = synthetic(name) if name in SYNTHETIC else load(name, crop)
+        index = order.index(name) if name in order else len(order) + 1 + SYNTHETIC.index(name)
+        z = noise(index, clean.shape)
+        for sigma in sigmas:
+            noisy = clean + sigma / 255 * z
+            row: dict[str, object] = {"image": name, "sigma": sigma, "colour": clean.ndim == 3}
+            row.update(model_scores(clean, noisy, sigma / 255))
+            row["load"] = os.getloadavg()[0]
+            rows.append(row)
+            print(format_model_row(row), flush=True)
+    return rows
+
+
+def format_model_row(row: dict[str, object]) -> str:
+    cells = [str(row["image"]), str(row["sigma"])]
+    for model in MODELS:
+        for kind in ("", "_auto"):
+            value = row[f"{model}{kind}"]
+            seconds, memory = row[f"{model}{kind}_cost"]  # type: ignore[misc]
+            cells.append(f"{_cell(value)} ({seconds:.2f} s, {memory:.0f} MiB)")
+    default, default_auto = row["default"], row["default_auto"]
+    for model in ("tgv", "nonlocal"):
+        ours, ours_auto = row[model], row[f"{model}_auto"]
+        cells.append(f"{ours.psnr - default.psnr:+.2f} / {ours_auto.psnr - default_auto.psnr:+.2f}")  # type: ignore[union-attr]
+        ratio = row[f"{model}_cost"][0] / row["default_cost"][0]  # type: ignore[index]
+        cells.append(f"{ratio:.1f}x")
+    cells.append(f"{row['load']:.1f}")
+    return "| " + " | ".join(cells) + " |"
+
+
+def models_markdown(rows: list[dict[str, object]], crop: int, seconds: float) -> str:
+    header = ["image", "sigma"]
+    for model in MODELS:
+        header += [f"{model} oracle", f"{model} auto"]
+    header += [
+        "tgv - default (oracle / auto, dB)",
+        "tgv time / default",
+        "nonlocal - default (oracle / auto, dB)",
+        "nonlocal time / default",
+        "load",
+    ]
+    images = "whole images" if crop == 0 else f"centred crop {crop}x{crop}"
+    lines = [
+        "## Models beyond local TV: PSNR (dB) / SSIM @ weight (seconds, peak MiB of one solve)",
+        "",
+        f"Generated by `python benchmarks/bench_quality.py --models` in {seconds / 60:.1f} min "
+        f"(torch {torch.__version__}, 2 threads; load average per row in the last column: "
+        "the machine is shared, so seconds are noisy). Protocol as above, "
+        f"{images}; the synthetic piecewise-affine images ({', '.join(SYNTHETIC)}, 256x256) "
+        "take noise seeds after the protocol's. default: `denoise(f, weight=w)`; tgv: "
+        "`tv='tgv'` (tgv_ratio 2); nonlocal: `tv='nonlocal'` (graph from the default model "
+        "at the same weight). auto: `weight='auto'` with the true sigma. Time ratios are "
+        "of one solve at each one's oracle weight (nonlocal: pilot and graph included).",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + " --- |" * len(header),
+    ]
+    lines += [format_model_row(row) for row in rows]
+
+    def mean(key: str, names: tuple[str, ...], sigma: int | None = None) -> str:
+        values = [
+            r[key].psnr  # type: ignore[union-attr]
+            for r in rows
+            if r["image"] in names and (sigma is None or r["sigma"] == sigma)
+        ]
+        return f"{sum(values) / len(values):.3f}" if values else "-"
+
+    parts = []
+    for label, names in (("grey", GREY), ("colour", COLOUR), ("synthetic", SYNTHETIC)):
+        for key in ("default", "default_auto", "tgv", "tgv_auto", "nonlocal", "nonlocal_auto"):
+            parts.append(f"{label} {key} {mean(key, names)}")
+    lines += ["", "Mean PSNR (dB): " + "; ".join(parts) + "."]
+    return "\n".join(lines) + "\n"
+
+
 def columns(betas: list[float], use_bm3d: bool) -> list[tuple[str, str]]:
     cols = [
         ("noisy", "noisy"),
@@ -355,6 +510,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-converged", action="store_true", help="skip the converged scikit-image column"
     )
+    parser.add_argument(
+        "--models",
+        action="store_true",
+        help="compare the default model, tgv and nonlocal (oracle and auto weights, seconds, "
+        "memory) instead; --images may name the synthetic ramps, facets, roof",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny smoke run, no file written")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -363,6 +524,15 @@ def main(argv: list[str] | None = None) -> int:
         args.images, args.sigmas, args.crop, args.no_bm3d = ["camera"], [25], 32, True
         args.betas = []
     start = time.perf_counter()
+    if args.models:
+        if args.images == list(GREY + COLOUR):
+            args.images = list(GREY + COLOUR + SYNTHETIC)
+        model_rows = run_models(args.images, args.sigmas, args.crop)
+        text = models_markdown(model_rows, args.crop, time.perf_counter() - start)
+        if not args.quick:
+            write_section(SECTION + " models", text, args.output)
+        print(text)
+        return 0
     rows = run(
         args.images, args.sigmas, args.crop, args.betas, not args.no_bm3d, not args.no_converged
     )

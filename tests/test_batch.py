@@ -310,7 +310,10 @@ def test_show_config_feeds_back(tmp_path: Path) -> None:
     [
         ("wieght = 0.1\n", "unknown key 'wieght'"),
         ("weight = -1\n", "weight must be > 0"),
-        ('tv = "iso"\n', "tv must be one of isotropic, anisotropic, symmetric; got 'iso'"),
+        (
+            'tv = "iso"\n',
+            "tv must be one of isotropic, anisotropic, symmetric, tgv, nonlocal; got 'iso'",
+        ),
         ("max_iter = 1.5\n", "max_iter must be an integer >= 1"),
         ("weight = \n", "not valid TOML"),
         ("recursive = 1\n", "recursive must be true or false"),

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
@@ -61,3 +62,19 @@ def test_converged_skimage_reaches_the_minimum_tvdenoise_certifies() -> None:
 
     early = denoise_tv_chambolle(noisy, scored.weight, max_num_iter=5)
     assert e_exact <= bench_quality.forward_energy(early, noisy, scored.weight)
+
+
+@pytest.mark.slow
+def test_models_quick_run_prints_the_models_table(capsys) -> None:
+    assert bench_quality.main(["--models", "--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "| camera | 25 |" in out and "nonlocal time / default" in out
+
+
+def test_synthetic_images_are_piecewise_affine() -> None:
+    # away from the jumps, the second differences of a piecewise-affine image vanish
+    for name in bench_quality.SYNTHETIC:
+        image = bench_quality.synthetic(name, 64)
+        assert image.min() >= 0.0 and image.max() <= 1.0
+        second = np.abs(np.diff(image, 2, axis=1))
+        assert np.median(second) < 1e-12

@@ -120,7 +120,10 @@ def test_not_an_image_is_a_one_line_error(tmp_path: Path) -> None:
         (["--weight", "-0.1"], "--weight must be > 0, got -0.1"),
         (["--weight", "0"], "--weight must be > 0"),
         (["--beta", "0"], "--beta must be > 0"),
-        (["--tv", "bogus"], "--tv must be one of isotropic, anisotropic, symmetric; got 'bogus'"),
+        (
+            ["--tv", "bogus"],
+            "--tv must be one of isotropic, anisotropic, symmetric, tgv, nonlocal; got 'bogus'",
+        ),
         (["--color", "rgb"], "--color must be one of vectorial, channelwise"),
         (["--solver", "newton"], "--solver must be one of auto"),
         (["--max-iter", "0"], "--max-iter must be an integer >= 1"),

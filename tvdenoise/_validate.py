@@ -13,6 +13,13 @@ from typing import Any
 from .errors import InvalidParameterError
 
 TV_KINDS = ("isotropic", "anisotropic", "symmetric")
+#: What ``denoise`` and the command line accept as ``tv``: the TV kinds, and the models
+#: beyond local TV (second-order TGV, nonlocal TV), which only ``denoise`` solves.
+MODEL_KINDS = (*TV_KINDS, "tgv", "nonlocal")
+#: The beyond-TV models take these solvers (their own exact Chambolle-Pock method).
+MODEL_SOLVERS = ("auto", "chambolle_pock")
+#: alpha0 / alpha1 of ``tv="tgv"`` when none is given.
+DEFAULT_TGV_RATIO = 2.0
 COLOR_COUPLINGS = ("vectorial", "channelwise")
 REDUCTIONS = ("sum", "mean", "none")
 FIDELITY_NAMES = ("l2", "l1", "poisson")
@@ -113,7 +120,7 @@ def validate_options(
     options: dict[str, Any] = {
         "weight": positive(name("weight"), weight),
         "beta": positive(name("beta"), beta),
-        "tv": choice(name("tv"), tv, TV_KINDS),
+        "tv": choice(name("tv"), tv, MODEL_KINDS),
         "color": choice(name("color"), color, COLOR_COUPLINGS),
         "fidelity": choice(name("fidelity"), fidelity, FIDELITY_NAMES),
         "solver": choice(name("solver"), solver, SOLVER_NAMES),
@@ -125,8 +132,27 @@ def validate_options(
         if eps is None
         else non_negative(name("eps"), eps)
     )
-    solver_applies(options["solver"], options["beta"], options["eps"], name("solver"))
+    if options["tv"] in ("tgv", "nonlocal"):
+        if eps is None:
+            options["eps"] = 0.0
+        model_solver_applies(
+            options["tv"], options["solver"], options["beta"], options["eps"], name("tv")
+        )
+    else:
+        solver_applies(options["solver"], options["beta"], options["eps"], name("solver"))
     return options
+
+
+def model_solver_applies(
+    model: str, solver: str, beta: float, eps: float, name: str = "tv"
+) -> None:
+    """Refuse options the TGV and nonlocal models do not solve: they are convex beta = 1
+    energies without smoothing, solved by their own primal-dual method."""
+    if solver not in MODEL_SOLVERS or beta != 1.0 or eps != 0:
+        raise InvalidParameterError(
+            f"{name} {model} is solved for beta = 1 and eps = 0 by solver auto or "
+            f"chambolle_pock; got solver={solver}, beta={beta:g}, eps={eps:g}"
+        )
 
 
 def solver_applies(solver: str, beta: float, eps: float, name: str = "solver") -> None:

@@ -45,7 +45,7 @@ import torch
 
 from . import _validate
 from .errors import InvalidParameterError
-from .solvers import Problem, SolveRecord, solve
+from .solvers import Problem, SolveRecord, scale_dual, solve
 
 __all__ = ["AutoWeightRecord", "WeightChoice", "search_weight", "sure"]
 
@@ -68,7 +68,7 @@ SEARCH_CHECK_EVERY = 10
 # Trial solutions kept as starting points (the lowest risks): each holds the pair's primal
 # and dual variables, 6 values per pixel-channel for 2-D images (10 for symmetric TV).
 KEEP = 3
-SOLVERS_WITH_DUAL = ("auto", "rof", "chambolle_pock")
+SOLVERS_WITH_DUAL = ("auto", "rof", "chambolle_pock")  # TGV and nonlocal: auto, chambolle_pock
 # Images of more than SEARCH_SIDE^2 pixels are searched on their central SEARCH_SIDE x
 # SEARCH_SIDE crop.
 SEARCH_SIDE = 1024
@@ -186,7 +186,11 @@ def search_weight(
     height, width = problem.f.shape[-2:]
     cropped = problem.ndim == 2 and height * width > SEARCH_SIDE**2
     if cropped:
-        problem = replace(problem, f=central_crop(problem.f, SEARCH_SIDE))
+        top, left = max((height - SEARCH_SIDE) // 2, 0), max((width - SEARCH_SIDE) // 2, 0)
+        graph = problem.graph
+        if graph is not None:
+            graph = graph.crop(top, left, SEARCH_SIDE, SEARCH_SIDE)
+        problem = replace(problem, f=central_crop(problem.f, SEARCH_SIDE), graph=graph)
     f = problem.f
     sigma_estimated = sigma is None
     if sigma is None:
@@ -204,7 +208,13 @@ def search_weight(
         sigma_seconds = 0.0
     step = probe_step(sigma, f.numel())
     probe = make_probe(f.shape, seed, f.device, f.dtype)
-    pair = replace(problem, f=torch.cat([f, f + step * probe]))
+    # The probed copy is solved on the same graph (nonlocal TV): the risk estimate then treats
+    # the graph as fixed, not as a function of the noisy image.
+    pair = replace(
+        problem,
+        f=torch.cat([f, f + step * probe]),
+        graph=None if problem.graph is None else problem.graph.repeat(2),
+    )
     count = f.shape[0]
     search_tol = max(tol, SEARCH_TOL)
     # The primal-dual solvers (beta = 1, eps = 0) also start from the nearest trial's dual.
@@ -229,7 +239,9 @@ def search_weight(
             shape = (size, c, pair.dual_components, *spatial)
             return None, pair.f.new_zeros(shape) if uses_dual else None
         u, p = solutions[known]
-        return u[:size], None if p is None else p[:size] * math.exp(log_weight - known)
+        return u[:size], None if p is None else scale_dual(
+            pair, p[:size], math.exp(log_weight - known)
+        )
 
     def risk(log_weight: float) -> float:
         nonlocal iterations

@@ -139,6 +139,7 @@ def run(
     sigma: opts.Sigma = None,
     beta: opts.Beta = _S.solve.beta,
     tv: opts.Tv = _S.solve.tv,
+    tgv_ratio: opts.TgvRatio = _S.solve.tgv_ratio,
     color: opts.Color = _S.solve.color,
     fidelity: opts.Fidelity = _S.solve.fidelity,
     solver: opts.Solver = _S.solve.solver,

@@ -4,6 +4,8 @@ input conversion is in :mod:`tvdenoise.conversion`)."""
 from __future__ import annotations
 
 import contextlib
+import math
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -12,11 +14,12 @@ import numpy as np
 import torch
 
 from . import _validate
-from ._validate import DEFAULT_MAX_ITER, DEFAULT_TOL
-from .auto_weight import WeightChoice, search_weight, with_choice
+from ._validate import DEFAULT_MAX_ITER, DEFAULT_TGV_RATIO, DEFAULT_TOL
+from .auto_weight import SEARCH_TOL, WeightChoice, search_weight, with_choice
 from .conversion import to_batch
 from .errors import InvalidParameterError
 from .fidelity import MaskedL2Fidelity, get_fidelity
+from .nonlocal_graph import DEFAULT_SCALE, build_graph
 from .solvers import Callback, IterationInfo, Problem, solve
 
 __all__ = ["PRECISION_FRACTION", "choose_weight", "denoise", "output_step", "resolve_device"]
@@ -68,6 +71,8 @@ def denoise(
     precision: float | str | None = "auto",
     multiscale: bool = False,
     mask: Any = None,
+    *,
+    tgv_ratio: float = DEFAULT_TGV_RATIO,
 ) -> Any:
     """Denoise an image by minimising ``fidelity(u, f) + weight * TV_beta(u)``.
 
@@ -86,12 +91,18 @@ def denoise(
         only), at about 3 to 4 times the cost of one solve.
     beta : float
         Exponent on the gradient magnitude, > 0. beta < 1 is non-convex (local minimum).
-    tv : {"symmetric", "isotropic", "anisotropic"}
+    tv : {"symmetric", "isotropic", "anisotropic", "tgv", "nonlocal"}
         ``"symmetric"`` (the default) is isotropic TV averaged over the forward and the
         backward difference stencils: no bias towards one diagonal, and it scores higher than
         ``"isotropic"`` (forward differences only, scikit-image's ``denoise_tv_chambolle``
         model) on every benchmark row (benchmarks/RESULTS.md), at about twice the time per
-        iteration. ``"anisotropic"`` sums the absolute differences.
+        iteration. ``"anisotropic"`` sums the absolute differences. ``"tgv"`` is second-order
+        total generalised variation (affine regions cost nothing: no staircasing on smooth
+        gradients), ``weight`` its first-order weight alpha1 and ``tgv_ratio * weight`` its
+        second-order one (:mod:`tvdenoise.solvers.tgv`). ``"nonlocal"`` is TV on a graph
+        linking each pixel to its most similar pixels, built from the default model's result
+        at the weight (:mod:`tvdenoise.nonlocal_graph`; 2-D images). Both need beta = 1 and
+        are solved exactly with a certified gap (solver ``auto`` or ``chambolle_pock``).
     color : {"vectorial", "channelwise"}
     fidelity : {"l2", "l1", "poisson"}
         Data term: ``"l2"`` is ``1/2 ||u - f||^2`` (Gaussian noise); ``"l1"`` is
@@ -205,6 +216,7 @@ def denoise(
         tol=tol,
         eps=eps,
     )
+    tgv_ratio = _validate.positive("tgv_ratio", tgv_ratio)
     if check_every is not None:
         check_every = _validate.positive_int("check_every", check_every)
     if time_limit is not None:
@@ -223,11 +235,17 @@ def denoise(
         raise InvalidParameterError(
             "weight='auto' chooses weights for 2-D images; give a numeric weight for volumes"
         )
+    if options["tv"] == "nonlocal" and batch.dim() != 4:
+        raise InvalidParameterError("tv='nonlocal' is for 2-D images; use another tv for volumes")
     weights = None
     if mask is not None:
         if options["fidelity"] != "l2":
             raise InvalidParameterError(
                 f"mask works with fidelity l2 only, got fidelity {options['fidelity']!r}"
+            )
+        if options["tv"] in ("tgv", "nonlocal"):
+            raise InvalidParameterError(
+                f"mask works with tv symmetric, isotropic or anisotropic, got tv {options['tv']!r}"
             )
         weights = _mask_weights(mask, batch)
         batch = _fill_masked(batch, weights)
@@ -248,18 +266,33 @@ def denoise(
         get_fidelity(options["fidelity"]),
         options["eps"],
         steps,
+        tgv_ratio=tgv_ratio,
     )
     init = dual = None
+    pilot_choice: WeightChoice | None = None
+    if options["tv"] == "nonlocal":
+        with torch.no_grad():
+            problem, pilot_choice = _with_graph(
+                problem, auto, sigma, options, seed=seed, time_limit=time_limit
+            )
     if auto:
         with torch.no_grad():
             choice, init, dual = search_weight(
                 problem,
-                sigma,
+                sigma if pilot_choice is None else pilot_choice.sigma,
                 solver=options["solver"],
                 max_iter=options["max_iter"],
                 tol=options["tol"],
                 seed=seed,
                 time_limit=time_limit,
+            )
+        if pilot_choice is not None:
+            choice = replace(
+                choice,
+                sigma_estimated=pilot_choice.sigma_estimated,
+                iterations=choice.iterations + pilot_choice.iterations,
+                seconds=choice.seconds + pilot_choice.seconds,
+                sigma_seconds=pilot_choice.sigma_seconds,
             )
         problem = replace(problem, weight=choice.weight)
     if weights is not None:
@@ -289,6 +322,46 @@ def denoise(
         record = with_choice(record, choice)
     result = back(u)
     return (result, record) if return_record else result
+
+
+def _with_graph(
+    problem: Problem,
+    auto: bool,
+    sigma: float | None,
+    options: dict[str, Any],
+    *,
+    seed: int,
+    time_limit: float | None,
+) -> tuple[Problem, WeightChoice | None]:
+    """The nonlocal problem with its graph, built on a pilot: the default model (symmetric TV,
+    the same colour and fidelity) solved to ``SEARCH_TOL`` at the given weight, or with
+    ``auto`` at its own automatic weight. The graph's weight scale follows the pilot's weight
+    (:data:`tvdenoise.nonlocal_graph.DEFAULT_SCALE` times it, over sqrt(C) for vectorial
+    colour). With ``auto``, also the pilot's weight choice; its time and iterations (search,
+    pilot solve and graph) count as the nonlocal choice's."""
+    started = time.perf_counter()
+    pilot_problem = replace(problem, tv="symmetric", graph=None)
+    solve_options: dict[str, Any] = dict(
+        max_iter=options["max_iter"], tol=max(options["tol"], SEARCH_TOL), time_limit=time_limit
+    )
+    pilot_choice = None
+    init = dual = None
+    if auto:
+        pilot_choice, init, dual = search_weight(
+            pilot_problem, sigma, max_iter=options["max_iter"], seed=seed, time_limit=time_limit
+        )
+        pilot_problem = replace(pilot_problem, weight=pilot_choice.weight)
+    pilot, record = solve(pilot_problem, "auto", init=init, dual=dual, **solve_options)
+    channels = problem.f.shape[1] if problem.color == "vectorial" else 1
+    scale = DEFAULT_SCALE * pilot_problem.weight / math.sqrt(channels)
+    graph = build_graph(pilot, scale=scale)
+    if pilot_choice is not None:
+        pilot_choice = replace(
+            pilot_choice,
+            iterations=pilot_choice.iterations + record.iterations,
+            seconds=time.perf_counter() - started,
+        )
+    return replace(problem, graph=graph), pilot_choice
 
 
 def choose_weight(

@@ -307,9 +307,15 @@ class SolveSettings:
     beta: float = _setting(1.0, _validate.positive, "Exponent on the gradient magnitude, > 0.")
     tv: str = _setting(
         "symmetric",
-        _choice(_validate.TV_KINDS),
-        "Discretisation of the total variation.",
-        choices=_validate.TV_KINDS,
+        _choice(_validate.MODEL_KINDS),
+        "Discretisation of the total variation, or a model beyond local TV: tgv (no "
+        "staircasing on smooth shading) or nonlocal (keeps repeated texture).",
+        choices=_validate.MODEL_KINDS,
+    )
+    tgv_ratio: float = _setting(
+        _validate.DEFAULT_TGV_RATIO,
+        _validate.positive,
+        "With --tv tgv: alpha0 / alpha1, the cost of curvature against that of jumps.",
     )
     color: str = _setting(
         "vectorial",
@@ -352,6 +358,7 @@ class SolveSettings:
             "weight": self.weight,
             "beta": self.beta,
             "tv": self.tv,
+            **({"tgv_ratio": self.tgv_ratio} if self.tv == "tgv" else {}),
             "color": self.color,
             "fidelity": self.fidelity,
             "solver": self.solver,
@@ -566,10 +573,17 @@ class RunSettings:
         """
         solve, read, tiles = self.solve, self.read, self.tiles
         try:
-            eps = _validate.default_eps(solve.beta, solve.solver)
-            _validate.solver_applies(solve.solver, solve.beta, eps, "--solver")
+            if solve.tv in ("tgv", "nonlocal"):
+                _validate.model_solver_applies(solve.tv, solve.solver, solve.beta, 0.0, "--tv")
+            else:
+                eps = _validate.default_eps(solve.beta, solve.solver)
+                _validate.solver_applies(solve.solver, solve.beta, eps, "--solver")
         except ValueError as error:
             raise ConfigError(str(error)) from None
+        if solve.tv == "nonlocal" and read.stack == "volume":
+            raise ConfigError(
+                "--tv nonlocal is for 2-D images; use another --tv with --stack volume"
+            )
         if solve.auto and solve.fidelity != "l2" and denoise:
             raise ConfigError(
                 f"--weight auto chooses the weight for Gaussian noise (--fidelity l2); give "

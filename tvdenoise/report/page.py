@@ -252,7 +252,8 @@ def history_svg(history: Sequence[tuple[int, float, float | None]]) -> str:
 
 _PARAMETER_FIELDS = (
     "input", "output", "status", "error", "width", "height", "channels", "dtype", "bit_depth",
-    "alpha", "weight", "weight_auto", "sigma", "beta", "tv", "color", "fidelity", "device",
+    "alpha", "weight", "weight_auto", "sigma", "beta", "tv", "tgv_ratio", "color", "fidelity",
+    "device",
 )  # fmt: skip
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._validate import DEFAULT_TGV_RATIO
 from .._version import __version__
 from ..errors import InvalidParameterError
 from ..image_io import SUPPORTED_EXTENSIONS, ImageFile
@@ -61,6 +62,8 @@ class ImageRecord:
         Estimated noise standard deviation (in [0, 1] units), when one was estimated.
     beta, tv, color, fidelity : float, str
         The energy's options (see :func:`tvdenoise.denoise`).
+    tgv_ratio : float or None
+        alpha0 / alpha1 of ``tv="tgv"``; None for the other models.
     solver : str
         The solver that ran (``auto`` resolved), from :class:`~tvdenoise.SolveRecord`.
     device : str
@@ -93,6 +96,7 @@ class ImageRecord:
     sigma: float | None = None
     beta: float | None = None
     tv: str | None = None
+    tgv_ratio: float | None = None
     color: str | None = None
     fidelity: str | None = None
     solver: str | None = None
@@ -228,6 +232,11 @@ def image_record(
         sigma=None if sigma is None else float(sigma),
         beta=None if options.get("beta") is None else float(options["beta"]),
         tv=options.get("tv"),
+        tgv_ratio=(
+            float(options.get("tgv_ratio", DEFAULT_TGV_RATIO))
+            if options.get("tv") == "tgv"
+            else None
+        ),
         color=options.get("color"),
         fidelity=options.get("fidelity"),
         solver=solve.solver,

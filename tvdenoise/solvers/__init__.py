@@ -6,6 +6,9 @@
   any fidelity with a prox (L2, L1, Poisson), images or volumes.
 - ``accelerated``: monotone accelerated gradient descent on the smoothed energy, any beta.
 - ``gd`` / ``adam``: plain autograd descent with torch.optim, the slow general reference.
+- ``tv="tgv"`` and ``tv="nonlocal"`` (with ``auto`` or ``chambolle_pock``): their own
+  Chambolle-Pock solvers, :mod:`tvdenoise.solvers.tgv` and
+  :mod:`tvdenoise.solvers.nonlocal_tv`, exact with a certified gap.
 - ``auto``: ``rof`` where its fused kernel runs (CPU, a C compiler), else ``chambolle_pock``
   where it applies, else
   ``accelerated``; for beta < 1 it starts from the beta = 1 solution and reports the result
@@ -29,8 +32,10 @@ from .base import Callback, IterationInfo, Problem, SolveRecord
 from .multiscale import applies as multiscale_applies
 from .multiscale import coarse_start
 from .multiscale import levels_for as multiscale_levels
+from .nonlocal_tv import solve_nonlocal
 from .primal_dual import solve_primal_dual
 from .rof import fused_available, solve_rof
+from .tgv import solve_tgv
 
 __all__ = [
     "SOLVERS",
@@ -38,6 +43,7 @@ __all__ = [
     "IterationInfo",
     "Problem",
     "SolveRecord",
+    "scale_dual",
     "solve",
 ]
 
@@ -61,6 +67,17 @@ FUSED_CHECK_EVERY = 25
 #: The fine level of a coarse-to-fine solve starts close to the minimiser and needs few
 #: iterations: it checks at least this often.
 MULTISCALE_CHECK_EVERY = 10
+
+
+def scale_dual(problem: Problem, dual: torch.Tensor, factor: float) -> torch.Tensor:
+    """A dual starting point for ``problem`` at ``factor`` times the weight: the dual variables
+    scale with the weight (their ball's radius does); TGV's field ``w``, kept with them, is a
+    primal variable and stays as it is."""
+    if problem.tv != "tgv":
+        return dual * factor
+    scaled = dual.clone()
+    scaled[:, :, : dual.shape[2] - problem.ndim] *= factor
+    return scaled
 
 
 def solve(
@@ -108,6 +125,20 @@ def solve(
     ``iterations`` and ``history`` are the fine level's. The fine level then checks its gap
     at least every 10 iterations.
     """
+    if problem.tv in ("tgv", "nonlocal"):
+        _validate.model_solver_applies(problem.tv, solver, problem.beta, problem.eps)
+        model_options: dict[str, Any] = dict(
+            max_iter=max_iter,
+            tol=tol,
+            callback=callback,
+            check_every=10 if check_every is None else check_every,
+            time_limit=time_limit,
+            init=init,
+            dual=dual,
+        )
+        if problem.tv == "tgv":
+            return solve_tgv(problem, **model_options)
+        return solve_nonlocal(problem, distance=distance, **model_options)
     if check_every is None:
         fused = solver in ("auto", "rof") and fused_available(problem)
         check_every = FUSED_CHECK_EVERY if fused else 10

@@ -9,7 +9,9 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from ..errors import InvalidParameterError
 from ..fidelity import Fidelity
+from ..nonlocal_graph import NonlocalGraph
 from ..tv import tv_map
 
 
@@ -18,7 +20,10 @@ class Problem:
     """``min_u fidelity(u, f) + weight * TV_beta(u)`` for a batch ``f``.
 
     ``f`` is ``(N, C, H, W)`` (images) or ``(N, C, D, H, W)`` (volumes, 3-D differences);
-    ``spacing`` is the grid step per spatial axis (None: all 1).
+    ``spacing`` is the grid step per spatial axis (None: all 1). ``tv="tgv"`` is second-order
+    TGV with ``alpha1 = weight`` and ``alpha0 = tgv_ratio * weight``
+    (:mod:`tvdenoise.solvers.tgv`); ``tv="nonlocal"`` is TV on ``graph``
+    (:class:`tvdenoise.nonlocal_graph.NonlocalGraph`, one per image of the batch).
     """
 
     f: torch.Tensor
@@ -29,6 +34,8 @@ class Problem:
     fidelity: Fidelity
     eps: float = 0.0
     spacing: tuple[float, ...] | None = None
+    tgv_ratio: float = 2.0
+    graph: NonlocalGraph | None = None
 
     @property
     def ndim(self) -> int:
@@ -43,11 +50,32 @@ class Problem:
     @property
     def dual_components(self) -> int:
         """Components of the dual variable per channel and pixel: one per spatial axis, twice
-        that for symmetric TV (its forward and backward stencils)."""
+        that for symmetric TV (its forward and backward stencils); for TGV the state ``(p, q,
+        w)``, ``2 ndim + ndim (ndim + 1) / 2``; for nonlocal TV one per graph neighbour."""
+        if self.tv == "tgv":
+            return 2 * self.ndim + self.ndim * (self.ndim + 1) // 2
+        if self.tv == "nonlocal":
+            return self.nonlocal_graph.neighbours
         return self.ndim * (2 if self.symmetric else 1)
 
+    @property
+    def nonlocal_graph(self) -> NonlocalGraph:
+        """The graph of ``tv="nonlocal"`` (raises when the problem has none)."""
+        if self.graph is None:
+            raise InvalidParameterError("tv='nonlocal' needs a graph (tvdenoise.nonlocal_graph)")
+        return self.graph
+
     def regularisation(self, u: torch.Tensor) -> torch.Tensor:
-        """Per-sample ``weight * TV_beta(u)`` (with this problem's smoothing), in float64."""
+        """Per-sample ``weight * TV_beta(u)`` (with this problem's smoothing), in float64.
+
+        For nonlocal TV the graph TV; TGV has no closed form in ``u`` alone (it is a minimum
+        over ``w``: see :func:`tvdenoise.solvers.tgv.tgv_energy`)."""
+        if self.tv == "nonlocal":
+            return self.weight * self.nonlocal_graph.total_variation(u, self.color)
+        if self.tv == "tgv":
+            raise InvalidParameterError(
+                "TGV's value needs the field w as well: use tvdenoise.solvers.tgv.tgv_energy"
+            )
         terms = tv_map(u, self.beta, self.tv, self.color, self.eps, self.spacing)
         return self.weight * terms.double().sum(dim=tuple(range(1, terms.dim())))
 
