@@ -151,3 +151,53 @@ def test_missing_astropy_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> Non
     assert str(write_error.value) == (
         "cube.fits: reading and writing FITS needs astropy (pip install 'tvdenoise[astro]')"
     )
+
+
+# --------------------------------------------------------------------------------------------
+# The command line: NaN pixels masked out of the data term, kept NaN, a batch that goes on
+# --------------------------------------------------------------------------------------------
+
+
+def noisy_frame(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A two-level frame in counts (1000 | 3000) and a noisy copy with NaN borders."""
+    clean = np.full((24, 30), 1000.0, np.float32)
+    clean[:, 15:] = 3000.0
+    noisy = clean + np.random.default_rng(seed).normal(0, 150, clean.shape).astype(np.float32)
+    noisy[:3] = np.nan  # a border masked after registration
+    noisy[12, 5] = np.nan  # a bad pixel
+    return clean, noisy
+
+
+def test_cli_denoises_a_fits_frame_keeping_nan_dtype_and_header(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tvdenoise.cli import app
+
+    clean, noisy = noisy_frame()
+    (tmp_path / "frame.fits").write_bytes(fits_bytes(noisy, OBJECT="M31"))
+    result = CliRunner().invoke(app, [str(tmp_path / "frame.fits"), "--weight", "0.05"])
+    assert result.exit_code == 0, result.output
+    values, header = read_back((tmp_path / "frame_denoised.fits").read_bytes())
+    assert values.dtype == np.dtype(">f4")
+    np.testing.assert_array_equal(np.isnan(values), np.isnan(noisy))
+    assert header["OBJECT"] == "M31" and "weight 0.05" in str(header["HISTORY"])
+    valid = ~np.isnan(noisy)
+    # Denoised in counts, and the bad pixel's neighbours are not pulled towards NaN or 0.
+    assert np.abs(values - clean)[valid].mean() < 0.5 * np.abs(noisy - clean)[valid].mean()
+    assert np.abs(values[11:14, 4:7][valid[11:14, 4:7]] - 1000).max() < 200
+
+
+def test_cli_broken_fits_fails_alone(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tvdenoise.cli import app
+
+    _, noisy = noisy_frame()
+    good = fits_bytes(noisy)
+    (tmp_path / "good.fits").write_bytes(good)
+    (tmp_path / "cut.fits").write_bytes(good[: len(good) - 2000])
+    result = CliRunner().invoke(app, [str(tmp_path), "--weight", "0.05", "-o", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if "cut.fits" in line]
+    assert len(errors) == 1 and "truncated" in errors[0]
+    assert [p.name for p in (tmp_path / "o").iterdir()] == ["good_denoised.fits"]

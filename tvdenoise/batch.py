@@ -192,7 +192,9 @@ def process_job(
             if job.target.exists():  # written between the check above and the claim
                 raise _Skipped(f"{job.target}: written by another run")
         if solved is None:
-            stack, image = _read(job, stdin_data, stack_mode, max_pixels)
+            stack, image = _read(
+                job, stdin_data, stack_mode, max_pixels, allow_nan=settings.get("mask") is not None
+            )
         else:
             stack, image = None, solved[0]
         read_seconds = time.perf_counter() - start
@@ -255,6 +257,9 @@ def process_job(
                 and choice.weight
                 in (min(w for w, _ in choice.trials), max(w for w, _ in choice.trials)),
             )
+        # What was done, for formats that keep a history (FITS's HISTORY cards).
+        used = None if choice is None else choice.weight
+        output.metadata = {**output.metadata, "history": [_history(options, settings, used)]}
         if stack is not None:
             result.record["pages"] = stack.pages
         elif stack_mode == "off" and (tile := tile_size(image.pixels.shape, settings)):
@@ -301,19 +306,87 @@ def process_job(
     return result
 
 
-def _read(job: Job, data: bytes | None, stack_mode: str, max_pixels: int | None) -> Any:
-    """(stack or None, first image) of a job's input."""
+def _history(options: dict[str, Any], settings: dict[str, Any], weight: float | None) -> str:
+    """One line saying what was done: ``tvdenoise 1.2: total-variation denoised (weight 0.1,
+    ...)``; ``weight`` is the automatic weight chosen, if any."""
+    from ._version import __version__
+
+    values = {**options, **({"weight": weight} if weight is not None else {})}
+    parts = [
+        f"{key} {values[key]:.4g}" if isinstance(values[key], float) else f"{key} {values[key]}"
+        for key in ("weight", "fidelity", "tv", "beta")
+        if key in values
+    ]
+    if settings.get("stack") == "volume":
+        parts.append("3-D TV over the planes")
+    if settings.get("mask"):
+        parts.append(f"mask {settings['mask']}")
+    return f"tvdenoise {__version__}: total-variation denoised ({', '.join(parts)})"
+
+
+def _read(
+    job: Job,
+    data: bytes | None,
+    stack_mode: str,
+    max_pixels: int | None,
+    *,
+    allow_nan: bool = False,
+) -> Any:
+    """(stack or None, first image) of a job's input; NaN is read (to be masked) when
+    ``allow_nan`` (a --mask) and in FITS files."""
     from .image_io import decode_image, decode_stack, load_image, load_stack
 
+    limits: dict[str, Any] = {"max_pixels": max_pixels, "allow_nan": allow_nan}
     if stack_mode == "off":
         if job.source is None:
-            return None, decode_image(data or b"", "<stdin>", max_pixels=max_pixels)
-        return None, load_image(job.source, max_pixels=max_pixels)
+            return None, decode_image(data or b"", "<stdin>", **limits)
+        return None, load_image(job.source, **limits)
     if job.source is None:
-        stack = decode_stack(data or b"", "<stdin>", max_pixels=max_pixels)
+        stack = decode_stack(data or b"", "<stdin>", **limits)
     else:
-        stack = load_stack(job.source, max_pixels=max_pixels)
+        stack = load_stack(job.source, **limits)
     return stack, stack.page(0)
+
+
+def _mask_weights(pixels: Any, settings: dict[str, Any], volume: bool) -> Any:
+    """The data weights of ``pixels`` ((H, W[, C]) or pages (D, H, W[, C])): 0 at NaN
+    pixels, and the --mask image's values when one is given (0 = ignore the data, its
+    maximum = trust it); None when every pixel is trusted."""
+    import numpy as np
+
+    spatial = pixels.shape[: 3 if volume else 2]
+    weights = None
+    if pixels.dtype.kind == "f":
+        nan = np.isnan(pixels)
+        if nan.ndim > len(spatial):
+            nan = nan.any(axis=-1)
+        if nan.any():
+            weights = (~nan).astype(np.float32)
+    named = settings.get("mask")
+    if named not in (None, "nan"):
+        from_file = np.broadcast_to(_mask_file(str(named), spatial[-2:]), spatial)
+        weights = from_file if weights is None else weights * from_file
+    return weights
+
+
+@functools.lru_cache(maxsize=4)
+def _mask_file(path: str, shape: tuple[int, int]) -> Any:
+    """A --mask image as weights in [0, 1] ((H, W); colour masks by their mean)."""
+    from .errors import ImageReadError
+    from .image_io import load_image, to_float
+
+    mask = load_image(path)
+    values = to_float(mask.pixels)
+    values = values.mean(axis=-1) if values.ndim == 3 else values
+    if values.shape != tuple(shape):
+        raise ImageReadError(
+            f"{path}: the mask is {values.shape[1]}x{values.shape[0]}, the image "
+            f"{shape[1]}x{shape[0]}"
+        )
+    low, high = float(values.min()), float(values.max())
+    if low < 0 or high > 1:
+        raise ImageReadError(f"{path}: mask values must be in [0, 1], found {low:g} to {high:g}")
+    return values.astype("float32")
 
 
 def tile_size(shape: tuple[int, ...], settings: dict[str, Any]) -> int | None:
@@ -357,12 +430,51 @@ def _solve(
     """Denoise pixels of any dtype on the unit scale the weight is defined on; return pixels
     of the same dtype (floats outside [0, 1] keep their own range) and the solve record.
     2-D images larger than the tile size or the memory budget (``settings``) are denoised in
-    tiles."""
-    from .denoising import denoise
-    from .image_io import from_unit_range, to_unit_range
+    tiles. NaN pixels and a --mask leave the data term (:func:`tvdenoise.denoise`'s
+    ``mask``); NaN pixels are NaN in the output."""
+    import numpy as np
+
+    from .values import value_range
 
     settings = settings or {}
     options = {**options, "precision": output_step(pixels.dtype)}
+    weights = _mask_weights(pixels, settings, volume)
+    missing = np.isnan(pixels) if pixels.dtype.kind == "f" else None
+    span = None
+    if weights is not None:
+        options["mask"] = weights
+        # The span of the values there are; NaN pixels are masked out and written back NaN.
+        finite = pixels[np.isfinite(pixels)] if missing is not None and missing.any() else pixels
+        span = value_range(finite if finite.size else np.zeros(1, pixels.dtype))
+    pixels_out, record = _solve_masked(
+        pixels,
+        span,
+        options=options,
+        device=device,
+        callback=callback,
+        settings=settings,
+        volume=volume,
+    )
+    if missing is not None and missing.any():
+        pixels_out[missing] = np.nan
+    return pixels_out, record
+
+
+def _solve_masked(
+    pixels: Any,
+    span: Any,
+    *,
+    options: dict[str, Any],
+    device: Any,
+    callback: Any,
+    settings: dict[str, Any],
+    volume: bool,
+) -> Any:
+    """:func:`_solve` once the mask (``options["mask"]``) and the value span are known."""
+    from .denoising import denoise
+    from .image_io import from_unit_range, to_unit_range
+    from .values import to_float
+
     tile = None if volume or not settings else tile_size(pixels.shape, settings)
     if tile is not None:
         from .tiling import DEFAULT_OVERLAP, denoise_tiled
@@ -372,13 +484,16 @@ def _solve(
             pixels,
             tile=tile,
             overlap=settings.get("tile_overlap", DEFAULT_OVERLAP),
-            span=value_range(pixels),
+            span=span if span is not None else value_range(pixels),
             return_record=True,
             **options,
             device=device,
             callback=callback,
         )
-    values, span = to_unit_range(pixels)
+    if span is None:
+        values, span = to_unit_range(pixels)
+    else:
+        values = span.normalise(to_float(pixels))
     if volume:
         import numpy as np
         import torch

@@ -164,6 +164,14 @@ def _max_pixels(key: str, value: Any) -> int:
     return value
 
 
+def _mask(key: str, value: Any) -> str:
+    """ "nan" (mask the NaN pixels of float images) or the path of a mask image."""
+    text = _string(key, value)
+    if not text:
+        raise ConfigError(f"{key} must be 'nan' or a mask image's path, got {value!r}")
+    return "nan" if text.lower() == "nan" else text
+
+
 def _weight(key: str, value: Any) -> float | str:
     """A number > 0, or "auto" (chosen per image by minimising SURE)."""
     if value == "auto":
@@ -253,6 +261,7 @@ KEYS: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
     "format": (None, _format),
     "quality": (None, _quality),
     "max_pixels": (DEFAULT_MAX_PIXELS, _max_pixels),
+    "mask": (None, _mask),
     "stack": ("off", lambda k, v: _validate.choice(k, v, STACK_MODES)),
     "spacing": (None, _spacing),
     "tile": (0, _non_negative_int),
