@@ -187,6 +187,38 @@ def test_cli_denoises_a_fits_frame_keeping_nan_dtype_and_header(tmp_path: Path) 
     assert np.abs(values[11:14, 4:7][valid[11:14, 4:7]] - 1000).max() < 200
 
 
+def test_cli_mask_option_for_other_float_formats(tmp_path: Path) -> None:
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from tvdenoise.cli import app
+
+    runner = CliRunner()
+    _, noisy = noisy_frame(1)
+    np.save(tmp_path / "frame.npy", noisy)
+    refused = runner.invoke(app, [str(tmp_path / "frame.npy"), "--weight", "0.05"])
+    assert refused.exit_code == 1 and "--mask nan" in refused.stderr
+    masked = runner.invoke(app, [str(tmp_path / "frame.npy"), "--weight", "0.05", "--mask", "nan"])
+    assert masked.exit_code == 0, masked.output
+    out = np.load(tmp_path / "frame_denoised.npy")
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(noisy))
+    # A mask image: black leaves the spoiled block out of the data term.
+    spoiled = np.nan_to_num(noisy, nan=1000.0)
+    spoiled[16:20, 20:24] = 0.0
+    np.save(tmp_path / "spoiled.npy", spoiled)
+    mask = np.full(spoiled.shape, 255, np.uint8)
+    mask[16:20, 20:24] = 0
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    args = [str(tmp_path / "spoiled.npy"), "--weight", "0.05", "--mask", str(tmp_path / "mask.png")]
+    assert runner.invoke(app, args).exit_code == 0
+    filled = np.load(tmp_path / "spoiled_denoised.npy")
+    assert np.abs(filled[16:20, 20:24] - 3000).max() < 300
+    small = tmp_path / "small.png"
+    Image.fromarray(mask[:5, :5]).save(small)
+    wrong = runner.invoke(app, [str(tmp_path / "spoiled.npy"), "--mask", str(small), "--overwrite"])
+    assert wrong.exit_code == 1 and "the mask is 5x5, the image 30x24" in wrong.stderr
+
+
 def test_cli_broken_fits_fails_alone(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 

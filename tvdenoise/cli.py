@@ -264,6 +264,13 @@ def run(
         metavar="N",
         help="Refuse larger images (decompression-bomb guard); 0: no limit.",
     ),
+    mask: str | None = typer.Option(
+        None,
+        "--mask",
+        metavar="FILE|nan",
+        help="Leave pixels out of the data term (TV fills them): 'nan' for the NaN pixels of "
+        "float images (FITS always), or a mask image, black where the data is ignored.",
+    ),
     stack: str = typer.Option(
         config.DEFAULTS["stack"],
         "--stack",
@@ -360,6 +367,7 @@ def run(
         format=format,
         quality=quality,
         max_pixels=max_pixels,
+        mask=mask,
         stack="frames" if all_frames and stack == "off" else stack,
         spacing=spacing,
         tile=tile,
