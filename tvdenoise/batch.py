@@ -165,6 +165,10 @@ def process_job(
     from .denoising import resolve_device
     from .image_io import DEFAULT_MAX_PIXELS
 
+    if solved is None and (clip_format := _streamed_clip(job)) is not None:
+        return process_clip(
+            job, clip_format, settings, overwrite=overwrite, stop=stop, on_iteration=on_iteration
+        )
     start = time.perf_counter()
     result = JobResult(job.label, job.target_label, "failed")
     image = None
@@ -322,6 +326,126 @@ def _history(options: dict[str, Any], settings: dict[str, Any], weight: float | 
     if settings.get("mask"):
         parts.append(f"mask {settings['mask']}")
     return f"tvdenoise {__version__}: total-variation denoised ({', '.join(parts)})"
+
+
+def _streamed_clip(job: Job) -> str | None:
+    """The video format a job streams to, when its input and output are both clips (else the
+    clip is read whole, as any stack: for stdin, or to convert it to images)."""
+    from .io import formats
+    from .io.video import is_video
+
+    if job.source is None or job.target is None:
+        return None
+    try:
+        with open(job.source, "rb") as stream:
+            source = formats.sniff(stream.read(64))
+    except OSError:
+        return None  # reported by the image path
+    target = (
+        formats.by_option(job.format) if job.format else formats.by_extension(job.target.suffix)
+    )
+    if source is None or target is None or not (is_video(source.name) and is_video(target.name)):
+        return None
+    return target.name
+
+
+def process_clip(
+    job: Job,
+    clip_format: str,
+    settings: dict[str, Any],
+    *,
+    overwrite: bool = False,
+    stop: StopFlag | None = None,
+    on_iteration: Callable[[Any], object] | None = None,
+) -> JobResult:
+    """Denoise a video clip as it streams (:func:`tvdenoise.streaming.denoise_clip`): frame by
+    frame, or with ``--stack volume`` in overlapping chunks of frames; the output keeps the
+    frame count, size and rate, and the audio (:class:`tvdenoise.io.video.VideoWriter`).
+    Progress goes to ``on_iteration`` as :class:`tvdenoise.streaming.FrameProgress`."""
+    from .denoising import resolve_device
+    from .image_io import DEFAULT_MAX_PIXELS
+    from .io.video import VideoReader, VideoWriter
+    from .streaming import denoise_clip
+
+    start = time.perf_counter()
+    result = JobResult(job.label, job.target_label, "failed")
+    options = denoise_options(settings)
+    result.settings = dict(options)
+    max_pixels = settings.get("max_pixels", DEFAULT_MAX_PIXELS) or None
+    assert job.source is not None and job.target is not None
+    try:
+        if stop is not None and stop.is_set():
+            raise Interrupted
+        if not overwrite and job.target.exists():
+            if settings.get("skip_existing"):
+                raise _Skipped(f"{job.target}: written by another run")
+            raise ImageWriteError(f"{job.target}: exists (use --overwrite to replace it)")
+        device = resolve_device(settings.get("device", "auto"))
+        result.device = str(device)
+
+        def callback(info: Any) -> None:
+            if stop is not None and stop.is_set():
+                raise Interrupted
+
+        with VideoReader(job.source, job.label, max_pixels) as reader:
+            info = reader.info
+            result.width, result.height, result.channels = info.width, info.height, 3
+            result.dtype = "uint8"
+            _make_parent(job.target)
+            with VideoWriter(
+                job.target,
+                clip_format,
+                info.fps,
+                quality=settings.get("quality"),
+                overwrite=overwrite,
+                audio_from=job.source if info.audio else None,
+                name=job.target_label,
+            ) as writer:
+                record = denoise_clip(
+                    reader,
+                    writer.write,
+                    volume=settings.get("stack", "off") == "volume",
+                    total=info.frames,
+                    on_progress=on_iteration,
+                    **options,
+                    device=device,
+                    callback=callback,
+                )
+                writer.finish()
+        result.record = {
+            "solver_used": record.solver,
+            "iterations": record.iterations,
+            "energy": record.energy,
+            "gap": record.gap,
+            "converged": record.converged,
+            "stop_reason": record.stop_reason,
+            "frames": writer.frames,
+            "fps": float(info.fps),
+            "audio": info.audio and writer.audio_dropped is None,
+        }
+        if writer.audio_dropped is not None:
+            result.record["audio_dropped"] = writer.audio_dropped
+        choice = getattr(record, "weight_choice", None)
+        if choice is not None:
+            result.record.update(
+                weight_used=choice.weight,
+                weight_auto=True,
+                sigma=choice.sigma,
+                sigma_estimated=choice.sigma_estimated,
+                weight_at_edge=bool(choice.trials)
+                and choice.weight
+                in (min(w for w, _ in choice.trials), max(w for w, _ in choice.trials)),
+            )
+        result.status = "ok"
+    except Interrupted:
+        result.status = "interrupted"
+    except _Skipped as skipped:
+        result.status = "skipped"
+        result.error = str(skipped)
+    except Exception as error:  # one bad clip must not stop the batch
+        result.error = describe_error(job.label, error, job.target_label)
+    result.seconds = time.perf_counter() - start
+    return result
 
 
 def _read(
