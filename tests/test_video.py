@@ -7,6 +7,7 @@ skip cleanly without it. The missing-extra message is tested either way.
 
 from __future__ import annotations
 
+import json
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -15,8 +16,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from tvdenoise.cli import app
 from tvdenoise.errors import ImageReadError
 from tvdenoise.image_io import ImageStack, decode_stack, encode_stack, load_stack
+from tvdenoise.io.atomic import TEMP_NAME_PATTERN
 from tvdenoise.streaming import FrameProgress, denoise_clip
 
 runner = CliRunner()
@@ -120,6 +123,51 @@ def test_chunks_blend_into_the_whole_volume_solution() -> None:
     # blend (a few levels of 255).
     assert [p.frames for p in progress] == list(range(1, 10)) and progress[-1].total == 9
     assert np.abs(chunked - whole).max() < 8 / 255
+
+
+@pytest.mark.parametrize("mode", ["off", "frames", "volume"])
+def test_cli_keeps_frames_size_rate_and_audio(tmp_path: Path, mode: str) -> None:
+    clean, noisy = moving_still()
+    source = write_clip(tmp_path / "clip.mp4", noisy, Fraction(30000, 1001))
+    args = [str(source), "--weight", "0.08", "--json"]
+    if mode != "off":
+        args += ["--stack", mode]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    line = json.loads(result.stdout.splitlines()[0])
+    assert (line["status"], line["frames"], line["audio"]) == ("ok", 12, True)
+    written = streams_of(tmp_path / "clip_denoised.mp4")
+    assert written["frames"].shape == noisy.shape
+    assert written["fps"] == Fraction(30000, 1001)
+    assert (written["codec"], written["pix_fmt"], written["audio"]) == ("h264", "yuv420p", ["aac"])
+    # Denoised: closer to the clean clip than the noisy input is.
+    assert psnr(written["frames"], clean) > psnr(noisy, clean) + 3
+    assert not [p for p in tmp_path.iterdir() if TEMP_NAME_PATTERN.match(p.name)]
+
+
+def test_volume_with_the_automatic_weight_is_allowed_for_clips_only(tmp_path: Path) -> None:
+    _, noisy = moving_still(frames=6)
+    source = write_clip(tmp_path / "clip.mp4", noisy, audio=False)
+    result = runner.invoke(app, [str(source), "--stack", "volume", "--json"])
+    assert result.exit_code == 0, result.output
+    line = json.loads(result.stdout.splitlines()[0])
+    assert line["weight_auto"] and line["frames"] == 6 and line["audio"] is False
+    refused = runner.invoke(app, [str(tmp_path / "frames.tif"), "--stack", "volume"])
+    assert refused.exit_code == 2 and "needs a numeric --weight" in refused.stderr
+
+
+def test_broken_clip_fails_alone_and_the_batch_goes_on(tmp_path: Path) -> None:
+    _, noisy = moving_still(frames=6)
+    good = write_clip(tmp_path / "good.mp4", noisy)
+    data = good.read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 3])
+    (tmp_path / "junk.mp4").write_bytes(b"\x00\x00\x00\x18ftypisom" + b"\x00" * 200)
+    result = runner.invoke(app, [str(tmp_path), "--weight", "0.08", "-o", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if "error" in line]
+    assert len(errors) == 2 and all("cannot decode video" in line for line in errors)
+    assert any("cut.mp4" in line for line in errors) and any("junk.mp4" in line for line in errors)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good_denoised.mp4"]
 
 
 def test_corrupt_clip_is_one_line_naming_the_file() -> None:

@@ -408,6 +408,18 @@ def _error(err: Console, message: str) -> None:
     err.print(message, markup=False, soft_wrap=True)
 
 
+def _all_clips(inputs: list[str]) -> bool:
+    """Whether every input names a video clip by its extension."""
+    from .io import formats
+    from .io.video import is_video
+
+    def clip(name: str) -> bool:
+        spec = formats.by_extension(os.path.splitext(name)[1])
+        return spec is not None and is_video(spec.name)
+
+    return all(clip(name) for name in inputs)
+
+
 def _run(
     settings: dict[str, Any],
     inputs: list[str],
@@ -440,7 +452,8 @@ def _run(
             f"--weight auto chooses the weight for Gaussian noise (--fidelity l2); give "
             f"--weight for --fidelity {settings['fidelity']}"
         )
-    if auto and settings["stack"] == "volume" and not estimate_noise:
+    # Clips choose the automatic weight once, on their first frame (tvdenoise.streaming).
+    if auto and settings["stack"] == "volume" and not estimate_noise and not _all_clips(inputs):
         raise _Usage("--stack volume needs a numeric --weight (auto is for 2-D images)")
     spacing = settings["spacing"]
     if spacing is not None and (len(spacing) == 3) != (settings["stack"] == "volume"):
@@ -668,6 +681,12 @@ def _execute(
                 current["task"] = progress.add_task(label, total=settings["max_iter"], status="")
 
         def on_iteration(info: Any) -> None:
+            if hasattr(info, "frames"):  # a clip counts frames (tvdenoise.streaming)
+                total = info.total or None
+                progress.update(
+                    current["task"], completed=info.frames, total=total, status="frames"
+                )
+                return
             status = f"gap {info.gap:.1e}" if info.gap is not None else ""
             progress.update(current["task"], completed=info.iteration, status=status)
 
