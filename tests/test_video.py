@@ -195,3 +195,24 @@ def test_missing_av_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     assert str(error.value) == (
         "clip.mp4: reading and writing video needs av (pip install 'tvdenoise[video]')"
     )
+
+
+def test_writer_is_atomic_and_never_replaces_unasked(tmp_path: Path) -> None:
+    pytest.importorskip("av")
+    from tvdenoise.errors import ImageWriteError
+    from tvdenoise.io.video import VideoWriter
+
+    frame = np.full((16, 16, 3), 90, np.uint8)
+    target = tmp_path / "out.mp4"
+    with pytest.raises(RuntimeError), VideoWriter(target, "MP4", Fraction(25)) as writer:
+        writer.write(frame)
+        raise RuntimeError("stopped half way")  # an interrupted job: nothing is left
+    assert list(tmp_path.iterdir()) == []
+    target.write_bytes(b"precious")
+    with pytest.raises(ImageWriteError, match="exists"):
+        VideoWriter(target, "MP4", Fraction(25))
+    with VideoWriter(target, "MP4", Fraction(25), overwrite=True) as writer:
+        writer.write(frame)
+        writer.finish()
+    assert target.read_bytes()[4:8] == b"ftyp"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]
