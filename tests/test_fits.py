@@ -151,3 +151,105 @@ def test_missing_astropy_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> Non
     assert str(write_error.value) == (
         "cube.fits: reading and writing FITS needs astropy (pip install 'tvdenoise[astro]')"
     )
+
+
+# --------------------------------------------------------------------------------------------
+# The command line: NaN pixels masked out of the data term, kept NaN, a batch that goes on
+# --------------------------------------------------------------------------------------------
+
+
+def noisy_frame(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A two-level frame in counts (1000 | 3000) and a noisy copy with NaN borders."""
+    clean = np.full((24, 30), 1000.0, np.float32)
+    clean[:, 15:] = 3000.0
+    noisy = clean + np.random.default_rng(seed).normal(0, 150, clean.shape).astype(np.float32)
+    noisy[:3] = np.nan  # a border masked after registration
+    noisy[12, 5] = np.nan  # a bad pixel
+    return clean, noisy
+
+
+def test_cli_denoises_a_fits_frame_keeping_nan_dtype_and_header(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tvdenoise.cli import app
+
+    clean, noisy = noisy_frame()
+    (tmp_path / "frame.fits").write_bytes(fits_bytes(noisy, OBJECT="M31"))
+    result = CliRunner().invoke(app, [str(tmp_path / "frame.fits"), "--weight", "0.05"])
+    assert result.exit_code == 0, result.output
+    values, header = read_back((tmp_path / "frame_denoised.fits").read_bytes())
+    assert values.dtype == np.dtype(">f4")
+    np.testing.assert_array_equal(np.isnan(values), np.isnan(noisy))
+    assert header["OBJECT"] == "M31" and "weight 0.05" in str(header["HISTORY"])
+    valid = ~np.isnan(noisy)
+    # Denoised in counts, and the bad pixel's neighbours are not pulled towards NaN or 0.
+    assert np.abs(values - clean)[valid].mean() < 0.5 * np.abs(noisy - clean)[valid].mean()
+    assert np.abs(values[11:14, 4:7][valid[11:14, 4:7]] - 1000).max() < 200
+
+
+def test_cli_mask_option_for_other_float_formats(tmp_path: Path) -> None:
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from tvdenoise.cli import app
+
+    runner = CliRunner()
+    _, noisy = noisy_frame(1)
+    np.save(tmp_path / "frame.npy", noisy)
+    refused = runner.invoke(app, [str(tmp_path / "frame.npy"), "--weight", "0.05"])
+    assert refused.exit_code == 1 and "--mask nan" in refused.stderr
+    masked = runner.invoke(app, [str(tmp_path / "frame.npy"), "--weight", "0.05", "--mask", "nan"])
+    assert masked.exit_code == 0, masked.output
+    out = np.load(tmp_path / "frame_denoised.npy")
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(noisy))
+    # A mask image: black leaves the spoiled block out of the data term.
+    spoiled = np.nan_to_num(noisy, nan=1000.0)
+    spoiled[16:20, 20:24] = 0.0
+    np.save(tmp_path / "spoiled.npy", spoiled)
+    mask = np.full(spoiled.shape, 255, np.uint8)
+    mask[16:20, 20:24] = 0
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    args = [str(tmp_path / "spoiled.npy"), "--weight", "0.05", "--mask", str(tmp_path / "mask.png")]
+    assert runner.invoke(app, args).exit_code == 0
+    filled = np.load(tmp_path / "spoiled_denoised.npy")
+    assert np.abs(filled[16:20, 20:24] - 3000).max() < 300
+    small = tmp_path / "small.png"
+    Image.fromarray(mask[:5, :5]).save(small)
+    wrong = runner.invoke(app, [str(tmp_path / "spoiled.npy"), "--mask", str(small), "--overwrite"])
+    assert wrong.exit_code == 1 and "the mask is 5x5, the image 30x24" in wrong.stderr
+
+
+def test_cli_broken_fits_fails_alone(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tvdenoise.cli import app
+
+    _, noisy = noisy_frame()
+    good = fits_bytes(noisy)
+    (tmp_path / "good.fits").write_bytes(good)
+    (tmp_path / "cut.fits").write_bytes(good[: len(good) - 2000])
+    result = CliRunner().invoke(app, [str(tmp_path), "--weight", "0.05", "-o", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if "cut.fits" in line]
+    assert len(errors) == 1 and "truncated" in errors[0]
+    assert [p.name for p in (tmp_path / "o").iterdir()] == ["good_denoised.fits"]
+
+
+def test_cli_batch_size_solves_frames_with_nan_alone(tmp_path: Path) -> None:
+    # Same-size frames batched together would carry NaN into the solve: NaN frames are solved
+    # one by one, masked, and a --mask run is not batched (the mask applies to every image).
+    from typer.testing import CliRunner
+
+    from tvdenoise.cli import app
+
+    clean, noisy = noisy_frame()
+    for index in range(2):
+        (tmp_path / f"f{index}.fits").write_bytes(fits_bytes(noisy_frame(index)[1]))
+    args = [str(tmp_path / "f0.fits"), str(tmp_path / "f1.fits"), "--weight", "0.05"]
+    result = CliRunner().invoke(app, [*args, "--batch-size", "2", "-o", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    for index in range(2):
+        values, _ = read_back((tmp_path / "o" / f"f{index}_denoised.fits").read_bytes())
+        np.testing.assert_array_equal(np.isnan(values), np.isnan(noisy))
+        valid = ~np.isnan(noisy)
+        assert np.abs(values - clean)[valid].mean() < 0.5 * np.abs(noisy - clean)[valid].mean()

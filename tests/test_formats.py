@@ -28,14 +28,21 @@ def test_every_row_is_written_read_and_recognised(spec: formats.FormatSpec) -> N
 
 
 def test_config_planning_and_help_list_the_table() -> None:
-    assert config.FORMATS == ("png", "jpeg", "tiff", "bmp", "webp", "gif", "npy", "fits")
-    assert config.FORMAT_ALIASES == {"jpg": "jpeg", "tif": "tiff", "fit": "fits"}
+    images = ("png", "jpeg", "tiff", "bmp", "webp", "gif", "npy")
+    assert (*images, "fits", "mp4", "mkv", "webm") == config.FORMATS
+    assert config.FORMAT_ALIASES == {
+        "jpg": "jpeg",
+        "tif": "tiff",
+        "fit": "fits",
+        "mov": "mp4",
+        "m4v": "mp4",
+    }
     assert planning.FORMAT_EXTENSIONS["jpeg"] == ".jpg"
     expected = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".npy"}
-    expected |= {".fits", ".fit", ".fts"}
+    expected |= {".fits", ".fit", ".fts", ".mp4", ".m4v", ".mov", ".mkv", ".webm"}
     assert expected == image_io.SUPPORTED_EXTENSIONS
     help_text = " ".join(CliRunner().invoke(app, ["--help"]).stdout.split())
-    assert "--format [png|jpeg|tiff|bmp|webp|gif|npy|fits]" in help_text
+    assert "--format [png|jpeg|tiff|bmp|webp|gif|npy|fits|mp4|mkv|webm]" in help_text
     assert formats.sniff(b"not an image") is None
 
 

@@ -740,6 +740,11 @@ def test_output_format_for_extensions() -> None:
         ".fits",
         ".fit",
         ".fts",
+        ".mp4",
+        ".m4v",
+        ".mov",
+        ".mkv",
+        ".webm",
     } == SUPPORTED_EXTENSIONS
 
 

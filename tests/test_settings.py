@@ -124,3 +124,30 @@ def test_a_report_record_reads_typed_settings_as_it_reads_a_dict() -> None:
         "channelwise",
         "cpu",
     )
+
+
+def test_mask_is_a_read_setting_with_its_key_flag_and_check(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    assert RunSettings.fields()["mask"][0] == "read"
+    assert RunSettings.of(mask="NaN").read.mask == "nan"
+    assert RunSettings.of(mask="holes.png").read.mask == "holes.png"
+    with pytest.raises(ConfigError, match=r"^mask must be 'nan' or a mask image's path"):
+        RunSettings.of(mask="")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('mask = "nan"\n')
+    assert config.load_config(cfg) == {"mask": "nan"}
+    shown = CliRunner().invoke(app, ["--show-config", "--mask", "nan"])
+    assert shown.exit_code == 0 and 'mask = "nan"' in shown.stdout
+    assert "# mask = (not set)" in CliRunner().invoke(app, ["--show-config"]).stdout
+    # Masked images are solved one by one (their own NaN pixels or the mask image).
+    assert RunSettings.of(weight=0.1, batch_size=4).batching
+    assert not RunSettings.of(weight=0.1, batch_size=4, mask="nan").batching
+
+
+def test_volume_takes_the_automatic_weight_only_when_every_input_is_a_clip() -> None:
+    with pytest.raises(ConfigError, match="--stack volume needs a numeric --weight"):
+        RunSettings.resolve(command_line={"stack": "volume"})
+    settings = RunSettings.resolve(command_line={"stack": "volume"}, clips=True)
+    assert settings.solve.auto and settings.read.stack == "volume"
+    assert config.resolve(command_line={"stack": "volume"}, clips=True) == settings

@@ -25,7 +25,7 @@ from .io import claims
 from .planning import Job
 
 if TYPE_CHECKING:
-    from .settings import RunSettings
+    from .settings import ReadSettings, RunSettings
 
 
 def np_stack(arrays: list[Any]) -> Any:
@@ -193,6 +193,10 @@ def process_job(
     """
     from .denoising import resolve_device
 
+    if solved is None and (clip_format := _streamed_clip(job)) is not None:
+        return process_clip(
+            job, clip_format, settings, overwrite=overwrite, stop=stop, on_iteration=on_iteration
+        )
     start = time.perf_counter()
     result = JobResult(job.label, job.target_label, "failed")
     image = None
@@ -207,21 +211,11 @@ def process_job(
     try:
         if stop is not None and stop.is_set():
             raise Interrupted
-        if job.target is not None and not overwrite and job.target.exists():
-            if sharing:
-                claims.remove_stale(job.target)  # a killed run's, left beside its output
-                raise _Skipped(f"{job.target}: written by another run")
-            raise ImageWriteError(f"{job.target}: exists (use --overwrite to replace it)")
-        if sharing:
-            assert job.target is not None
-            try:
-                claim = claims.take(job.target)
-            except claims.ClaimedElsewhere as held:
-                raise _Skipped(f"{job.target}: {held.holder}") from None
-            if job.target.exists():  # written between the check above and the claim
-                raise _Skipped(f"{job.target}: written by another run")
+        claim = _claim_target(job, overwrite=overwrite, sharing=sharing)
         if solved is None:
-            stack, image = _read(job, stdin_data, stack_mode, max_pixels)
+            stack, image = _read(
+                job, stdin_data, stack_mode, max_pixels, allow_nan=settings.read.mask is not None
+            )
         else:
             stack, image = None, solved[0]
         read_seconds = time.perf_counter() - start
@@ -286,6 +280,9 @@ def process_job(
                 and choice.weight
                 in (min(w for w, _ in choice.trials), max(w for w, _ in choice.trials)),
             )
+        # What was done, for formats that keep a history (FITS's HISTORY cards).
+        used = None if choice is None else choice.weight
+        output.metadata = {**output.metadata, "history": [_history(options, settings.read, used)]}
         if stack is not None:
             result.record["pages"] = stack.pages
         elif stack_mode == "off" and (tile := tile_size(image.pixels.shape, settings)):
@@ -316,19 +313,233 @@ def process_job(
     return result
 
 
-def _read(job: Job, data: bytes | None, stack_mode: str, max_pixels: int | None) -> Any:
-    """(stack or None, first image) of a job's input."""
+def _claim_target(job: Job, *, overwrite: bool, sharing: bool) -> claims.Claim | None:
+    """Check that ``job``'s output may be written and, when runs share the folder
+    (``sharing``: --skip-existing), claim it; return the claim (None when not sharing).
+
+    Raises _Skipped for an output that another run wrote or holds, ImageWriteError for one
+    that exists without --overwrite.
+    """
+    if job.target is not None and not overwrite and job.target.exists():
+        if sharing:
+            claims.remove_stale(job.target)  # a killed run's, left beside its output
+            raise _Skipped(f"{job.target}: written by another run")
+        raise ImageWriteError(f"{job.target}: exists (use --overwrite to replace it)")
+    if not sharing:
+        return None
+    assert job.target is not None
+    try:
+        claim = claims.take(job.target)
+    except claims.ClaimedElsewhere as held:
+        raise _Skipped(f"{job.target}: {held.holder}") from None
+    if job.target.exists():  # written between the check above and the claim
+        claims.release(claim)
+        raise _Skipped(f"{job.target}: written by another run")
+    return claim
+
+
+def _history(options: dict[str, Any], read: ReadSettings, weight: float | None) -> str:
+    """One line saying what was done: ``tvdenoise 1.2: total-variation denoised (weight 0.1,
+    ...)``; ``weight`` is the automatic weight chosen, if any."""
+    from ._version import __version__
+
+    values = {**options, **({"weight": weight} if weight is not None else {})}
+    parts = [
+        f"{key} {values[key]:.4g}" if isinstance(values[key], float) else f"{key} {values[key]}"
+        for key in ("weight", "fidelity", "tv", "beta")
+        if key in values
+    ]
+    if read.stack == "volume":
+        parts.append("3-D TV over the planes")
+    if read.mask:
+        parts.append(f"mask {read.mask}")
+    return f"tvdenoise {__version__}: total-variation denoised ({', '.join(parts)})"
+
+
+def _streamed_clip(job: Job) -> str | None:
+    """The video format a job streams to, when its input and output are both clips (else the
+    clip is read whole, as any stack: for stdin, or to convert it to images)."""
+    from .io import formats
+    from .io.video import is_video
+
+    if job.source is None or job.target is None:
+        return None
+    try:
+        with open(job.source, "rb") as stream:
+            source = formats.sniff(stream.read(64))
+    except OSError:
+        return None  # reported by the image path
+    target = (
+        formats.by_option(job.format) if job.format else formats.by_extension(job.target.suffix)
+    )
+    if source is None or target is None or not (is_video(source.name) and is_video(target.name)):
+        return None
+    return target.name
+
+
+def process_clip(
+    job: Job,
+    clip_format: str,
+    settings: RunSettings,
+    *,
+    overwrite: bool = False,
+    stop: StopFlag | None = None,
+    on_iteration: Callable[[Any], object] | None = None,
+) -> JobResult:
+    """Denoise a video clip as it streams (:func:`tvdenoise.streaming.denoise_clip`): frame by
+    frame, or with ``--stack volume`` in overlapping chunks of frames; the output keeps the
+    frame count, size and rate, and the audio (:class:`tvdenoise.io.video.VideoWriter`).
+    Progress goes to ``on_iteration`` as :class:`tvdenoise.streaming.FrameProgress`. Under
+    --skip-existing the output is claimed as :func:`process_job` claims an image's."""
+    from .denoising import resolve_device
+    from .io.video import VideoReader, VideoWriter
+    from .streaming import denoise_clip
+
+    start = time.perf_counter()
+    result = JobResult(job.label, job.target_label, "failed")
+    options = settings.solve.denoise_options()
+    result.settings = dict(options)
+    assert job.source is not None and job.target is not None
+    sharing = settings.output.skip_existing and not overwrite
+    claim = None
+    try:
+        if stop is not None and stop.is_set():
+            raise Interrupted
+        claim = _claim_target(job, overwrite=overwrite, sharing=sharing)
+        device = resolve_device(settings.exec.device)
+        result.device = str(device)
+
+        def callback(info: Any) -> None:
+            if stop is not None and stop.is_set():
+                raise Interrupted
+            claims.renew(claim)
+
+        with VideoReader(job.source, job.label, settings.read.pixel_limit) as reader:
+            info = reader.info
+            result.width, result.height, result.channels = info.width, info.height, 3
+            result.dtype = "uint8"
+            _make_parent(job.target)
+            with VideoWriter(
+                job.target,
+                clip_format,
+                info.fps,
+                quality=settings.output.quality,
+                overwrite=overwrite,
+                audio_from=job.source if info.audio else None,
+                name=job.target_label,
+            ) as writer:
+                record = denoise_clip(
+                    reader,
+                    writer.write,
+                    volume=settings.read.stack == "volume",
+                    total=info.frames,
+                    on_progress=on_iteration,
+                    **options,
+                    device=device,
+                    callback=callback,
+                )
+                writer.finish()
+        choice = getattr(record, "weight_choice", None)
+        # "weight" and "solver" are what ran, as for an image (JobResult.as_dict).
+        result.record = {
+            "weight": settings.solve.weight if choice is None else choice.weight,
+            "weight_auto": choice is not None,
+            "solver": record.solver,
+            "iterations": record.iterations,
+            "energy": record.energy,
+            "gap": record.gap,
+            "converged": record.converged,
+            "stop_reason": record.stop_reason,
+            "frames": writer.frames,
+            "fps": float(info.fps),
+            "audio": info.audio and writer.audio_dropped is None,
+        }
+        if writer.audio_dropped is not None:
+            result.record["audio_dropped"] = writer.audio_dropped
+        if choice is not None:
+            result.record.update(
+                sigma=choice.sigma,
+                sigma_estimated=choice.sigma_estimated,
+                weight_at_edge=bool(choice.trials)
+                and choice.weight
+                in (min(w for w, _ in choice.trials), max(w for w, _ in choice.trials)),
+            )
+        result.status = "ok"
+    except Interrupted:
+        result.status = "interrupted"
+    except _Skipped as skipped:
+        result.status = "skipped"
+        result.error = str(skipped)
+    except Exception as error:  # one bad clip must not stop the batch
+        result.error = describe_error(job.label, error, job.target_label)
+    finally:
+        claims.release(claim)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _read(
+    job: Job,
+    data: bytes | None,
+    stack_mode: str,
+    max_pixels: int | None,
+    *,
+    allow_nan: bool = False,
+) -> Any:
+    """(stack or None, first image) of a job's input; NaN is read (to be masked) when
+    ``allow_nan`` (a --mask) and in FITS files."""
     from .image_io import decode_image, decode_stack, load_image, load_stack
 
+    limits: dict[str, Any] = {"max_pixels": max_pixels, "allow_nan": allow_nan}
     if stack_mode == "off":
         if job.source is None:
-            return None, decode_image(data or b"", "<stdin>", max_pixels=max_pixels)
-        return None, load_image(job.source, max_pixels=max_pixels)
+            return None, decode_image(data or b"", "<stdin>", **limits)
+        return None, load_image(job.source, **limits)
     if job.source is None:
-        stack = decode_stack(data or b"", "<stdin>", max_pixels=max_pixels)
+        stack = decode_stack(data or b"", "<stdin>", **limits)
     else:
-        stack = load_stack(job.source, max_pixels=max_pixels)
+        stack = load_stack(job.source, **limits)
     return stack, stack.page(0)
+
+
+def _mask_weights(pixels: Any, mask: str | None, volume: bool) -> Any:
+    """The data weights of ``pixels`` ((H, W[, C]) or pages (D, H, W[, C])): 0 at NaN
+    pixels, and the --mask image's values when one is given (0 = ignore the data, its
+    maximum = trust it); None when every pixel is trusted. ``mask`` is the --mask setting."""
+    import numpy as np
+
+    spatial = pixels.shape[: 3 if volume else 2]
+    weights = None
+    if pixels.dtype.kind == "f":
+        nan = np.isnan(pixels)
+        if nan.ndim > len(spatial):
+            nan = nan.any(axis=-1)
+        if nan.any():
+            weights = (~nan).astype(np.float32)
+    if mask not in (None, "nan"):
+        from_file = np.broadcast_to(_mask_file(str(mask), spatial[-2:]), spatial)
+        weights = from_file if weights is None else weights * from_file
+    return weights
+
+
+@functools.lru_cache(maxsize=4)
+def _mask_file(path: str, shape: tuple[int, int]) -> Any:
+    """A --mask image as weights in [0, 1] ((H, W); colour masks by their mean)."""
+    from .errors import ImageReadError
+    from .image_io import load_image, to_float
+
+    mask = load_image(path)
+    values = to_float(mask.pixels)
+    values = values.mean(axis=-1) if values.ndim == 3 else values
+    if values.shape != tuple(shape):
+        raise ImageReadError(
+            f"{path}: the mask is {values.shape[1]}x{values.shape[0]}, the image "
+            f"{shape[1]}x{shape[0]}"
+        )
+    low, high = float(values.min()), float(values.max())
+    if low < 0 or high > 1:
+        raise ImageReadError(f"{path}: mask values must be in [0, 1], found {low:g} to {high:g}")
+    return values.astype("float32")
 
 
 def tile_size(shape: tuple[int, ...], settings: RunSettings) -> int | None:
@@ -367,11 +578,50 @@ def _solve(
     """Denoise pixels of any dtype on the unit scale the weight is defined on; return pixels
     of the same dtype (floats outside [0, 1] keep their own range) and the solve record.
     2-D images larger than the tile size or the memory budget (``settings``) are denoised in
-    tiles."""
-    from .denoising import denoise
-    from .image_io import from_unit_range, to_unit_range
+    tiles. NaN pixels and a --mask leave the data term (:func:`tvdenoise.denoise`'s
+    ``mask``); NaN pixels are NaN in the output."""
+    import numpy as np
+
+    from .values import value_range
 
     options = {**options, "precision": output_step(pixels.dtype)}
+    weights = _mask_weights(pixels, None if settings is None else settings.read.mask, volume)
+    missing = np.isnan(pixels) if pixels.dtype.kind == "f" else None
+    span = None
+    if weights is not None:
+        options["mask"] = weights
+        # The span of the values there are; NaN pixels are masked out and written back NaN.
+        finite = pixels[np.isfinite(pixels)] if missing is not None and missing.any() else pixels
+        span = value_range(finite if finite.size else np.zeros(1, pixels.dtype))
+    pixels_out, record = _solve_masked(
+        pixels,
+        span,
+        options=options,
+        device=device,
+        callback=callback,
+        settings=settings,
+        volume=volume,
+    )
+    if missing is not None and missing.any():
+        pixels_out[missing] = np.nan
+    return pixels_out, record
+
+
+def _solve_masked(
+    pixels: Any,
+    span: Any,
+    *,
+    options: dict[str, Any],
+    device: Any,
+    callback: Any,
+    settings: RunSettings | None,
+    volume: bool,
+) -> Any:
+    """:func:`_solve` once the mask (``options["mask"]``) and the value span are known."""
+    from .denoising import denoise
+    from .image_io import from_unit_range, to_unit_range
+    from .values import to_float
+
     tile = None if volume or settings is None else tile_size(pixels.shape, settings)
     if tile is not None:
         from .tiling import denoise_tiled
@@ -382,13 +632,16 @@ def _solve(
             pixels,
             tile=tile,
             overlap=settings.tiles.tile_overlap,
-            span=value_range(pixels),
+            span=span if span is not None else value_range(pixels),
             return_record=True,
             **options,
             device=device,
             callback=callback,
         )
-    values, span = to_unit_range(pixels)
+    if span is None:
+        values, span = to_unit_range(pixels)
+    else:
+        values = span.normalise(to_float(pixels))
     if volume:
         import numpy as np
         import torch
@@ -463,10 +716,10 @@ def _solve_batches(
     """Read ``jobs`` and denoise those of equal shape and dtype as one (N, C, H, W) batch.
 
     Returns ``{index: (image, denoised pixels, batch record)}`` for the jobs solved in a batch
-    of two or more; the others (unreadable, alone of their size, tiled, or in a batch that
-    failed) are left to :func:`process_job`, which reports their errors. Each image keeps its
-    own value span; all share the batch's solver record (the batch stops when every image has
-    reached the tolerance).
+    of two or more; the others (unreadable, alone of their size, tiled, with NaN pixels, clips
+    that stream, or in a batch that failed) are left to :func:`process_job`, which reports
+    their errors. Each image keeps its own value span; all share the batch's solver record
+    (the batch stops when every image has reached the tolerance).
     """
     import numpy as np
     import torch
@@ -477,12 +730,14 @@ def _solve_batches(
     max_pixels = settings.read.pixel_limit
     groups: dict[tuple[Any, ...], list[tuple[int, Any]]] = {}
     for index, job in enumerate(jobs):
-        if job.source is None:
-            continue
+        if job.source is None or _streamed_clip(job) is not None:
+            continue  # stdin is read once, by process_job; a clip streams frame by frame
         try:
             _, image = _read(job, None, "off", max_pixels)
         except Exception:  # reported by process_job when it reads the file again
             continue
+        if image.pixels.dtype.kind == "f" and np.isnan(image.pixels).any():
+            continue  # NaN pixels (FITS) are masked out of the data term: solved alone
         if tile_size(image.pixels.shape, settings) is None:
             groups.setdefault((image.pixels.shape, image.pixels.dtype.str), []).append(
                 (index, image)

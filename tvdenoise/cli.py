@@ -148,6 +148,7 @@ def run(
     spacing: opts.Spacing = None,
     recursive: opts.Recursive = _S.read.recursive,
     max_pixels: opts.MaxPixels = _S.read.max_pixels,
+    mask: opts.Mask = None,
     stack: opts.Stack = _S.read.stack,
     all_frames: opts.AllFrames = False,
     output: opts.Output = None,
@@ -189,6 +190,7 @@ def run(
             config_file=config_file,
             command_line=_given(ctx),
             denoise=not estimate_noise,
+            clips=_all_clips(inputs or []),
         )
         if show_config:
             header = f"tvdenoise {__version__}: effective settings (feed back with --config)"
@@ -215,6 +217,18 @@ def run(
 def _error(err: Console, message: str) -> None:
     err.print("tvdenoise: error:", style="bold red", end=" ")
     err.print(message, markup=False, soft_wrap=True)
+
+
+def _all_clips(inputs: list[str]) -> bool:
+    """Whether every input names a video clip by its extension (the format table's video
+    rows; nothing is imported but the table, so --show-config stays without numpy)."""
+    from .io import formats
+
+    def clip(name: str) -> bool:
+        spec = formats.by_extension(os.path.splitext(name)[1])
+        return spec is not None and spec.codec == "video"
+
+    return bool(inputs) and all(clip(name) for name in inputs)
 
 
 def _run(
@@ -443,6 +457,12 @@ def _execute(
                 current["task"] = progress.add_task(label, total=settings.solve.max_iter, status="")
 
         def on_iteration(info: Any) -> None:
+            if hasattr(info, "frames"):  # a clip counts frames (tvdenoise.streaming)
+                total = info.total or None
+                progress.update(
+                    current["task"], completed=info.frames, total=total, status="frames"
+                )
+                return
             status = f"gap {info.gap:.1e}" if info.gap is not None else ""
             progress.update(current["task"], completed=info.iteration, status=status)
 

@@ -76,6 +76,7 @@ def _cli(*decls: str, panel: str, metavar: str | None = None, **options: Any) ->
 
 Recursive = Annotated[bool, setting("recursive", "-r", flag="--recursive/--no-recursive")]
 MaxPixels = Annotated[int, setting("max_pixels", metavar="N")]
+Mask = Annotated[str | None, setting("mask", metavar="FILE|nan")]
 Stack = Annotated[str, setting("stack")]
 AllFrames = Annotated[
     bool,

@@ -167,6 +167,7 @@ def resolve(
     config_file: str | os.PathLike[str] | None = None,
     command_line: Mapping[str, Any] | None = None,
     denoise: bool = True,
+    clips: bool = False,
 ) -> RunSettings:
     """The settings of a run: defaults < ``preset`` < ``config_file`` < ``command_line``.
 
@@ -179,4 +180,5 @@ def resolve(
         load_config(config_file) if config_file is not None else None,
         command_line,
         denoise=denoise,
+        clips=clips,
     )

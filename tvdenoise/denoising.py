@@ -501,8 +501,9 @@ def _push_pull(values: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
         mean = values.sum(dim=tuple(range(2, values.dim())), keepdim=True) / total.clamp(min=1)
         return torch.where(known > 0, values, mean.expand_as(values))
     pool = torch.nn.functional.avg_pool2d if values.dim() == 4 else torch.nn.functional.avg_pool3d
-    coarse_weight = pool(known, 2, ceil_mode=True)
-    coarse = pool(values * known, 2, ceil_mode=True) / coarse_weight.clamp(min=1e-300)
+    kernel = tuple(2 if extent > 1 else 1 for extent in spatial)  # axes of length 1 stay
+    coarse_weight = pool(known, kernel, ceil_mode=True)
+    coarse = pool(values * known, kernel, ceil_mode=True) / coarse_weight.clamp(min=1e-300)
     coarse = _push_pull(coarse, (coarse_weight > 0).double())
     mode = "bilinear" if values.dim() == 4 else "trilinear"
     fine = torch.nn.functional.interpolate(coarse, size=spatial, mode=mode, align_corners=False)

@@ -271,6 +271,8 @@ def run_jobs_dask(
             )
     distributed = _import_distributed()
     overwrite = settings.output.overwrite
+    if settings.read.mask not in (None, "nan"):  # a mask image, found as the jobs' files are
+        settings = settings.replace(mask=str(Path(settings.read.mask).absolute()))
     client = connect(address) if isinstance(address, str) else address
     cluster_stop = ClusterStop(f"tvdenoise-stop-{uuid.uuid4().hex}")
     stop_sent = False

@@ -1,5 +1,9 @@
 """Reading and writing image files: formats, bit depths, alpha, metadata and atomic writes.
 
+FITS (``tvdenoise[astro]``) and video clips (MP4/MOV, MKV, WebM; ``tvdenoise[video]``) are
+read and written through the same functions; see :mod:`tvdenoise.io.fits` and
+:mod:`tvdenoise.io.video` for what they keep.
+
 This module is the public face of the :mod:`tvdenoise.io` package, which does the work (see
 "Where the code lives" below); it re-exports its names so that ``tvdenoise.image_io`` keeps
 working. It reads PNG, JPEG, TIFF, BMP, WebP,
@@ -33,6 +37,8 @@ BMP     uint8 (others converted)    kept (grey -> RGBA)  dpi
 WebP    uint8 (others converted)    kept (grey -> RGB)   icc_profile, exif
 GIF     uint8 palette (see below)   1-bit (< 128 = 0)    none (frame durations in stacks)
 NPY     every integer and float     kept (last channel)  none
+FITS    every integer and float     dropped              the header, HISTORY (astropy)
+MP4...  uint8 RGB frames (H.264)    dropped              frame rate, audio (PyAV)
 ======  ==========================  ===================  ==================================
 
 Conversions are done with :func:`to_float` and :func:`from_float` (scaling by the dtype's
@@ -58,7 +64,8 @@ own Orientation tag is applied the same way.
 Float images may hold any finite values; values outside [0, 1] are kept (never clipped) by
 the readers and by float outputs (TIFF, NPY). :func:`value_range`, :func:`to_unit_range` and
 :func:`from_unit_range` map them to the unit range the denoiser's ``weight`` is defined on and
-back. NaN and infinite values are refused on reading (:class:`ImageReadError`).
+back. Infinite values are refused on reading (:class:`ImageReadError`), and NaN too except in
+FITS files (its blank value) and with ``allow_nan=True`` (pixels to mask out of the data term).
 
 Decoding is refused above ``max_pixels`` pixels (all pages together for stacks; default
 :data:`DEFAULT_MAX_PIXELS`, Pillow's own decompression-bomb limit), checked from the file's
@@ -75,7 +82,8 @@ Where the code lives: :mod:`tvdenoise.io.formats` holds the table of formats (a 
 :class:`ImageFile` and :class:`ImageStack` types and format names; :mod:`tvdenoise.io.read`
 and :mod:`tvdenoise.io.write` the functions below; :mod:`tvdenoise.io.png` (imagecodecs and
 libpng), :mod:`tvdenoise.io.tiff` (tifffile), :mod:`tvdenoise.io.pillow_formats` (JPEG, BMP,
-WebP, GIF and 8-bit PNG decoding) and :mod:`tvdenoise.io.npy` the codecs;
+WebP, GIF and 8-bit PNG decoding), :mod:`tvdenoise.io.npy`, :mod:`tvdenoise.io.fits` and
+:mod:`tvdenoise.io.video` the codecs;
 :mod:`tvdenoise.io.metadata` what is carried (EXIF, ICC, orientation, dpi);
 :mod:`tvdenoise.io.limits` the pixel limits; :mod:`tvdenoise.io.atomic` the atomic writes.
 """

@@ -4,7 +4,7 @@
 its workers)::
 
     SolveSettings   what is minimised and how: weight, sigma, beta, tv, ..., spacing
-    ReadSettings    how inputs are found and read: max_pixels, stack, recursive
+    ReadSettings    how inputs are found and read: max_pixels, mask, stack, recursive
     OutputSettings  how outputs are named and written: suffix, name, format, quality, ...
     TileSettings    when and how large images are cut into tiles
     ExecSettings    where the work runs: device, workers, batch_size, dask_scheduler
@@ -229,6 +229,14 @@ def _max_pixels(name: str, value: Any) -> int:
     return value
 
 
+def _mask(name: str, value: Any) -> str:
+    """ "nan" (mask the NaN pixels of float images) or the path of a mask image."""
+    text = _string(name, value)
+    if not text:
+        raise ConfigError(f"{name} must be 'nan' or a mask image's path, got {value!r}")
+    return "nan" if text.lower() == "nan" else text
+
+
 def _weight(name: str, value: Any) -> float | str:
     """A number > 0, or "auto" (chosen per image by minimising SURE)."""
     if value == "auto":
@@ -381,6 +389,12 @@ class ReadSettings:
         _max_pixels,
         "Refuse larger images (decompression-bomb guard); 0: no limit.",
     )
+    mask: str | None = _setting(
+        None,
+        _mask,
+        "Leave pixels out of the data term (TV fills them): 'nan' for the NaN pixels of "
+        "float images (FITS always), or a mask image, black where the data is ignored.",
+    )
     stack: str = _setting(
         "off",
         _choice(STACK_MODES),
@@ -531,6 +545,7 @@ class RunSettings:
         command_line: Mapping[str, Any] | None = None,
         *,
         denoise: bool = True,
+        clips: bool = False,
     ) -> RunSettings:
         """Layer the settings, each layer overriding the one before, and check them together.
 
@@ -545,6 +560,9 @@ class RunSettings:
         denoise : bool
             False for a run that only reads (``--estimate-noise``): the checks of options
             that only the denoising uses are skipped.
+        clips : bool
+            True when every input is a video clip: ``--stack volume`` then takes the
+            automatic weight (chosen once per clip, on its first frame; see :meth:`check`).
 
         Raises
         ------
@@ -560,11 +578,15 @@ class RunSettings:
                         for name, value in layer.items()
                     }
                 )
-        settings.check(denoise=denoise)
+        settings.check(denoise=denoise, clips=clips)
         return settings
 
-    def check(self, *, denoise: bool = True) -> None:
+    def check(self, *, denoise: bool = True, clips: bool = False) -> None:
         """Every check across options (the values themselves were checked on the way in).
+
+        ``clips`` says that every input is a video clip, whose automatic weight is chosen
+        once, on its first frame (:mod:`tvdenoise.streaming`), so ``--stack volume`` may
+        take it; ``denoise`` is as for :meth:`resolve`.
 
         Raises
         ------
@@ -589,7 +611,7 @@ class RunSettings:
                 f"--weight auto chooses the weight for Gaussian noise (--fidelity l2); give "
                 f"--weight for --fidelity {solve.fidelity}"
             )
-        if solve.auto and read.stack == "volume" and denoise:
+        if solve.auto and read.stack == "volume" and denoise and not clips:
             raise ConfigError("--stack volume needs a numeric --weight (auto is for 2-D images)")
         spacing = solve.spacing
         if spacing is not None and (len(spacing) == 3) != (read.stack == "volume"):
@@ -609,8 +631,14 @@ class RunSettings:
     @property
     def batching(self) -> bool:
         """Whether same-size images are denoised together: ``batch_size > 1``, a fixed weight
-        (an automatic weight is chosen per image), and single-page images."""
-        return self.exec.batch_size > 1 and not self.solve.auto and self.read.stack == "off"
+        (an automatic weight is chosen per image), single-page images, and no ``mask`` (a
+        masked image is solved on its own, with its NaN pixels or the mask image)."""
+        return (
+            self.exec.batch_size > 1
+            and not self.solve.auto
+            and self.read.stack == "off"
+            and self.read.mask is None
+        )
 
 
 def _fields() -> Iterator[tuple[str, tuple[str, Setting]]]:

@@ -275,7 +275,10 @@ def denoise_tiled(
             zip(columns.spans, columns.weights, strict=True)
         ):
             values = span.normalise(to_float(pixels[y0:y1, x0:x1]))
-            denoised, record = denoise(values, **options, return_record=True)
+            tile_options = options
+            if options.get("mask") is not None:  # a data mask of the whole image: this tile's
+                tile_options = {**options, "mask": options["mask"][y0:y1, x0:x1]}
+            denoised, record = denoise(values, **tile_options, return_record=True)
             records.append(record)
             weight = np.outer(row_weight, column_weight)
             if pixels.ndim == 3:
@@ -327,5 +330,7 @@ def _choose_weight(pixels: np.ndarray, span: ValueRange, options: dict[str, Any]
     side = SEARCH_SIDE
     top, left = max((height - side) // 2, 0), max((width - side) // 2, 0)
     crop = span.normalise(to_float(pixels[top : top + side, left : left + side]))
+    if options.get("mask") is not None:
+        options = {**options, "mask": options["mask"][top : top + side, left : left + side]}
     _, record = denoise(crop, **options, return_record=True)
     return record.weight_choice

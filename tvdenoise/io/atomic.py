@@ -24,6 +24,7 @@ __all__ = [
     "TEMP_NAME_PATTERN",
     "check_target",
     "clean_stale_temps",
+    "move_into_place",
     "temporary_name",
     "write_atomically",
 ]
@@ -204,6 +205,30 @@ def write_atomically(target: Path, data: bytes, name: str, overwrite: bool) -> N
         if temporary is not None:
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
+
+
+def move_into_place(temporary: Path, target: Path, name: str, overwrite: bool) -> None:
+    """Flush a complete temporary file (written by a streaming encoder, a video) to disk and
+    move it to ``target`` as :func:`write_atomically` does; the temporary file is removed
+    whatever happens; errors become :class:`ImageWriteError` naming ``name``."""
+    try:
+        descriptor = os.open(temporary, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        if overwrite:
+            os.replace(temporary, target)
+        else:
+            _move_without_replacing(temporary, target, name)
+        _sync_folder(target.parent)
+    except ImageWriteError:
+        raise
+    except OSError as error:
+        raise _write_error(name, error) from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
 
 
 def _move_without_replacing(temporary: Path, target: Path, name: str) -> None:

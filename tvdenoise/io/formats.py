@@ -12,7 +12,7 @@ Examples
 >>> by_extension(".TIF").name, by_option("jpg").extensions[0]
 ('TIFF', '.jpg')
 >>> OPTIONS
-('png', 'jpeg', 'tiff', 'bmp', 'webp', 'gif', 'npy', 'fits')
+('png', 'jpeg', 'tiff', 'bmp', 'webp', 'gif', 'npy', 'fits', 'mp4', 'mkv', 'webm')
 """
 
 from __future__ import annotations
@@ -97,6 +97,7 @@ class FormatSpec:
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 NPY_SIGNATURE = b"\x93NUMPY"
 FITS_SIGNATURE = b"SIMPLE  ="
+EBML_SIGNATURE = b"\x1a\x45\xdf\xa3"  # Matroska and WebM
 
 #: The formats, in the order ``--format`` lists them.
 FORMATS: tuple[FormatSpec, ...] = (
@@ -156,6 +157,27 @@ FORMATS: tuple[FormatSpec, ...] = (
         any_dtype=True, multi_page=True, alpha="dropped",
         reader="astropy", writer="astropy",
         codec="fits", nan_kept=True, extra="astro", requires="astropy.io.fits",
+    ),
+    FormatSpec(
+        "MP4", "MP4", "mp4", (".mp4", ".m4v", ".mov"), ("mov", "m4v"),
+        lambda data: data[4:8] == b"ftyp",
+        any_dtype=False, multi_page=True, alpha="dropped",
+        reader="PyAV (FFmpeg)", writer="PyAV: H.264 (libx264), audio copied",
+        codec="video", extra="video", requires="av",
+    ),
+    FormatSpec(
+        "MKV", "Matroska", "mkv", (".mkv",), (),
+        lambda data: data.startswith(EBML_SIGNATURE) and b"webm" not in data[:64],
+        any_dtype=False, multi_page=True, alpha="dropped",
+        reader="PyAV (FFmpeg)", writer="PyAV: H.264 (libx264), audio copied",
+        codec="video", extra="video", requires="av",
+    ),
+    FormatSpec(
+        "WEBM", "WebM", "webm", (".webm",), (),
+        lambda data: data.startswith(EBML_SIGNATURE) and b"webm" in data[:64],
+        any_dtype=False, multi_page=True, alpha="dropped",
+        reader="PyAV (FFmpeg)", writer="PyAV: VP9 (libvpx-vp9), audio copied",
+        codec="video", extra="video", requires="av",
     ),
 )  # fmt: skip
 

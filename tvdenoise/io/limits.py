@@ -106,5 +106,5 @@ def check_finite(name: str, *arrays: np.ndarray | None, nan: bool = False) -> No
             raise ImageReadError(
                 f"{name}: float image holds {nans} NaN and {bad - nans} infinite values of "
                 f"{array.size}; replace them (for example with numpy.nan_to_num) before "
-                "denoising"
+                "denoising, or mask NaN out of the data term (--mask nan; allow_nan=True)"
             )

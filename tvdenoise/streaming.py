@@ -1,0 +1,165 @@
+"""Denoising a clip as it streams: frame by frame, or as space-time volumes in chunks.
+
+:func:`denoise_clip` takes frames one at a time (an iterator, such as
+:class:`tvdenoise.io.video.VideoReader`) and hands denoised frames to ``write`` in order, so
+memory holds one chunk, whatever the clip's length.
+
+- ``volume=False``: each frame is denoised on its own (2-D TV).
+- ``volume=True``: chunks of ``chunk`` consecutive frames are denoised as ``(T, H, W, 3)``
+  volumes with 3-D TV (``spacing=(dt, 1, 1)`` weighs time against space). Consecutive chunks
+  share ``overlap`` frames, blended with linear weights as tiles are
+  (:mod:`tvdenoise.tiling`), so the cut between chunks does not show.
+
+The automatic weight (``weight="auto"``) is chosen once per clip, on its first frame
+(SURE on a 2-D image, as for photos), and used for every frame and chunk: a weight chosen per
+frame or chunk changes with the content and makes the smoothing flicker, which a viewer
+sees far more readily than a slightly off weight. In volume mode the weight chosen in 2-D is
+used as it is for the 3-D problem.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .values import from_float, to_float
+
+__all__ = ["DEFAULT_CHUNK", "DEFAULT_OVERLAP", "FrameProgress", "denoise_clip"]
+
+#: Frames per space-time chunk: a 1080p colour chunk of 16 float32 frames is 400 MB, and the
+#: primal-dual solver holds about ten such arrays with 3-D symmetric TV.
+DEFAULT_CHUNK = 16
+#: Frames shared by consecutive chunks and blended (benchmarks/bench_formats.py measures the
+#: seam against the whole-clip solution for 0 to 8).
+DEFAULT_OVERLAP = 4
+
+
+@dataclass(frozen=True)
+class FrameProgress:
+    """Reported to ``on_progress`` as frames are written: ``frames`` so far of ``total``
+    (0 when the container does not say how many)."""
+
+    frames: int
+    total: int
+
+
+def denoise_clip(
+    frames: Iterable[np.ndarray],
+    write: Callable[[np.ndarray], object],
+    *,
+    volume: bool = False,
+    chunk: int = DEFAULT_CHUNK,
+    overlap: int = DEFAULT_OVERLAP,
+    total: int = 0,
+    on_progress: Callable[[FrameProgress], object] | None = None,
+    **options: Any,
+) -> Any:
+    """Denoise a stream of frames and write each denoised frame, in order.
+
+    Parameters
+    ----------
+    frames : iterable of numpy.ndarray
+        ``(H, W)`` or ``(H, W, 3)`` frames of one shape and integer dtype (8-bit video).
+    write : callable
+        Called with each denoised frame, of the input's dtype and shape.
+    volume : bool
+        Denoise chunks of frames with 3-D TV rather than each frame alone.
+    chunk, overlap : int
+        Frames per chunk and frames shared by consecutive chunks (volume mode);
+        ``overlap < chunk``.
+    total : int
+        The clip's frame count, for ``on_progress`` (0 if unknown).
+    on_progress : callable, optional
+        Called with a :class:`FrameProgress` after each frame is written.
+    **options
+        Passed to :func:`tvdenoise.denoise` (``weight``, ``spacing``, ``device``,
+        ``callback``, ...).
+
+    Returns
+    -------
+    SolveRecord
+        One record for the whole clip (:func:`tvdenoise.solvers.base.combine_records`), with
+        the weight choice when the weight was automatic.
+    """
+    from .auto_weight import with_choice
+    from .denoising import denoise
+    from .errors import InvalidParameterError
+    from .solvers.base import combine_records
+
+    if volume and not 0 <= overlap < chunk:
+        raise InvalidParameterError(
+            f"overlap must be >= 0 and below chunk ({chunk} frames), got {overlap}"
+        )
+    records: list[Any] = []
+    choice = None
+    written = 0
+
+    def emit(values: np.ndarray, dtype: np.dtype) -> None:
+        nonlocal written
+        write(from_float(values, dtype))
+        written += 1
+        if on_progress is not None:
+            on_progress(FrameProgress(written, total))
+
+    def settle_weight(first: np.ndarray) -> None:
+        nonlocal choice, options
+        if options.get("weight") == "auto":
+            _, record = denoise(first, **options, return_record=True)
+            choice = record.weight_choice
+            options = {**options, "weight": choice.weight}
+            options.pop("sigma", None)
+
+    step = 1.0 / 255
+    if not volume:
+        for frame in frames:
+            values = to_float(frame)
+            if not records:
+                settle_weight(values)
+            denoised, record = denoise(values, **options, precision=step, return_record=True)
+            records.append(record)
+            emit(denoised, frame.dtype)
+    else:
+        buffer: list[np.ndarray] = []  # the chunk being gathered, float
+        tail: np.ndarray | None = None  # the previous chunk's last `overlap` denoised frames
+        dtype = np.dtype(np.uint8)
+        iterator = iter(frames)
+        finished = False
+        while not finished:
+            fresh = 0
+            while len(buffer) < chunk:
+                incoming: np.ndarray | None = next(iterator, None)
+                if incoming is None:
+                    finished = True
+                    break
+                dtype = incoming.dtype
+                buffer.append(to_float(incoming))
+                fresh += 1
+            if not records and buffer:
+                settle_weight(buffer[0])
+            if fresh == 0:
+                break  # the previous chunk's tail already holds the last frames
+            block = np.stack(buffer)
+            denoised, record = denoise(
+                block, **options, volume=True, precision=step, return_record=True
+            )
+            records.append(record)
+            shared = 0 if tail is None else tail.shape[0]
+            for index in range(shared):
+                # Linear cross-fade over the shared frames, as tiles blend.
+                ramp = (index + 0.5) / shared
+                emit((1.0 - ramp) * tail[index] + ramp * denoised[index], dtype)  # type: ignore[index]
+            keep = 0 if finished else min(overlap, len(buffer) - shared)
+            for index in range(shared, len(buffer) - keep):
+                emit(denoised[index], dtype)
+            tail = denoised[len(buffer) - keep :] if keep else None
+            buffer = buffer[len(buffer) - keep :] if keep else []
+        if tail is not None:
+            for values in tail:
+                emit(values, dtype)
+    if not records:
+        raise InvalidParameterError("the clip has no frames")
+    combined = combine_records(records)
+    return with_choice(combined, choice) if choice is not None else combined
