@@ -126,7 +126,7 @@ def test_help_lists_every_solver() -> None:
 
     for flag, values in [
         ("--solver", _validate.SOLVER_NAMES),
-        ("--tv", _validate.TV_KINDS),
+        ("--tv", _validate.MODEL_KINDS),
         ("--color", _validate.COLOR_COUPLINGS),
         ("--fidelity", _validate.FIDELITY_NAMES),
         ("--stack", ("off", "frames", "volume")),
