@@ -58,6 +58,10 @@ RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "bench_speed.py"
 
 
+def _commit() -> str:
+    return os.popen("git rev-parse --short HEAD 2>/dev/null").read().strip() or "?"
+
+
 def load_average() -> str:
     return f"{os.getloadavg()[0]:.1f}"
 
@@ -521,7 +525,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "per pixel-channel (RSS peak minus RSS before the image was made)"
     )
     write_section(
-        SECTION, [f"## Speed ({SECTION}, {time.strftime('%Y-%m-%d')})", "", *lines], args.output
+        SECTION,
+        [f"## Speed ({SECTION}, {time.strftime('%Y-%m-%d')}, commit {_commit()})", "", *lines],
+        args.output,
     )
     return results
 
