@@ -184,3 +184,22 @@ def test_ctrl_c_and_sigterm_leave_no_claim(tmp_path: Path, sent: int) -> None:
     process.communicate(timeout=120)
     assert process.returncode == 128 + sent
     assert not list(out.glob(".*.tvdenoise-claim"))
+
+
+def test_a_dead_runs_claim_beside_a_written_output_is_removed_when_skipped(
+    tmp_path: Path,
+) -> None:
+    # A run killed after writing its output and before releasing the claim leaves both: the
+    # rerun skips the output and removes the claim (a live one beside an output stays).
+    _folder(tmp_path, 2, 24)
+    first = _run(["in", "-o", "out", "--weight", "0.3"], tmp_path)
+    assert first.wait(timeout=120) == 0
+    dead = _write_claim(tmp_path / "out" / "img00_denoised.png", socket.gethostname(), _dead_pid())
+    live = _write_claim(tmp_path / "out" / "img01_denoised.png", socket.gethostname(), os.getpid())
+    rerun = _run(["in", "-o", "out", "--weight", "0.3", "--skip-existing", "--json"], tmp_path)
+    stdout, stderr = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, stderr
+    statuses = [json.loads(line).get("status") for line in stdout.splitlines()]
+    assert statuses.count("skipped") == 2
+    assert not dead.exists() and live.exists()
+    assert not claims.remove_stale(tmp_path / "out" / "img01_denoised.png")

@@ -73,7 +73,8 @@ def batch(tmp_path_factory: pytest.TempPathFactory) -> Batch:
         image = load_image(path)
         noisy = to_float(image.pixels)
         reference = to_float(load_image(SAMPLES / f"{name}.png").pixels[window])
-        denoised, solve = tvd.denoise(noisy, weight=0.1, return_record=True)
+        # A tight tolerance: enough gap evaluations for a convergence plot.
+        denoised, solve = tvd.denoise(noisy, weight=0.1, return_record=True, tol=1e-6)
         metrics = reference_metrics(noisy, denoised, reference)
         record = image_record(path, folder / "out.png", image, solve, SETTINGS, metrics=metrics)
         record.pictures = make_pictures(noisy, denoised)
@@ -459,3 +460,45 @@ def test_report_example_in_module_docstring_runs(tmp_path: Path) -> None:
     record.pictures = make_pictures(noisy, denoised)
     written = report.write_report(tmp_path / "run.html", RunReport(settings=SETTINGS), [record])
     assert written.stat().st_size > 1000
+
+
+def test_html_draws_no_plot_from_fewer_than_three_evaluations(batch: Batch, tmp_path: Path) -> None:
+    # An automatic-weight run records one evaluation: a plot of it would be an empty box.
+    few = dataclasses.replace(batch.records[0], history=[(34, 1.5, 2e-4)], gap=2e-4)
+    many = batch.records[1]
+    assert len(many.history) >= 3
+    parsed = _parse(write_report(tmp_path / "run.html", _run(), [few, many]))
+    body = " ".join(" ".join(parsed.text).split())
+    assert parsed.count("svg") == 1
+    assert (
+        f"{few.iterations} iterations, relative gap 0.0002; the solver measured its gap 1 time,"
+        in body
+    )
+
+
+def test_html_labels_times_and_says_when_there_is_no_reference(
+    batch: Batch, tmp_path: Path
+) -> None:
+    from datetime import timedelta
+
+    run = _run()
+    run.finished = run.started + timedelta(seconds=5.1)
+    bare = [dataclasses.replace(r, psnr_in=None, psnr_out=None, ssim_in=None, ssim_out=None)
+            for r in batch.records]  # fmt: skip
+    body = " ".join(" ".join(_parse(write_report(tmp_path / "a.html", run, bare)).text).split())
+    seconds = sum(r.seconds or 0 for r in bare)
+    assert f"{seconds:.2f} s of processing, summed over the images" in body
+    assert "(wall time 5.1 s)" in body
+    assert "No reference images were given" in body and "against the reference" not in body
+    with_reference = [dataclasses.replace(bare[0], psnr_in=20.0, psnr_out=30.0)]
+    body = " ".join(_parse(write_report(tmp_path / "b.html", run, with_reference)).text)
+    assert "against the reference" in body and "No reference images" not in body
+
+
+def test_html_names_a_failed_file_once(tmp_path: Path) -> None:
+    failed = failed_record("broken/empty.jpg", None, "broken/empty.jpg: empty file (0 bytes)")
+    text = write_report(tmp_path / "run.html", _run(), [failed]).read_text("utf-8")
+    assert "broken/empty.jpg: broken/empty.jpg" not in text
+    body = " ".join(_parse(tmp_path / "run.html").text)
+    assert "broken/empty.jpg" in body and "empty file (0 bytes)" in body
+    assert body.count("broken/empty.jpg") == 3  # the summary row, the failure list, the section

@@ -134,3 +134,43 @@ def test_a_worker_killed_once_costs_one_retry_and_no_image(tmp_path: Path) -> No
         "worker ended abruptly (killed? out of memory?)",
     }
     assert "tried again: worker " in stderr
+
+
+def test_process_exists_is_false_for_gone_and_zombie_processes() -> None:
+    from tvdenoise.workers import _process_exists
+
+    assert _process_exists(os.getpid())
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 30
+    while _process_exists(child.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)  # exited but not reaped: a zombie, which does not count
+    assert not _process_exists(child.pid)
+    child.wait()
+    assert not _process_exists(child.pid)
+
+
+def test_workers_end_when_the_main_process_is_killed(tmp_path: Path) -> None:
+    # SIGKILL of the main process (the OOM killer) cannot stop the pool: the fork server's
+    # workers must notice and exit instead of waiting for work forever, holding memory.
+    psutil = pytest.importorskip("psutil")
+    folder = _folder(tmp_path, 40, 96)
+    run = _run([str(folder), "-o", str(tmp_path / "out"), "-j", "2", "--json"])
+    main = psutil.Process(run.pid)
+    deadline = time.monotonic() + 120
+    workers: list = []
+    while time.monotonic() < deadline and run.poll() is None:
+        workers = [
+            p for p in main.children(recursive=True) if "forkserver" in " ".join(p.cmdline())
+        ]
+        if len(workers) >= 3:  # the fork server and the two workers
+            break
+        time.sleep(0.1)
+    if run.poll() is not None:
+        pytest.skip("the batch finished before its workers could be seen")
+    assert len(workers) >= 3
+    run.kill()
+    run.communicate()
+    _gone, alive = psutil.wait_procs(workers, timeout=10)
+    for process in alive:
+        process.kill()
+    assert not alive, f"{len(alive)} of {len(workers)} worker processes outlived the main one"

@@ -100,12 +100,15 @@ def describe_error(label: str, error: BaseException, *also: str) -> str:
 
 
 def remove_stale_temps(jobs: list[Job]) -> int:
-    """Delete temporary files that a killed earlier run left for these jobs' outputs.
+    """Delete temporary files and claims that a killed earlier run left for these jobs' outputs.
 
     Only temporaries of this plan's own targets are touched (``.<target>.tvdenoise-*.tmp``),
     so another command writing other files into the same folder (another shard) is safe;
-    folders and files that cannot be read or removed are skipped. Returns how many were
-    removed (:func:`tvdenoise.io.atomic.clean_stale_temps` does the work).
+    folders and files that cannot be read or removed are skipped
+    (:func:`tvdenoise.io.atomic.clean_stale_temps` does the work). Claims
+    (``.<target>.tvdenoise-claim``) are removed only where their holder is gone
+    (:func:`tvdenoise.io.claims.remove_stale`): a run killed after writing an output and
+    before releasing its claim leaves one beside it. Returns how many files were removed.
     """
     from .io.atomic import clean_stale_temps
 
@@ -113,10 +116,18 @@ def remove_stale_temps(jobs: list[Job]) -> int:
     for job in jobs:
         if job.target is not None:
             by_folder.setdefault(job.target.parent, set()).add(job.target.name)
-    return sum(
-        len(clean_stale_temps(folder, targets=names, strict=False))
-        for folder, names in by_folder.items()
-    )
+    removed = 0
+    for folder, names in by_folder.items():
+        removed += len(clean_stale_temps(folder, targets=names, strict=False))
+        try:
+            entries = [entry.name for entry in os.scandir(folder)]
+        except OSError:
+            continue
+        for entry in entries:
+            target = entry[1 : -len(claims.SUFFIX)] if entry.endswith(claims.SUFFIX) else None
+            if entry.startswith(".") and target in names:
+                removed += claims.remove_stale(folder / target)
+    return removed
 
 
 def _make_parent(target: Path) -> None:
@@ -185,6 +196,7 @@ def process_job(
             raise Interrupted
         if job.target is not None and not overwrite and job.target.exists():
             if sharing:
+                claims.remove_stale(job.target)  # a killed run's, left beside its output
                 raise _Skipped(f"{job.target}: written by another run")
             raise ImageWriteError(f"{job.target}: exists (use --overwrite to replace it)")
         if sharing:

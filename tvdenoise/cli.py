@@ -586,7 +586,7 @@ def _run(
 
     from .batch import remove_stale_temps
 
-    remove_stale_temps(todo)
+    remove_stale_temps(jobs)
     stdin_data = None
     if any(job.source is None for job in todo):
         stdin_data = sys.stdin.buffer.read()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any
@@ -39,9 +40,16 @@ __all__ = ["RETRIES_AFTER_DEATH", "describe_death", "run_jobs"]
 _worker_stop: StopFlag | None = None
 
 
-def _init_worker(threads: int, stop: StopFlag, started: Any = None) -> None:
-    """Run once per worker process: its share of the cores, and the stop signals."""
+def _init_worker(
+    threads: int, stop: StopFlag, started: Any = None, parent: int | None = None
+) -> None:
+    """Run once per worker process: its share of the cores, the stop signals, and a watch on
+    the main process ``parent``."""
     import signal
+    import threading
+
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
 
     global _worker_stop, _worker_started
     _worker_stop = stop
@@ -56,6 +64,39 @@ def _init_worker(threads: int, stop: StopFlag, started: Any = None) -> None:
 
 
 _worker_started: Any = None
+
+#: How often a worker checks that the main process still exists (seconds).
+PARENT_CHECK_SECONDS = 0.5
+
+
+def _process_exists(pid: int) -> bool:
+    """Whether process ``pid`` is running (a zombie, killed but not yet reaped, is not)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except FileNotFoundError:
+        return False
+    except (OSError, IndexError):  # no /proc (macOS): only whether the pid exists
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+def _exit_with(parent: int) -> None:
+    """End this worker once the main process is gone. A main process killed with SIGKILL (the
+    out-of-memory killer, a scheduler) cannot stop its pool, and the workers, children of the
+    fork server, would otherwise wait for work forever, each holding its memory. An image in
+    progress is abandoned as by Ctrl-C: its output is written atomically, so at most a
+    temporary file is left, which the next run removes, and its claim names this process, so
+    the next ``--skip-existing`` run takes it over."""
+    while True:
+        time.sleep(PARENT_CHECK_SECONDS)
+        if not _process_exists(parent):
+            os._exit(1)
 
 
 def _worker_job(
@@ -175,7 +216,7 @@ class _Pool:
             max_workers=workers,
             mp_context=context,
             initializer=_init_worker,
-            initargs=(max(1, usable_cores() // workers), self.stop, self.started),
+            initargs=(max(1, usable_cores() // workers), self.stop, self.started, os.getpid()),
         )
         self.holder: dict[int, int] = {}  # job key -> pid of the worker that took it
         self.finished: dict[int, JobResult] = {}  # job key -> its result, as the worker sent it

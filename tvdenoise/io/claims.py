@@ -25,7 +25,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Claim", "ClaimedElsewhere", "claim_path", "release", "renew", "take"]
+__all__ = ["Claim", "ClaimedElsewhere", "claim_path", "release", "remove_stale", "renew", "take"]
 
 #: A claim from another host not renewed for this long is taken over. The holder renews at
 #: the solver's progress checks (every 10 to 25 iterations, well under a second even on a
@@ -133,6 +133,25 @@ def take(target: Path) -> Claim | None:
             os.close(handle)
         return Claim(path, token, time.monotonic())
     raise ClaimedElsewhere("being written by another run (its claim keeps changing hands)")
+
+
+def remove_stale(target: Path) -> bool:
+    """Remove ``target``'s claim if its holder is gone; whether one was removed.
+
+    A run killed after writing an output and before releasing its claim leaves both; a later
+    run that skips the existing output removes the claim here, so none is left behind.
+    """
+    path = claim_path(target)
+    owner, age = _holder(path)
+    if owner is None or age is None or not _is_stale(owner, age):
+        return False
+    aside = path.with_name(f"{path.name}.{uuid.uuid4().hex}.stale")
+    try:
+        os.rename(path, aside)
+        os.unlink(aside)
+    except OSError:
+        return False
+    return True
 
 
 def renew(claim: Claim | None) -> None:

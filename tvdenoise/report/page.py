@@ -309,23 +309,42 @@ def _crops_html(pictures: ImagePictures) -> str:
     ) + _figure(pictures.crop_output_png, "output, same crop, shown 2x", zoom, crop)
 
 
+#: Recorded evaluations below which no convergence plot is drawn.
+MIN_PLOT_POINTS = 3
+
+
+def _without_path(error: str, path: str) -> str:
+    """A failure's message without its leading path, where the page names the file already."""
+    prefix = f"{path}: "
+    return error[len(prefix) :] if error.startswith(prefix) else error
+
+
 def _image_section(index: int, record: ImageRecord) -> str:
     title = f"{index}. {html.escape(record.name)}"
     parts = [f'<section id="image-{index}"><h2>{title}</h2>']
     pictures = record.pictures
     if record.status != "ok":
-        error = html.escape(record.error or "")
+        error = html.escape(_without_path(record.error or "", record.input))
         parts.append(f"<p><b>{html.escape(record.status)}</b>: {error}</p>")
     elif pictures is None:
         parts.append('<p class="meta">No pictures for this image (see --report-images).</p>')
     if pictures is not None:
         parts.append(f'<div class="row">{_thumbnails_html(pictures)}</div>')
     row = _crops_html(pictures) if pictures is not None else ""
-    if record.status == "ok":
+    if record.status == "ok" and len(record.history) >= MIN_PLOT_POINTS:
         row += (
             f"<figure>{history_svg(record.history)}<figcaption>Relative primal-dual gap and "
             "relative energy excess over the lowest energy recorded, per iteration (log "
             "scale).</figcaption></figure>"
+        )
+    elif record.status == "ok":
+        # A plot of one or two points is an empty box or a segment: say what there is.
+        checks = len(record.history)
+        gap = "" if record.gap is None else f", relative gap {record.gap:.2g}"
+        parts.append(
+            f'<p class="meta">{record.iterations} iterations{gap}; the solver measured its '
+            f"gap {checks} time{'s' if checks != 1 else ''}, too few points for a "
+            "convergence plot.</p>"
         )
     if row:
         parts.append(f'<div class="row">{row}</div>')
@@ -339,7 +358,7 @@ def html_text(run: RunReport, records: Sequence[ImageRecord]) -> str:
     started, finished = iso_time(run.started), iso_time(run.finished)
     duration = ""
     if run.finished is not None:
-        duration = f" ({(run.finished - run.started).total_seconds():.1f} s)"
+        duration = f" (wall time {(run.finished - run.started).total_seconds():.1f} s)"
     command = " ".join(run.command)
     settings = "".join(
         f"<tr><th>{html.escape(str(key))}</th>{_cell(plain_value(value), 6)}</tr>"
@@ -349,7 +368,7 @@ def html_text(run: RunReport, records: Sequence[ImageRecord]) -> str:
     if failures:
         failure_items = "".join(
             f'<li><a href="#image-{records.index(r) + 1}">{html.escape(r.input)}</a>: '
-            f"{html.escape(r.error or '')}</li>"
+            f"{html.escape(_without_path(r.error or '', r.input))}</li>"
             for r in failures
         )
         failure_html = f"<ul>{failure_items}</ul>"
@@ -358,7 +377,7 @@ def html_text(run: RunReport, records: Sequence[ImageRecord]) -> str:
     summary = (
         f"{counts['images']} images: {counts['ok']} ok, {counts['failed']} failed, "
         f"{counts['skipped']} skipped; {counts['converged']} converged; "
-        f"{counts['seconds']:.2f} s in total"
+        f"{counts['seconds']:.2f} s of processing, summed over the images"
     )
     parts = [
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
@@ -377,8 +396,13 @@ def html_text(run: RunReport, records: Sequence[ImageRecord]) -> str:
             "</details>"
         )
     parts += [
-        '<h2>Summary</h2><p class="meta">Click a column heading to sort. PSNR in dB against '
-        "the reference, of the input (in) and of the output (out).</p>",
+        '<h2>Summary</h2><p class="meta">Click a column heading to sort. '
+        + (
+            "PSNR in dB and SSIM against the reference, of the input (in) and of the output "
+            "(out).</p>"
+            if with_metrics
+            else "No reference images were given (--reference), so no PSNR or SSIM.</p>"
+        ),
         _summary_table(records, with_metrics),
         f"<h2>Failures</h2>{failure_html}",
         *(_image_section(i, r) for i, r in enumerate(records, 1)),
