@@ -374,10 +374,12 @@ def process_clip(
     frame, or with ``--stack volume`` in overlapping chunks of frames; the output keeps the
     frame count, size and rate, and the audio (:class:`tvdenoise.io.video.VideoWriter`).
     Progress goes to ``on_iteration`` as :class:`tvdenoise.streaming.FrameProgress`."""
+    from .config import parse_memory
     from .denoising import resolve_device
     from .image_io import DEFAULT_MAX_PIXELS
     from .io.video import VideoReader, VideoWriter
-    from .streaming import denoise_clip
+    from .streaming import chunk_for, denoise_clip
+    from .tiling import DEFAULT_MAX_MEMORY
 
     start = time.perf_counter()
     result = JobResult(job.label, job.target_label, "failed")
@@ -413,10 +415,18 @@ def process_clip(
                 audio_from=job.source if info.audio else None,
                 name=job.target_label,
             ) as writer:
+                chunk, overlap = chunk_for(
+                    info.height,
+                    info.width,
+                    3,
+                    parse_memory(settings.get("max_memory") or DEFAULT_MAX_MEMORY),
+                )
                 record = denoise_clip(
                     reader,
                     writer.write,
                     volume=settings.get("stack", "off") == "volume",
+                    chunk=chunk,
+                    overlap=overlap,
                     total=info.frames,
                     on_progress=on_iteration,
                     **options,
