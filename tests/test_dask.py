@@ -275,3 +275,32 @@ def test_a_worker_that_dies_on_an_image_fails_that_image_alone(
         name: r.error for name, r in others.items()
     }
     assert (folder / "out" / "a_denoised.png").exists()
+
+
+def test_a_mask_image_is_sent_by_its_absolute_path(
+    folder: Path, scheduler: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The workers find the mask image as they find the images: by an absolute path.
+    import numpy as np
+    from PIL import Image
+
+    import tvdenoise.distributed as distributed_runs
+
+    Image.fromarray(np.full((24, 24), 255, np.uint8)).save(folder / "mask.png")
+    seen = folder / "seen.txt"  # the task is serialised: it records into a file
+    run_on_worker = distributed_runs._run_on_worker
+
+    def recording(job, settings, *args):  # type: ignore[no-untyped-def]
+        with open(seen, "a") as log:
+            log.write(f"{settings.read.mask}\n")
+        return run_on_worker(job, settings, *args)
+
+    monkeypatch.setattr(distributed_runs, "_run_on_worker", recording)
+    args = ["in/a.png", "in/b.png", "--weight", "0.1", "--mask", "mask.png", "-o", "remote"]
+    result = runner.invoke(app, [*args, "--dask-scheduler", scheduler])
+    assert result.exit_code == 0, result.stderr
+    assert seen.read_text().splitlines() == [str(folder / "mask.png")] * 2
+    assert sorted(p.name for p in (folder / "remote").iterdir()) == [
+        "a_denoised.png",
+        "b_denoised.png",
+    ]

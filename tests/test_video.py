@@ -254,3 +254,26 @@ def test_batch_size_streams_same_size_clips_whole(tmp_path: Path) -> None:
     assert [line["frames"] for line in lines] == [5, 5]
     for name in ("a", "b"):
         assert streams_of(tmp_path / "o" / f"{name}_denoised.mp4")["frames"].shape == noisy.shape
+
+
+def test_max_memory_sets_the_chunk_of_a_clip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tvdenoise.streaming as streaming
+    from tvdenoise.batch import process_job
+    from tvdenoise.planning import Job
+    from tvdenoise.settings import RunSettings
+
+    asked: list[tuple] = []
+
+    def chunk_for(*args: int) -> tuple[int, int]:
+        asked.append(args)
+        return 4, 1
+
+    monkeypatch.setattr(streaming, "chunk_for", chunk_for)
+    _, noisy = moving_still(frames=6, height=16, width=16)
+    source = write_clip(tmp_path / "clip.mp4", noisy, audio=False)
+    settings = RunSettings.of(weight=0.08, stack="volume", max_memory="64MiB")
+    result = process_job(Job(source=source, target=tmp_path / "out.mp4"), settings)
+    assert result.status == "ok" and result.record["frames"] == 6, result.error
+    assert asked == [(16, 16, 3, 64 * 2**20)]

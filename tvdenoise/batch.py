@@ -390,10 +390,11 @@ def process_clip(
     frame, or with ``--stack volume`` in overlapping chunks of frames; the output keeps the
     frame count, size and rate, and the audio (:class:`tvdenoise.io.video.VideoWriter`).
     Progress goes to ``on_iteration`` as :class:`tvdenoise.streaming.FrameProgress`. Under
-    --skip-existing the output is claimed as :func:`process_job` claims an image's."""
+    --skip-existing the output is claimed as :func:`process_job` claims an image's; the
+    space-time chunks fit ``settings.tiles.max_memory`` (:func:`tvdenoise.streaming.chunk_for`)."""
     from .denoising import resolve_device
     from .io.video import VideoReader, VideoWriter
-    from .streaming import denoise_clip
+    from .streaming import chunk_for, denoise_clip
 
     start = time.perf_counter()
     result = JobResult(job.label, job.target_label, "failed")
@@ -428,10 +429,18 @@ def process_clip(
                 audio_from=job.source if info.audio else None,
                 name=job.target_label,
             ) as writer:
+                chunk, overlap = chunk_for(
+                    info.height,
+                    info.width,
+                    3,
+                    settings.tiles.budget,
+                )
                 record = denoise_clip(
                     reader,
                     writer.write,
                     volume=settings.read.stack == "volume",
+                    chunk=chunk,
+                    overlap=overlap,
                     total=info.frames,
                     on_progress=on_iteration,
                     **options,

@@ -455,7 +455,8 @@ class TileSettings:
     max_memory: str = _setting(
         DEFAULT_MAX_MEMORY,
         _memory,
-        "Solver memory budget per worker, e.g. 2GiB; larger images are tiled.",
+        "Solver memory budget per worker, e.g. 2GiB; larger images are tiled, and clips "
+        "denoised with --stack volume in shorter chunks of frames.",
     )
 
     @property

@@ -27,7 +27,7 @@ import numpy as np
 
 from .values import from_float, to_float
 
-__all__ = ["DEFAULT_CHUNK", "DEFAULT_OVERLAP", "FrameProgress", "denoise_clip"]
+__all__ = ["DEFAULT_CHUNK", "DEFAULT_OVERLAP", "FrameProgress", "chunk_for", "denoise_clip"]
 
 #: Frames per space-time chunk: a 1080p colour chunk of 16 float32 frames is 400 MB, and the
 #: primal-dual solver holds about ten such arrays with 3-D symmetric TV.
@@ -35,6 +35,26 @@ DEFAULT_CHUNK = 16
 #: Frames shared by consecutive chunks and blended (benchmarks/bench_formats.py measures the
 #: seam against the whole-clip solution for 0 to 8).
 DEFAULT_OVERLAP = 4
+
+
+#: Solver memory per value of a space-time chunk (3-D symmetric TV, float32): 805 MiB per
+#: 1080p colour frame measured (benchmarks/bench_formats.py), about 34 float32 arrays.
+BYTES_PER_VALUE = 136
+#: The shortest chunk a memory budget may ask for (with 1 frame of overlap).
+MIN_CHUNK = 4
+
+
+def chunk_for(height: int, width: int, channels: int, budget: int) -> tuple[int, int]:
+    """Frames per chunk and overlap within ``budget`` bytes: :data:`DEFAULT_CHUNK` and
+    :data:`DEFAULT_OVERLAP` when it allows, else fewer, down to :data:`MIN_CHUNK` frames
+    sharing 1 (which may exceed a budget too small for 4 frames).
+
+    >>> chunk_for(1080, 1920, 3, 2 * 2**30), chunk_for(1080, 1920, 3, 16 * 2**30)
+    ((4, 1), (16, 4))
+    """
+    frames = budget // max(1, BYTES_PER_VALUE * height * width * channels)
+    chunk = int(min(DEFAULT_CHUNK, max(MIN_CHUNK, frames)))
+    return chunk, min(DEFAULT_OVERLAP, max(1, chunk // 4))
 
 
 @dataclass(frozen=True)

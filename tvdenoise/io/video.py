@@ -121,7 +121,9 @@ class VideoReader:
         try:
             self._container = av.open(opened, "r")
         except Exception as error:
-            raise ImageReadError(f"{name}: cannot decode video ({_reason(error)})") from None
+            raise ImageReadError(
+                f"{name}: cannot decode video (truncated or corrupt: {_reason(error)})"
+            ) from None
         try:
             streams = self._container.streams
             if not streams.video:
