@@ -275,10 +275,7 @@ def process_job(
                 sigma_estimated=choice.sigma_estimated,
                 sigma_seconds=choice.sigma_seconds,
                 weight_seconds=choice.seconds,
-                # The smallest or largest weight the search tried: the best may lie beyond.
-                weight_at_edge=bool(choice.trials)
-                and choice.weight
-                in (min(w for w, _ in choice.trials), max(w for w, _ in choice.trials)),
+                weight_at_edge=_at_edge(choice),
             )
         # What was done, for formats that keep a history (FITS's HISTORY cards).
         used = None if choice is None else choice.weight
@@ -336,6 +333,15 @@ def _claim_target(job: Job, *, overwrite: bool, sharing: bool) -> claims.Claim |
         claims.release(claim)
         raise _Skipped(f"{job.target}: written by another run")
     return claim
+
+
+def _at_edge(choice: Any) -> bool:
+    """Whether the automatic weight is the smallest or largest the search tried (the best
+    may lie beyond)."""
+    if not choice.trials:
+        return False
+    tried = [weight for weight, _ in choice.trials]
+    return choice.weight in (min(tried), max(tried))
 
 
 def _history(options: dict[str, Any], read: ReadSettings, weight: float | None) -> str:
@@ -469,9 +475,7 @@ def process_clip(
             result.record.update(
                 sigma=choice.sigma,
                 sigma_estimated=choice.sigma_estimated,
-                weight_at_edge=bool(choice.trials)
-                and choice.weight
-                in (min(w for w, _ in choice.trials), max(w for w, _ in choice.trials)),
+                weight_at_edge=_at_edge(choice),
             )
         result.status = "ok"
     except Interrupted:
