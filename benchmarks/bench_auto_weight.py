@@ -144,7 +144,7 @@ def cost_table(names: list[str]) -> list[str]:
     """Cost of auto on the whole images at sigma 25 (the crops make a solve so short that
     the noise estimate dominates)."""
     import tvdenoise as tvd
-    from tvdenoise.auto_weight import SEARCH_SIDE
+    from tvdenoise.auto_weight import search_windows
 
     lines = [
         "| image | size | one solve (s) | noise estimate, whole image (s) | auto (s) "
@@ -164,9 +164,10 @@ def cost_table(names: list[str]) -> list[str]:
             3, lambda noisy=noisy, w=choice.weight: tvd.denoise(noisy, weight=w, return_record=True)
         )
         time_ratios.append(auto_seconds / fixed_seconds)
-        # Search iterations count for the share of the image searched (the central crop).
+        # Search iterations count for the share of the image searched (its tiles).
         height, width = noisy.shape[:2]
-        share = min(height, SEARCH_SIDE) * min(width, SEARCH_SIDE) / (height * width)
+        windows = search_windows(height, width)
+        share = 1.0 if windows is None else sum(s * s for _, _, s in windows) / (height * width)
         search = 2 * choice.iterations * share
         iteration_ratios.append((search + record.iterations) / fixed.iterations)
         lines.append(

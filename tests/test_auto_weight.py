@@ -160,38 +160,99 @@ def test_benchmark_runs_on_a_tiny_crop() -> None:
     assert "| camera | 512x512 |" in text and "- whole images: wall time median" in text
 
 
-def test_large_images_are_searched_on_their_central_crop(camera_crop, monkeypatch) -> None:
-    # With the crop side lowered to 32, a 64x48 image's weight is the one its central 32x32
-    # window gets on its own, and the final solve still covers the whole image.
+def _small_tiles(monkeypatch, tiles: int = 4, side: int = 16) -> None:
+    """Tiles of ``side`` pixels, ``tiles`` of them, from twice their pixel count."""
     import tvdenoise.auto_weight as auto_weight
 
+    monkeypatch.setattr(auto_weight, "SEARCH_TILES", tiles)
+    monkeypatch.setattr(auto_weight, "SEARCH_TILE", side)
+    monkeypatch.setattr(auto_weight, "TILED_FROM", 2 * tiles * side * side)
+
+
+def test_large_images_are_searched_on_tiles_spread_over_them(camera_crop, monkeypatch) -> None:
+    # With 4 tiles of 16 pixels from 2 * 4 * 16^2 = 2,048 pixels, a 64x48 image (3,072) is
+    # searched on a 2 x 2 grid of tiles centred in their cells: tops round(48 (i + 1/2) / 2)
+    # = 12, 36, lefts round(32 (j + 1/2) / 2) = 8, 24. Its weight is the one those tiles get
+    # as a batch of their own, and the final solve still covers the whole image.
     _, noisy = camera_crop
     image = np.ascontiguousarray(noisy[:64, :48])
-    window = image[16:48, 8:40]
-    own = tvd.choose_weight(window, sigma=25 / 255)
-    monkeypatch.setattr(auto_weight, "SEARCH_SIDE", 32)
+    tiles = [image[top : top + 16, left : left + 16] for top in (12, 36) for left in (8, 24)]
+    batch = torch.from_numpy(np.stack(tiles)[:, None].copy())
+    own = tvd.choose_weight(batch, sigma=25 / 255)
+    _small_tiles(monkeypatch)
     result, record = tvd.denoise(image, weight="auto", sigma=25 / 255, return_record=True)
     assert record.weight_choice.weight == pytest.approx(own.weight, rel=1e-6)
     assert result.shape == image.shape and record.converged
     assert np.allclose(result, tvd.denoise(image, weight=own.weight), atol=1e-3)
 
 
-def test_crop_rule_counts_pixels_not_sides(camera_crop, monkeypatch) -> None:
-    # 40x25 = 1000 pixels <= 32^2: searched whole although a side exceeds 32, so the weight is
-    # the whole image's and the final solve starts from the search's solution.
-    import tvdenoise.auto_weight as auto_weight
-
+def test_tile_rule_counts_pixels_not_sides(camera_crop, monkeypatch) -> None:
+    # 40x50 = 2,000 pixels <= 2,048: searched whole although both sides exceed 32 (the
+    # weight is the whole image's, and the final solve starts from the search's solution).
     _, noisy = camera_crop
-    image = np.ascontiguousarray(noisy[:25, :40])
+    image = np.ascontiguousarray(noisy[:40, :50])
     whole = tvd.choose_weight(image, sigma=25 / 255)
-    monkeypatch.setattr(auto_weight, "SEARCH_SIDE", 32)
+    _small_tiles(monkeypatch)
     _, record = tvd.denoise(image, weight="auto", sigma=25 / 255, return_record=True)
     assert record.weight_choice.weight == pytest.approx(whole.weight, rel=1e-9)
-    # 40x30 = 1200 pixels: cropped to its central 32x30 window.
-    taller = np.ascontiguousarray(noisy[:30, :40])
-    window = tvd.choose_weight(np.ascontiguousarray(taller[:, 4:36]), sigma=25 / 255)
-    _, record = tvd.denoise(taller, weight="auto", sigma=25 / 255, return_record=True)
-    assert record.weight_choice.weight == pytest.approx(window.weight, rel=1e-6)
+
+
+def test_search_windows_cover_the_image_on_a_grid_of_its_shape() -> None:
+    from tvdenoise.auto_weight import SEARCH_TILE, SEARCH_TILES, TILED_FROM, search_windows
+
+    assert search_windows(724, 724) is None  # 524,176 pixels <= TILED_FROM = 524,288
+    assert TILED_FROM == 2 * SEARCH_TILES * SEARCH_TILE**2
+    for height, width, grid in [(3000, 4000, (3, 5)), (1024, 1024, (4, 4)), (4000, 3000, (5, 3))]:
+        windows = search_windows(height, width)
+        assert windows is not None and len(windows) == grid[0] * grid[1]
+        tops = sorted({top for top, _, _ in windows})
+        lefts = sorted({left for _, left, _ in windows})
+        assert (len(tops), len(lefts)) == grid
+        assert all(side == SEARCH_TILE for _, _, side in windows)
+        # Inside the image, not overlapping, spread evenly about its centre.
+        assert tops[0] >= 0 and tops[-1] + SEARCH_TILE <= height
+        assert lefts[0] >= 0 and lefts[-1] + SEARCH_TILE <= width
+        assert min(np.diff(tops)) >= SEARCH_TILE and min(np.diff(lefts)) >= SEARCH_TILE
+        assert abs(tops[0] + tops[-1] + SEARCH_TILE - height) <= 1
+        assert abs(lefts[0] + lefts[-1] + SEARCH_TILE - width) <= 1
+    # A strip lower than a tile: one row of square tiles as high as the strip.
+    strip = search_windows(100, 20000)
+    assert strip is not None and len(strip) == SEARCH_TILES
+    assert {(top, side) for top, _, side in strip} == {(0, 100)}
+
+
+def test_pooled_gap_is_the_batch_total_over_its_total_energy(camera_crop) -> None:
+    # A flat tile and a textured one: the pooled stop judges their sums, so it stops once
+    # (sum E - sum D) / sum E <= tol, while the flat tile's own relative gap may be larger.
+    from tvdenoise.ops import divergence
+
+    _, noisy = camera_crop
+    textured = noisy[:32, :32]
+    flat = 0.5 + 0.02 * np.random.default_rng(3).standard_normal((32, 32))
+    f = torch.from_numpy(np.stack([flat, textured])[:, None].copy())
+    problem = Problem(f, 0.1, 1.0, "isotropic", "vectorial", L2Fidelity())
+    results = {}
+    for pooled in (False, True):
+        dual = f.new_zeros((2, 1, 2, 32, 32))
+        u, record = solve(
+            problem,
+            "chambolle_pock",
+            max_iter=5000,
+            tol=1e-3,
+            dual=dual,
+            pooled=pooled,
+            check_every=1,
+        )
+        energy = problem.energy(u)
+        lower = L2Fidelity().dual(f, divergence(dual))
+        pooled_gap = float((energy - lower).sum() / energy.sum())
+        largest = float(((energy - lower) / energy).max())
+        results[pooled] = (record, pooled_gap, largest)
+    record, pooled_gap, _ = results[True]
+    assert record.gap == pytest.approx(pooled_gap, rel=1e-6) and pooled_gap <= 1e-3
+    plain, _, largest = results[False]
+    assert plain.gap == pytest.approx(largest, rel=1e-6) and largest <= 1e-3
+    assert record.iterations <= plain.iterations
 
 
 def test_every_exact_solver_path_chooses_the_same_weight(camera_crop, monkeypatch) -> None:

@@ -123,6 +123,25 @@ def test_auto_weight_is_chosen_once_for_all_tiles(noisy_camera):
     np.testing.assert_array_equal(out, fixed)
 
 
+def test_auto_weight_of_a_tiled_image_is_the_whole_image_search(noisy_camera, monkeypatch):
+    # With search tiles of 32 pixels (9 of them, from 18,432 pixels), the 320x320 image is
+    # searched on the same 3 x 3 tiles and the same central crop's sigma whether it is
+    # denoised whole or in memory-bounded tiles of 128: the same weight.
+    import tvdenoise.auto_weight as auto_weight
+
+    monkeypatch.setattr(auto_weight, "SEARCH_TILES", 9)
+    monkeypatch.setattr(auto_weight, "SEARCH_TILE", 32)
+    monkeypatch.setattr(auto_weight, "TILED_FROM", 2 * 9 * 32 * 32)
+    monkeypatch.setattr(auto_weight, "SIGMA_SIDE", 200)
+    image = noisy_camera.astype(np.float32)
+    _, whole = denoise(image, weight="auto", return_record=True)
+    _, tiled = denoise_tiled(image, tile=128, overlap=32, weight="auto", return_record=True)
+    assert tiled.weight_choice.weight == pytest.approx(whole.weight_choice.weight, rel=1e-5)
+    assert tiled.weight_choice.sigma == pytest.approx(whole.weight_choice.sigma, rel=1e-6)
+    assert tiled.weight_choice.sigma_estimated and whole.weight_choice.sigma_estimated
+    assert len(tiled.weight_choice.trials) == len(whole.weight_choice.trials)
+
+
 def test_tile_callback_counts_tiles():
     calls = []
     denoise_tiled(

@@ -22,9 +22,13 @@ smooth images, and a vertex from points a factor 2 apart missed the oracle by up
 the weight is the vertex of the parabola through the lowest measured risk and its neighbours.
 Trials solve to a relative gap of ``SEARCH_TOL`` (3e-3: the risk curve is flat near its
 minimum), each starting from the nearest earlier trial's primal and dual solution (the dual
-scaled by the ratio of the weights), and so does the final solve. Images larger than
-``SEARCH_SIDE`` squared (1024 x 1024 pixels) are searched on their central crop of
-``SEARCH_SIDE`` on a side.
+scaled by the ratio of the weights), and so does the final solve. Images of more than
+``TILED_FROM`` pixels are searched on ``SEARCH_TILES`` tiles of ``SEARCH_TILE`` squared
+pixels spread over the image on a grid (:func:`search_windows`), solved as one batch whose
+gap is pooled (the risk is their sum); sigma is then estimated on the central crop of
+``SIGMA_SIDE`` on a side. Sixteen tiles of 128 x 128 cost a quarter of the central
+1024 x 1024 crop searched before, and sample the whole photo rather than its centre
+(benchmarks/RESULTS.md, "the weight search on tiles").
 
 References
 ----------
@@ -69,9 +73,15 @@ SEARCH_CHECK_EVERY = 10
 # and dual variables, 6 values per pixel-channel for 2-D images (10 for symmetric TV).
 KEEP = 3
 SOLVERS_WITH_DUAL = ("auto", "rof", "chambolle_pock")  # TGV and nonlocal: auto, chambolle_pock
-# Images of more than SEARCH_SIDE^2 pixels are searched on their central SEARCH_SIDE x
-# SEARCH_SIDE crop.
-SEARCH_SIDE = 1024
+# Images of more than TILED_FROM pixels are searched on SEARCH_TILES tiles of SEARCH_TILE x
+# SEARCH_TILE pixels on a grid over the image (4 x 4 on a square, 3 x 5 on a 4:3 photo), and
+# their noise is estimated on the central SIGMA_SIDE x SIGMA_SIDE crop. Below, the whole image
+# is searched and the final solve starts from the search's solution, which costs less than a
+# cold final solve as long as the image is no more than about twice the tiles.
+SEARCH_TILES = 16
+SEARCH_TILE = 128
+TILED_FROM = 2 * SEARCH_TILES * SEARCH_TILE**2
+SIGMA_SIDE = 1024
 
 
 @dataclass(frozen=True)
@@ -178,25 +188,13 @@ def search_weight(
     """
     start = time.perf_counter()
     refuse_non_gaussian(problem.fidelity.name)
-    # Images larger than SEARCH_SIDE^2 are searched on their central crop of that size: the
-    # risk curve of a megapixel is measured well enough, and the search costs no more than
-    # on one megapixel however large the image.
-    # The rule counts pixels, not sides: a 1 MP 4:3 photo (1152x864) is searched whole, and
-    # its final solve then starts from the search's solution.
-    height, width = problem.f.shape[-2:]
-    cropped = problem.ndim == 2 and height * width > SEARCH_SIDE**2
-    if cropped:
-        top, left = max((height - SEARCH_SIDE) // 2, 0), max((width - SEARCH_SIDE) // 2, 0)
-        graph = problem.graph
-        if graph is not None:
-            graph = graph.crop(top, left, SEARCH_SIDE, SEARCH_SIDE)
-        problem = replace(problem, f=central_crop(problem.f, SEARCH_SIDE), graph=graph)
-    f = problem.f
     sigma_estimated = sigma is None
     if sigma is None:
         from .noise import estimate_sigma
 
-        sigma = float(estimate_sigma(f))
+        # On at most the central SIGMA_SIDE^2 pixels: enough flat patches for the estimate,
+        # at a cost that does not grow with the image.
+        sigma = float(estimate_sigma(central_crop(problem.f, SIGMA_SIDE)))
         sigma_seconds = time.perf_counter() - start
         if not sigma > 0:
             raise InvalidParameterError(
@@ -206,6 +204,17 @@ def search_weight(
     else:
         sigma = _validate.positive("sigma", sigma)
         sigma_seconds = 0.0
+    # Large images are searched on tiles spread over them: the risk curve of a quarter of a
+    # megapixel is measured well enough, at a cost that does not grow with the image.
+    windows = search_windows(*problem.f.shape[-2:]) if problem.ndim == 2 else None
+    if windows is not None:
+        graph = problem.graph
+        if graph is not None:
+            if graph.pilot is None:
+                raise ValueError("a nonlocal graph without its pilot cannot be rebuilt on tiles")
+            graph = graph.rebuilt(take_windows(graph.pilot, windows))
+        problem = replace(problem, f=take_windows(problem.f, windows), graph=graph)
+    f = problem.f
     step = probe_step(sigma, f.numel())
     probe = make_probe(f.shape, seed, f.device, f.dtype)
     # The probed copy is solved on the same graph (nonlocal TV): the risk estimate then treats
@@ -255,6 +264,7 @@ def search_weight(
             init=init,
             dual=dual,
             check_every=SEARCH_CHECK_EVERY,
+            pooled=True,
         )
         iterations += record.iterations
         value = sure(f, u[:count], u[count:], probe, step, sigma)
@@ -310,10 +320,38 @@ def search_weight(
         seconds=time.perf_counter() - start,
         sigma_seconds=sigma_seconds,
     )
-    if cropped:
+    if windows is not None:
         return choice, None, None
     init, dual = start_from(chosen, count)
     return choice, init, dual
+
+
+def search_windows(height: int, width: int) -> list[tuple[int, int, int]] | None:
+    """The tiles ``(top, left, side)`` the weight search runs on for an image of
+    ``height x width`` pixels, or None when it is searched whole (at most ``TILED_FROM``
+    pixels).
+
+    About ``SEARCH_TILES`` square tiles of ``SEARCH_TILE`` pixels (less on a narrow image),
+    on a grid shaped like the image, each centred in its cell.
+    """
+    if height * width <= TILED_FROM:
+        return None
+    side = min(SEARCH_TILE, height, width)
+    rows = min(max(round(math.sqrt(SEARCH_TILES * height / width)), 1), height // side)
+    cols = min(max(SEARCH_TILES // rows, 1), width // side)
+    return [
+        (round((height - side) * (i + 0.5) / rows), round((width - side) * (j + 0.5) / cols), side)
+        for i in range(rows)
+        for j in range(cols)
+    ]
+
+
+def take_windows(values: torch.Tensor, windows: list[tuple[int, int, int]]) -> torch.Tensor:
+    """The tiles ``(top, left, side)`` of a batch ``(N, C, H, W)`` as one batch
+    ``(N * tiles, C, side, side)``, tile after tile."""
+    return torch.cat(
+        [values[..., top : top + side, left : left + side] for top, left, side in windows]
+    )
 
 
 def central_crop(values: Any, side: int) -> Any:

@@ -128,11 +128,9 @@ class NonlocalGraph:
             self.patch,
         )
 
-    def crop(self, top: int, left: int, height: int, width: int) -> NonlocalGraph:
-        """The graph rebuilt on a crop of the pilot (edges leaving the crop are not kept)."""
-        if self.pilot is None:
-            raise ValueError("this graph has no pilot to rebuild a crop from")
-        pilot = self.pilot[..., top : top + height, left : left + width]
+    def rebuilt(self, pilot: torch.Tensor) -> NonlocalGraph:
+        """The graph built the same way on another pilot, such as crops or tiles of this
+        one's (edges leaving a crop are not kept)."""
         return build_graph(
             pilot,
             neighbours=self.neighbours,

@@ -321,16 +321,51 @@ def _emit(output: np.ndarray, start: int, values: np.ndarray, span: ValueRange) 
 
 
 def _choose_weight(pixels: np.ndarray, span: ValueRange, options: dict[str, Any]) -> Any:
-    """The SURE weight of the central crop (at most SEARCH_SIDE^2) of the image."""
-    from .auto_weight import SEARCH_SIDE
-    from .denoising import denoise
+    """The SURE weight of the image, found as :func:`tvdenoise.denoise` finds it for a whole
+    image (:func:`tvdenoise.auto_weight.search_windows`): on tiles spread over it, sigma
+    estimated on its central crop; only those parts are read from ``pixels``."""
+    import dataclasses
+    import time
+
+    import torch
+
+    from .auto_weight import SIGMA_SIDE, search_windows
+    from .conversion import to_batch
+    from .denoising import _fill_masked, _mask_weights, denoise
+    from .noise import estimate_sigma
     from .values import to_float
 
     height, width = pixels.shape[:2]
-    side = SEARCH_SIDE
-    top, left = max((height - side) // 2, 0), max((width - side) // 2, 0)
-    crop = span.normalise(to_float(pixels[top : top + side, left : left + side]))
-    if options.get("mask") is not None:
-        options = {**options, "mask": options["mask"][top : top + side, left : left + side]}
-    _, record = denoise(crop, **options, return_record=True)
-    return record.weight_choice
+    mask = options.get("mask")
+
+    def region(top: int, left: int, rows: int, columns: int) -> tuple[torch.Tensor, Any]:
+        """A window as a batch of one and its mask (None without one)."""
+        window = (slice(top, top + rows), slice(left, left + columns))
+        batch = to_batch(span.normalise(to_float(pixels[window])), False)[0]
+        return batch, None if mask is None else _mask_weights(mask[window], batch)
+
+    windows = search_windows(height, width)
+    if windows is None:  # small enough to be searched whole
+        batch, weights = region(0, 0, height, width)
+        _, record = denoise(batch, **{**options, "mask": weights}, return_record=True)
+        return record.weight_choice
+    start = time.perf_counter()
+    sigma, estimated = options.get("sigma"), False
+    if sigma is None:
+        top, left = max((height - SIGMA_SIDE) // 2, 0), max((width - SIGMA_SIDE) // 2, 0)
+        crop, weights = region(top, left, SIGMA_SIDE, SIGMA_SIDE)
+        if weights is not None:
+            crop = _fill_masked(crop, weights)
+        sigma, estimated = float(estimate_sigma(crop)), True
+    sigma_seconds = time.perf_counter() - start if estimated else 0.0
+    tiles = [region(top, left, side, side) for top, left, side in windows]
+    batch = torch.cat([tile for tile, _ in tiles])
+    weights = None if mask is None else torch.cat([tile_mask for _, tile_mask in tiles])
+    _, record = denoise(batch, **{**options, "mask": weights, "sigma": sigma}, return_record=True)
+    choice = record.weight_choice
+    return dataclasses.replace(
+        choice,
+        sigma_estimated=estimated,
+        sigma_seconds=sigma_seconds,
+        seconds=choice.seconds + sigma_seconds,
+    )

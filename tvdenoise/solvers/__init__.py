@@ -93,6 +93,7 @@ def solve(
     dual: torch.Tensor | None = None,
     distance: float | None = None,
     multiscale: bool = False,
+    pooled: bool = False,
 ) -> tuple[torch.Tensor, SolveRecord]:
     """Run the named solver (``"auto"`` picks the fastest exact choice) on ``problem``.
 
@@ -118,6 +119,11 @@ def solve(
     root-mean-square distance to the minimiser, ``sqrt(2 gap / n)``, is at most this; the
     record's ``stop_reason`` is then ``"precision"`` and its ``gap`` the relative gap reached.
 
+    ``pooled``: judge the batch as one problem, stopping on its total gap over its total
+    energy rather than on its largest per-sample relative gap (the automatic weight search's
+    batch of tiles, whose risk is one sum); the record's ``gap`` is then that ratio. The
+    ``gd`` and ``adam`` solvers, which have no gap, ignore it.
+
     ``multiscale`` (primal-dual solvers, L2, beta = 1, 2-D images of at least
     :data:`multiscale.MIN_PIXELS` pixels, no ``init`` or ``dual`` given): start from the
     solutions of coarser copies of the problem (:mod:`tvdenoise.solvers.multiscale`); the
@@ -135,6 +141,7 @@ def solve(
             time_limit=time_limit,
             init=init,
             dual=dual,
+            pooled=pooled,
         )
         if problem.tv == "tgv":
             return solve_tgv(problem, **model_options)
@@ -169,6 +176,7 @@ def solve(
                 init=init,
                 dual=dual,
                 distance=distance,
+                pooled=pooled,
             )
             record.coarse_work = coarse_work
             record.seconds += coarse_seconds
@@ -180,6 +188,9 @@ def solve(
         check_every=check_every,
         time_limit=time_limit,
     )
+    if solver in ("gd", "adam"):
+        return SOLVERS[solver](problem, init=init, **options)
+    options["pooled"] = pooled
     if solver in ("rof", "chambolle_pock"):
         return SOLVERS[solver](problem, init=init, dual=dual, distance=distance, **options)
     if solver != "auto":

@@ -78,11 +78,15 @@ def solve_accelerated(
     time_limit: float | None = None,
     init: torch.Tensor | None = None,
     iteration_offset: int = 0,
+    pooled: bool = False,
 ) -> tuple[torch.Tensor, SolveRecord]:
     """Minimise the smoothed energy by monotone accelerated gradient descent.
 
     ``iteration_offset`` is added to the iteration numbers reported to the callback (for a
     solve that continues another one).
+
+    ``pooled``: stop on the batch's total bound over its total energy (see
+    :func:`tvdenoise.solvers.solve`).
     """
     f = problem.f
     fidelity = problem.fidelity
@@ -122,8 +126,11 @@ def solve_accelerated(
         if proximal:  # the gradient mapping
             grad_u = lipschitz * (u - forward_backward(u, grad_u, lipschitz))
         scale = 2.0 * (mu if certified else 1.0)
-        bound = _batch_dot(grad_u, grad_u) / (scale * energy_u.abs().clamp(min=1e-300))
-        measure = float(bound.max())
+        squares = _batch_dot(grad_u, grad_u)
+        if pooled:
+            measure = float(squares.sum()) / max(scale * float(energy_u.abs().sum()), 1e-300)
+        else:
+            measure = float((squares / (scale * energy_u.abs().clamp(min=1e-300))).max())
         return monitor.report(
             iteration + iteration_offset,
             energy_u,

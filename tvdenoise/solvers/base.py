@@ -248,6 +248,16 @@ def certified_distance(
     return math.sqrt(2.0 * gap / (strong_convexity * max(values, 1)))
 
 
+def relative_gap(energy: torch.Tensor, lower: torch.Tensor, pooled: bool = False) -> float:
+    """The relative gap ``(E(u) - D) / |E(u)|`` of a batch: the largest over its samples, or
+    with ``pooled`` the batch's total gap over its total energy (a batch of tiles standing
+    for one image, whose sum is what the caller uses)."""
+    if pooled:
+        total = float(energy.abs().sum())
+        return max(float((energy - lower).sum()) / max(total, 1e-300), 0.0)
+    return float(((energy - lower) / energy.abs().clamp(min=1e-300)).max().clamp(min=0.0))
+
+
 def relative_change(u: torch.Tensor, previous: torch.Tensor) -> float:
     """``||u - previous|| / ||u||`` over the whole batch (0 when both are 0)."""
     num = torch.linalg.vector_norm((u - previous).double())

@@ -21,7 +21,15 @@ import math
 import torch
 
 from ..errors import InvalidParameterError
-from .base import Callback, Monitor, Problem, SolveRecord, certified_distance, relative_change
+from .base import (
+    Callback,
+    Monitor,
+    Problem,
+    SolveRecord,
+    certified_distance,
+    relative_change,
+    relative_gap,
+)
 from .primal_dual import unaccelerated_tau
 
 __all__ = ["solve_nonlocal"]
@@ -44,11 +52,15 @@ def solve_nonlocal(
     init: torch.Tensor | None = None,
     dual: torch.Tensor | None = None,
     distance: float | None = None,
+    pooled: bool = False,
 ) -> tuple[torch.Tensor, SolveRecord]:
     """Solve nonlocal TV exactly; stop when the relative primal-dual gap <= tol.
 
     ``dual`` (N, C, K, H, W) is a starting dual variable; on return it holds the final one.
     ``distance``: stop also when the certified RMS distance to the minimiser is at most this.
+
+    ``pooled``: stop on the batch's total gap over its total energy (see
+    :func:`tvdenoise.solvers.solve`).
     """
     graph = problem.nonlocal_graph
     f, color, weight, fidelity = problem.f, problem.color, problem.weight, problem.fidelity
@@ -93,8 +105,7 @@ def solve_nonlocal(
         if monitor.due(iteration):
             energy = fidelity.value(u, f) + weight * graph.total_variation(u, color)
             dual_value = fidelity.dual(f, div_p)
-            gaps = (energy - dual_value) / energy.abs().clamp(min=1e-300)
-            gap = float(gaps.max().clamp(min=0.0))
+            gap = relative_gap(energy, dual_value, pooled)
             precise = distance is not None and (
                 certified_distance(energy, dual_value, f[0].numel(), fidelity.strong_convexity)
                 <= distance

@@ -39,7 +39,15 @@ from ..ops import (
     gradient,
     spread,
 )
-from .base import Callback, Monitor, Problem, SolveRecord, certified_distance, relative_change
+from .base import (
+    Callback,
+    Monitor,
+    Problem,
+    SolveRecord,
+    certified_distance,
+    relative_change,
+    relative_gap,
+)
 
 
 def unaccelerated_tau(weight: float, norm_squared: float) -> float:
@@ -98,6 +106,7 @@ def solve_primal_dual(
     tau: float | None = None,
     gamma: float | None = None,
     distance: float | None = None,
+    pooled: bool = False,
 ) -> tuple[torch.Tensor, SolveRecord]:
     """Solve the beta = 1 problem exactly; stop when the relative primal-dual gap <= tol.
 
@@ -105,6 +114,9 @@ def solve_primal_dual(
     :func:`tvdenoise.solvers.solve`). ``distance``: stop also when the certified
     root-mean-square distance to the minimiser is at most this (strongly convex fidelities,
     L2; :func:`tvdenoise.solvers.base.certified_distance`).
+
+    ``pooled``: stop on the batch's total gap over its total energy (see
+    :func:`tvdenoise.solvers.solve`).
     """
     _validate.solver_applies("chambolle_pock", problem.beta, problem.eps)
     f = problem.f
@@ -144,8 +156,7 @@ def solve_primal_dual(
         if monitor.due(iteration):
             energy = problem.energy(u)
             dual_value = fidelity.dual(f, div_p)
-            gaps = (energy - dual_value) / energy.abs().clamp(min=1e-300)
-            gap = float(gaps.max().clamp(min=0.0))
+            gap = relative_gap(energy, dual_value, pooled)
             precise = distance is not None and (
                 certified_distance(energy, dual_value, f[0].numel(), fidelity.strong_convexity)
                 <= distance

@@ -37,7 +37,7 @@ from .. import _validate
 from ..errors import InvalidParameterError
 from ..ops import difference_norm_squared, divergence, gradient
 from . import native
-from .base import Callback, Monitor, Problem, SolveRecord, certified_distance
+from .base import Callback, Monitor, Problem, SolveRecord, certified_distance, relative_gap
 from .primal_dual import dual_radius, project_dual, start_dual
 
 __all__ = ["applies", "fused_available", "solve_rof"]
@@ -252,6 +252,7 @@ def solve_rof(
     gamma: float | None = None,
     backend: str = "auto",
     distance: float | None = None,
+    pooled: bool = False,
 ) -> tuple[torch.Tensor, SolveRecord]:
     """Solve the L2, beta = 1 problem exactly; stop when the relative primal-dual gap <= tol.
 
@@ -259,7 +260,7 @@ def solve_rof(
     ----------
     problem : Problem
         L2 fidelity, beta = 1, eps = 0, ``f`` of shape (N, C, H, W) on any device.
-    max_iter, tol, callback, check_every, time_limit, init, dual
+    max_iter, tol, callback, check_every, time_limit, init, dual, pooled
         As for every solver (:func:`tvdenoise.solvers.solve`).
     tau, gamma : float, optional
         Initial primal step and acceleration; by default ``DEFAULT_TAU`` and ``DEFAULT_GAMMA``.
@@ -324,8 +325,7 @@ def solve_rof(
         iteration_runner.run(count, step, gamma)
         iteration += count
         primal, dual_value, change = iteration_runner.measure(problem, _last_theta(step[0], gamma))
-        gaps = (primal - dual_value) / primal.abs().clamp(min=1e-300)
-        gap = float(gaps.max().clamp(min=0.0))
+        gap = relative_gap(primal, dual_value, pooled)
         count = check_every - iteration % check_every
         precise = False
         if distance is not None:

@@ -56,7 +56,7 @@ import torch
 from .._validate import DEFAULT_TGV_RATIO
 from ..errors import InvalidParameterError
 from ..ops import difference_norm_squared, divergence, gradient
-from .base import Callback, Monitor, Problem, SolveRecord, relative_change
+from .base import Callback, Monitor, Problem, SolveRecord, relative_change, relative_gap
 
 __all__ = [
     "DEFAULT_TGV_RATIO",
@@ -219,6 +219,7 @@ def solve_tgv(
     init: torch.Tensor | None = None,
     dual: torch.Tensor | None = None,
     tau: float | None = None,
+    pooled: bool = False,
 ) -> tuple[torch.Tensor, SolveRecord]:
     """Minimise the TGV energy exactly; stop when the certified relative gap <= tol.
 
@@ -226,6 +227,9 @@ def solve_tgv(
     (``p`` and ``q`` need not be feasible: the first step projects them); on return it holds
     the final state, so a solve at a nearby weight can start from it. Without it, ``w``
     starts at ``D u``. The record's energy is ``E(u, w)`` at the returned ``u`` and its ``w``.
+
+    ``pooled``: stop on the batch's total gap over its total energy (see
+    :func:`tvdenoise.solvers.solve`).
     """
     f, ndim, spacing, color = problem.f, problem.ndim, problem.spacing, problem.color
     alpha1 = problem.weight
@@ -270,8 +274,7 @@ def solve_tgv(
         if monitor.due(iteration):
             energy = tgv_energy(problem, u, w)
             lower = certificate(problem, q)
-            gaps = (energy - lower) / energy.abs().clamp(min=1e-300)
-            gap = float(gaps.max().clamp(min=0.0))
+            gap = relative_gap(energy, lower, pooled)
             if monitor.report(iteration, energy, gap, relative_change(u, u_previous), gap):
                 break
     if dual is not None:
