@@ -808,3 +808,40 @@ def test_lzw_sixteen_bit_rgb_tiff_is_read_exactly(tmp_path: Path) -> None:
     loaded = load_image(tmp_path / "scan.tif")
     assert loaded.pixels.dtype == np.uint16
     np.testing.assert_array_equal(loaded.pixels, pixels)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("shape", [(37, 53), (37, 53, 3), (5, 1, 4), (1, 1)])
+def test_planes_round_trip_like_to_float_and_from_float(dtype, shape) -> None:
+    # The solver's planes (C, H, W) hold exactly to_float's values, and from_float_planes
+    # gives from_float's pixels in the (H, W[, C]) layout: x / max in float32 one way; the
+    # value times max, rounded half to even, clipped, NaN as 0 the other (written out here).
+    from tvdenoise.values import from_float_planes, to_float_planes
+
+    rng = np.random.default_rng(7)
+    maximum = np.iinfo(dtype).max
+    pixels = rng.integers(0, maximum + 1, shape, dtype=dtype)
+    planes = to_float_planes(pixels)
+    channels = pixels[..., None] if pixels.ndim == 2 else pixels
+    assert planes.dtype == np.float32 and planes.flags.c_contiguous
+    expected = channels.transpose(2, 0, 1).astype(np.float32) / np.float32(maximum)
+    np.testing.assert_array_equal(planes, expected)
+    values = (rng.random(planes.shape) * 1.2 - 0.1).astype(np.float32)
+    values.flat[0] = np.nan
+    back = from_float_planes(values, dtype, grey=pixels.ndim == 2)
+    assert back.shape == pixels.shape and back.dtype == dtype
+    scaled = np.clip(np.rint(values.astype(np.float64) * maximum), 0, maximum)
+    scaled = np.nan_to_num(scaled, nan=0.0).astype(dtype).transpose(1, 2, 0)
+    np.testing.assert_array_equal(back, scaled[..., 0] if pixels.ndim == 2 else scaled)
+    assert back.reshape(-1)[0] == 0  # the NaN
+
+
+def test_planes_refuse_what_they_do_not_take() -> None:
+    from tvdenoise.values import from_float_planes, planes_apply, to_float_planes
+
+    assert not planes_apply(np.zeros((4, 4), np.float32))
+    assert not planes_apply(np.zeros((2, 4, 4, 3), np.uint8))
+    with pytest.raises(InvalidParameterError, match="uint8 or uint16"):
+        to_float_planes(np.zeros((4, 4), np.int32))
+    with pytest.raises(InvalidParameterError, match="integer pixels"):
+        from_float_planes(np.zeros((1, 4, 4), np.float32), np.float32, grey=True)

@@ -19,8 +19,11 @@ __all__ = [
     "ValueRange",
     "convert_dtype",
     "from_float",
+    "from_float_planes",
     "from_unit_range",
+    "planes_apply",
     "to_float",
+    "to_float_planes",
     "to_unit_range",
     "value_range",
 ]
@@ -123,7 +126,6 @@ def from_float(values: np.ndarray, dtype: np.dtype | type | str) -> np.ndarray:
         raise InvalidParameterError(
             f"dtype must be an integer, boolean or float dtype, got {target}"
         )
-    info = np.iinfo(target)
     flat = np.ascontiguousarray(values).reshape(-1)
     out = np.empty(flat.shape, dtype=target)
     # Blocks of FROM_FLOAT_BLOCK values through one float64 buffer that stays in cache: on a
@@ -132,14 +134,65 @@ def from_float(values: np.ndarray, dtype: np.dtype | type | str) -> np.ndarray:
     buffer = np.empty(min(flat.size, FROM_FLOAT_BLOCK), dtype=np.float64)
     for start in range(0, flat.size, FROM_FLOAT_BLOCK):
         block = flat[start : start + FROM_FLOAT_BLOCK]
-        scaled = buffer[: block.size]
-        np.multiply(block, float(info.max), out=scaled, dtype=np.float64, casting="unsafe")
-        np.rint(scaled, out=scaled)
-        # Infinities are clipped to the range; NaN (which clip keeps) becomes 0.
-        np.clip(scaled, info.min, info.max, out=scaled)
-        np.nan_to_num(scaled, copy=False, nan=0.0)
-        out[start : start + block.size] = scaled
+        out[start : start + block.size] = _scaled_integers(block, target, buffer[: block.size])
     return out.reshape(np.shape(values))
+
+
+def _scaled_integers(block: np.ndarray, target: np.dtype, scaled: np.ndarray) -> np.ndarray:
+    """``block`` (floats on the unit scale) times the integer dtype's maximum, rounded half
+    to even and clipped to its range, NaN as 0, in the float64 buffer ``scaled`` (of
+    ``block``'s shape), which is returned."""
+    info = np.iinfo(target)
+    np.multiply(block, float(info.max), out=scaled, dtype=np.float64, casting="unsafe")
+    np.rint(scaled, out=scaled)
+    # Infinities are clipped to the range; NaN (which clip keeps) becomes 0.
+    np.clip(scaled, info.min, info.max, out=scaled)
+    np.nan_to_num(scaled, copy=False, nan=0.0)
+    return scaled
+
+
+def planes_apply(pixels: np.ndarray) -> bool:
+    """Whether :func:`to_float_planes` takes ``pixels``: 8- or 16-bit unsigned integers,
+    ``(H, W)`` or ``(H, W, C)``."""
+    return pixels.dtype in (np.uint8, np.uint16) and pixels.ndim in (2, 3)
+
+
+def to_float_planes(pixels: np.ndarray) -> np.ndarray:
+    """:func:`to_float` of 8- or 16-bit pixels ``(H, W)`` or ``(H, W, C)``, as one contiguous
+    float32 array of planes ``(C, H, W)`` (C = 1 for grey): the layout of the solvers, made
+    in one pass with one allocation (``to_float`` and a transposed copy take three)."""
+    if not planes_apply(pixels):
+        raise InvalidParameterError(
+            f"to_float_planes takes uint8 or uint16 (H, W[, C]) pixels, got {pixels.dtype} "
+            f"{pixels.shape}"
+        )
+    channels = pixels[..., None] if pixels.ndim == 2 else pixels
+    height, width, count = channels.shape
+    planes = np.empty((count, height, width), dtype=np.float32)
+    maximum = np.float32(np.iinfo(pixels.dtype).max)
+    for c in range(count):
+        np.divide(channels[..., c], maximum, out=planes[c], dtype=np.float32)
+    return planes
+
+
+def from_float_planes(planes: np.ndarray, dtype: np.dtype | type | str, grey: bool) -> np.ndarray:
+    """:func:`from_float` of float planes ``(C, H, W)`` to an integer dtype, in the pixel
+    layout ``(H, W, C)`` (``(H, W)`` when ``grey``), converted and transposed in blocks of
+    rows: one pass, one allocation of the output."""
+    target = np.dtype(dtype)
+    if target.kind not in "ui" or planes.ndim != 3:
+        raise InvalidParameterError(
+            f"from_float_planes makes integer pixels from (C, H, W) planes, got {target} "
+            f"and shape {planes.shape}"
+        )
+    count, height, width = planes.shape
+    out = np.empty((height, width, count), dtype=target)
+    rows = max(1, FROM_FLOAT_BLOCK // max(width * count, 1))
+    buffer = np.empty((min(rows, height), width, count), dtype=np.float64)
+    for top in range(0, height, rows):
+        block = planes[:, top : top + rows].transpose(1, 2, 0)
+        out[top : top + block.shape[0]] = _scaled_integers(block, target, buffer[: block.shape[0]])
+    return out[..., 0] if grey else out
 
 
 def convert_dtype(values: np.ndarray, target: np.dtype) -> np.ndarray:
