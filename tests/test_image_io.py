@@ -845,3 +845,61 @@ def test_planes_refuse_what_they_do_not_take() -> None:
         to_float_planes(np.zeros((4, 4), np.int32))
     with pytest.raises(InvalidParameterError, match="integer pixels"):
         from_float_planes(np.zeros((1, 4, 4), np.float32), np.float32, grey=True)
+
+
+def _idat_stream(data: bytes) -> bytes:
+    """The zlib stream of a PNG: its IDAT chunks' payloads joined."""
+    import struct
+
+    position, stream = 8, b""
+    while position < len(data):
+        (length,) = struct.unpack(">I", data[position : position + 4])
+        kind = data[position + 4 : position + 8]
+        if kind == b"IDAT":
+            stream += data[position + 8 : position + 8 + length]
+        position += 12 + length
+    return stream
+
+
+@pytest.mark.parametrize(
+    "shape", [(1, 1), (1, 7), (9, 1), (13, 11), (13, 11, 2), (13, 11, 3), (6, 5, 4)]
+)
+def test_png8_is_average_filtered_rows_in_one_zlib_stream(shape, monkeypatch) -> None:
+    # Parts of 20 bytes force several sync-flushed parts: joined they must inflate as one zlib
+    # stream (checked by zlib itself, Adler-32 trailer included) to the scanlines of the PNG
+    # Average filter, written out here byte by byte from the specification; Pillow and libpng
+    # read the pixels back.
+    import zlib
+
+    import imagecodecs
+    from PIL import Image
+
+    from tvdenoise.io import png
+
+    monkeypatch.setattr(png, "PNG_PART_BYTES", 20)
+    pixels = np.random.default_rng(11).integers(0, 256, shape, dtype=np.uint8)
+    data = png._encode_png8(pixels, {})
+    samples = 1 if pixels.ndim == 2 else pixels.shape[2]
+    rows = pixels.reshape(shape[0], -1).astype(int)
+    expected = bytearray()
+    for r, row in enumerate(rows):
+        expected.append(3)
+        for k, value in enumerate(row):
+            left = row[k - samples] if k >= samples else 0
+            above = rows[r - 1][k] if r > 0 else 0
+            expected.append((value - (left + above) // 2) % 256)
+    assert zlib.decompress(_idat_stream(data)) == bytes(expected)
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(data))), pixels)
+    np.testing.assert_array_equal(imagecodecs.png_decode(data), pixels)
+
+
+def test_adler32_of_parts_combines_to_the_whole() -> None:
+    import zlib
+
+    from tvdenoise.io.png import _adler32_combine
+
+    rng = np.random.default_rng(5)
+    for size_a, size_b in [(0, 0), (0, 10), (10, 0), (1, 65521), (70000, 200000), (65520, 3)]:
+        a = rng.integers(0, 256, size_a, dtype=np.uint8).tobytes()
+        b = rng.integers(0, 256, size_b, dtype=np.uint8).tobytes()
+        assert _adler32_combine(zlib.adler32(a), zlib.adler32(b), len(b)) == zlib.adler32(a + b)
