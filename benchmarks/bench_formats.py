@@ -216,7 +216,18 @@ def main(argv: list[str] | None = None) -> list[str]:
         source, mode, count, height, width = args.measure
         print(json.dumps(run_clip(source, mode, int(count), int(height), int(width))))
         return []
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parent,
+    ).stdout.strip()
     lines = [
+        f"## Formats: FITS and video (bench_formats.py, {time.strftime('%Y-%m-%d')}, "
+        f"commit {commit or 'unknown'})",
+        "",
+        f"`python benchmarks/bench_formats.py {' '.join(sys.argv[1:] if argv is None else argv)}`",
+        "",
         f"Clips of {args.frames} frames, weight {WEIGHT}, load average at start "
         f"{os.getloadavg()[0]:.1f} (2 cores shared):",
         "",
