@@ -103,8 +103,7 @@ class WeightChoice:
         Every weight tried by the search, in order, with its SURE value.
     iterations : int
         Solver iterations of all trials together (each trial solves a batch of two: the
-        image and the probed image; for images over ``SEARCH_SIDE`` squared pixels, on their
-        central crop).
+        image and the probed image; for images over ``TILED_FROM`` pixels, on their tiles).
     seconds : float
         Time spent choosing (noise estimate and trials), not counting the final solve.
     sigma_seconds : float
@@ -183,7 +182,7 @@ def search_weight(
     Returns the choice and the search's solution nearest the chosen weight (solved to
     ``max(tol, SEARCH_TOL)``) as starting points for the final solve: its primal variable
     and, for the primal-dual solvers, its dual variable scaled to the chosen weight (else
-    None); both None when the search ran on the central crop of a large image.
+    None); both None when the search ran on the tiles of a large image.
     ``time_limit`` is a rough budget: no new trial starts after it.
     """
     start = time.perf_counter()

@@ -62,8 +62,8 @@ DEFAULT_MAX_MEMORY = "2GiB"
 #: extrapolation and f (4 bytes each) and the dual, 4 components for symmetric TV (the default)
 #: and 2 for forward TV, plus the coarse levels of a multiscale solve; measured peaks of a
 #: whole solve are 29.1 and 21.0 (benchmarks/bench_speed.py's memory probe, which counts f).
-#: The automatic weight search adds a bounded amount: a batch of two on at most a 1024x1024
-#: crop.
+#: The automatic weight search adds a bounded amount: a batch of two on its 16 tiles of
+#: 128x128 (:func:`tvdenoise.auto_weight.search_windows`).
 BYTES_PER_VALUE = {"symmetric": 29.5, "isotropic": 21.5, "anisotropic": 21.5}
 #: The same for the generic solvers (no C compiler, or a fidelity or beta the kernel does not
 #: take): the generic Chambolle-Pock in PyTorch operations peaks at 102 (forward) and 172
@@ -226,8 +226,8 @@ def denoise_tiled(
     **options
         Passed to :func:`tvdenoise.denoise` (weight, beta, tv, color, fidelity, solver,
         max_iter, tol, device, dtype, callback, sigma, seed, ...). With ``weight="auto"`` the
-        weight is chosen once, on the central ``1024 x 1024`` crop, and used for every tile
-        (a weight per tile would make the seams visible).
+        weight is chosen once, as for the whole image (on tiles spread over it, sigma from its
+        central crop), and used for every tile (a weight per tile would make the seams visible).
 
     Returns
     -------
