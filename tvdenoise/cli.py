@@ -428,44 +428,21 @@ def _execute(
     client: Any = None,
 ) -> int:
     """Run the jobs locally, or on the Dask cluster of ``client`` (closed here)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
+    from .cli_progress import LiveProgress
     from .workers import run_jobs
 
     workers = min(settings.exec.workers, max(1, len(jobs)))
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
-        TimeElapsedColumn(),
-        console=err,
-        disable=quiet or not err.is_terminal,
-        transient=True,
-    )
+    if client is not None:
+        opening = "sending the images to the Dask cluster"
+    elif workers > 1:
+        opening = f"starting {workers} worker processes"
+    else:
+        opening = "starting (loading PyTorch)"
+    live = LiveProgress(err, len(jobs), enabled=not quiet and err.is_terminal, opening=opening)
+    on_progress = live.event if live.wants_events else None
     stop = threading.Event()
     closing = contextlib.closing(client) if client is not None else contextlib.nullcontext()
-    with closing, _stop_on_signals(stop) as caught, progress:
-        overall = progress.add_task("images", total=len(jobs), status="") if len(jobs) > 1 else None
-        current: dict[str, Any] = {}
-
-        def on_start(job: Job) -> None:
-            if workers == 1:
-                for task_id in current.values():
-                    progress.remove_task(task_id)
-                label = job.label if job.source is None else job.source.name
-                current["task"] = progress.add_task(label, total=settings.solve.max_iter, status="")
-
-        def on_iteration(info: Any) -> None:
-            if hasattr(info, "frames"):  # a clip counts frames (tvdenoise.streaming)
-                total = info.total or None
-                progress.update(
-                    current["task"], completed=info.frames, total=total, status="frames"
-                )
-                return
-            status = f"gap {info.gap:.1e}" if info.gap is not None else ""
-            progress.update(current["task"], completed=info.iteration, status=status)
-
+    with closing, _stop_on_signals(stop) as caught, live:
         if client is not None:
             from .distributed import run_jobs_dask
 
@@ -474,6 +451,7 @@ def _execute(
                 settings,
                 address=client,
                 stop=stop,
+                on_progress=on_progress,
                 report=reporter.wants_records,
             )
         else:
@@ -483,22 +461,18 @@ def _execute(
                 workers=workers,
                 stop=stop,
                 stdin_data=stdin_data,
-                on_start=on_start,
-                on_iteration=on_iteration,
+                on_progress=on_progress,
                 report=reporter.wants_records,
             )
         finished = 0
         for result in results:
             finished += 1
-            reporter.result(result, progress.console)
+            live.finished(result.input)
+            reporter.result(result, live.console)
             if result.data is not None:
                 stdout = sys.stdout.buffer
                 stdout.write(result.data)
                 stdout.flush()
-            if overall is not None:
-                progress.advance(overall)
-        for task_id in list(progress.task_ids):
-            progress.remove_task(task_id)
     reporter.totals["not_started"] = len(jobs) - finished
     signum = caught.get("signal")
     if signum:
