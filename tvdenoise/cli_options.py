@@ -209,3 +209,13 @@ DryRun = Annotated[
     bool, _cli("--dry-run", panel=REPORT_PANEL, help="List what would be done; do nothing.")
 ]
 Quiet = Annotated[bool, _cli("--quiet", "-q", panel=REPORT_PANEL, help="No progress or summaries.")]
+Verbose = Annotated[
+    bool,
+    _cli(
+        "--verbose",
+        "-v",
+        panel=REPORT_PANEL,
+        help="Also name each file skipped in a folder, with why, and give each image's "
+        "seconds by stage.",
+    ),
+]
