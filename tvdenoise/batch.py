@@ -325,6 +325,8 @@ def process_job(
         # What was done, for formats that keep a history (FITS's HISTORY cards).
         used = None if choice is None else choice.weight
         output.metadata = {**output.metadata, "history": [_history(options, settings.read, used)]}
+        if settings.output.compression != "keep":  # else a TIFF input's own, read with it
+            output.metadata["tiff_compression"] = settings.output.compression
         if stack is not None:
             result.record["pages"] = stack.pages
         elif stack_mode == "off" and (tile := tile_size(image.pixels.shape, settings)):

@@ -174,6 +174,7 @@ def run(
     name: opts.Name = _S.output.name,
     format: opts.Format = _S.output.format,
     quality: opts.Quality = _S.output.quality,
+    compression: opts.Compression = _S.output.compression,
     overwrite: opts.Overwrite = _S.output.overwrite,
     skip_existing: opts.SkipExisting = _S.output.skip_existing,
     tile: opts.Tile = _S.tiles.tile,

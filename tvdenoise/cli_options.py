@@ -101,6 +101,7 @@ Suffix = Annotated[str, setting("suffix", metavar="TEXT")]
 Name = Annotated[str | None, setting("name", metavar="TEMPLATE")]
 Format = Annotated[str | None, setting("format")]
 Quality = Annotated[int | None, setting("quality", metavar="N")]
+Compression = Annotated[str, setting("compression")]
 Overwrite = Annotated[bool, setting("overwrite")]
 SkipExisting = Annotated[bool, setting("skip_existing", flag="--skip-existing/--no-skip-existing")]
 
