@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -315,6 +316,11 @@ def test_progress_bar_is_drawn_on_a_terminal(grey_png) -> None:
         app, [str(path), "--tol", "0", "--max-iter", "40"], env={"TTY_COMPATIBLE": "1"}
     )
     assert result.exit_code == 0, result.output
-    assert "/40" in result.stderr and "━" in result.stderr  # the live bar, on stderr
+    assert "━" in result.stderr  # the live bar, on stderr
+    for stage in ("reading", "choosing the weight (trial 1)", "solving", "writing"):
+        assert f"grey.png {stage}" in result.stderr
+    # --tol 0 leaves the output's precision as the target: the bar goes by the gap towards it.
+    assert re.search(r"\d+% gap \d\.\de-\d\d -> \d\.\de-\d\d", result.stderr)
+    assert "/40" not in result.stderr
     assert "not converged (max_iter)" in result.stderr
     assert result.stdout == ""

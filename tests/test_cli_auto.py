@@ -198,9 +198,48 @@ def test_files_skipped_in_a_folder_are_named_with_the_reason(tmp_path: Path, cam
     assert set(skipped) == {str(folder / n) for n in ("b.xyz", "notes.txt", ".hidden")}
     assert lines[-1]["skipped_non_images"] == 3
     plain = runner.invoke(app, [str(folder), "-o", str(tmp_path / "o2"), "--weight", "0.1"])
-    assert "skipped 3 non-image or hidden files (named by --dry-run and --json)" in plain.stderr
+    assert "skipped 3 non-image or hidden files (named by -v, --dry-run and --json)" in plain.stderr
     # The hint holds: named with --format png, the unknown extension is read and written.
     named = runner.invoke(
         app, [str(folder / "b.xyz"), "--format", "png", "-o", str(tmp_path / "b.png"), "-q"]
     )
     assert named.exit_code == 0 and (tmp_path / "b.png").exists()
+
+
+def test_verbose_names_skipped_files_and_times_each_stage(tmp_path: Path, camera: Path) -> None:
+    folder = tmp_path / "mix"
+    folder.mkdir()
+    shutil.copy(camera, folder / "a.png")
+    shutil.copy(camera, folder / "b.xyz")
+    (folder / "notes.txt").write_text("no image")
+    out = tmp_path / "out"
+    result = runner.invoke(app, [str(folder), "-o", str(out), "-v", "--json"])
+    assert result.exit_code == 0, result.output
+    # On stderr, as --dry-run and --json name them on stdout, with the --format hint.
+    assert (
+        f"tvdenoise: skipped {folder / 'b.xyz'}: not an image extension (.xyz); if it is an "
+        "image, name it on the command line with --format png" in result.stderr
+    )
+    assert f"tvdenoise: skipped {folder / 'notes.txt'}: not an image extension" in result.stderr
+    assert "(named by" not in result.stderr  # named just above: no pointer to where
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    record = next(record for record in records if record["type"] == "image")
+    line = next(line for line in result.stderr.splitlines() if line.startswith(str(folder)))
+    times = dict(
+        (name, float(value))
+        for name, value in (part.rsplit(" ", 2)[:2] for part in line.rsplit(" (", 1)[1].split(", "))
+    )
+    assert list(times) == ["reading", "noise", "weight", "solving", "writing"]
+    assert times["noise"] == pytest.approx(record["sigma_seconds"], abs=0.006)
+    # The record's weight seconds include the noise estimate's; -v shows them apart.
+    expected_weight = record["weight_seconds"] - record["sigma_seconds"]
+    assert times["weight"] == pytest.approx(expected_weight, abs=0.006)
+    assert times["solving"] == pytest.approx(record["solve_seconds"], abs=0.006)
+    plain = runner.invoke(app, [str(folder), "-o", str(tmp_path / "o2"), "--weight", "0.1"])
+    assert "skipped 2 non-image or hidden files (named by -v, --dry-run and --json)" in plain.stderr
+    assert "tvdenoise: skipped " + str(folder / "b.xyz") not in plain.stderr
+
+
+def test_quiet_and_verbose_contradict(camera: Path) -> None:
+    result = runner.invoke(app, [str(camera), "-q", "-v"])
+    assert result.exit_code == 2 and "--quiet and --verbose contradict" in result.stderr

@@ -297,3 +297,62 @@ def test_spacing_reaches_the_solver_and_is_checked(tmp_path: Path) -> None:
         refused = runner.invoke(app, [str(source), "--weight", "0.1", "-o", target, *bad])
         assert refused.exit_code == 2 and message in refused.stderr, (bad, refused.stderr)
     assert not (tmp_path / "x.tif").exists()
+
+
+def _compression(path: Path) -> str:
+    with tifffile.TiffFile(path) as tiff:
+        return tiff.pages[0].compression.name
+
+
+def test_an_uncompressed_tiff_comes_back_uncompressed(tmp_path: Path) -> None:
+    pixels = np.round(_noisy((40, 48, 3)) * 65535).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "scan.tif", pixels, photometric="rgb")  # no compression
+    result = runner.invoke(app, [str(tmp_path / "scan.tif"), "--weight", "0.05"])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "scan_denoised.tif"
+    assert _compression(out) == "NONE"
+    assert out.stat().st_size >= pixels.nbytes  # every sample stored as it is
+    assert tifffile.imread(out).dtype == np.uint16
+
+
+@pytest.mark.parametrize(
+    ("option", "tag"),
+    [("none", "NONE"), ("deflate", "ADOBE_DEFLATE"), ("lzw", "LZW"), ("zstd", "ZSTD")],
+)
+def test_compression_option_sets_the_tiff_compression(
+    tmp_path: Path, option: str, tag: str
+) -> None:
+    pixels = np.round(_noisy((32, 40)) * 255).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "in.tif", pixels, compression="packbits")
+    Image.fromarray(pixels).save(tmp_path / "in.png")
+    # Without the option the input TIFF's packbits is kept, and a PNG converted gets deflate.
+    for source, kept in (("in.tif", "PACKBITS"), ("in.png", "ADOBE_DEFLATE")):
+        kind = Path(source).suffix[1:]
+        target, plain = tmp_path / f"{kind}_{option}.tif", tmp_path / f"{kind}_plain.tif"
+        command = [str(tmp_path / source), "--weight", "0.1"]
+        result = runner.invoke(app, [*command, "-o", str(target), "--compression", option])
+        assert result.exit_code == 0, result.output
+        assert _compression(target) == tag
+        alone = runner.invoke(app, [*command, "-o", str(plain)])
+        assert alone.exit_code == 0, alone.output
+        assert _compression(plain) == kept
+        # The same pixels, however they are stored.
+        np.testing.assert_array_equal(tifffile.imread(target), tifffile.imread(plain))
+
+
+def test_compression_is_checked_listed_in_help_and_a_config_key(tmp_path: Path) -> None:
+    bad = runner.invoke(app, ["x.tif", "--compression", "jpeg"])
+    assert bad.exit_code == 2
+    assert "--compression must be one of" in bad.stderr and "packbits" in bad.stderr
+    assert (
+        "--compression [keep|none|deflate|lzw|zstd|packbits]"
+        in runner.invoke(app, ["--help"]).stdout
+    )
+    (tmp_path / "lzw.toml").write_text('compression = "lzw"\n')
+    pixels = np.round(_noisy((24, 24)) * 255).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "in.tif", pixels)
+    result = runner.invoke(
+        app, [str(tmp_path / "in.tif"), "--config", str(tmp_path / "lzw.toml"), "--weight", "0.1"]
+    )
+    assert result.exit_code == 0, result.output
+    assert _compression(tmp_path / "in_denoised.tif") == "LZW"

@@ -200,6 +200,46 @@ def test_a_stop_waits_only_for_jobs_in_flight(folder: Path, scheduler: str) -> N
     assert written == {result.output for result in results if result.status == "ok"}
 
 
+def test_workers_send_each_images_progress_to_the_client(folder: Path, scheduler: str) -> None:
+    from tvdenoise.distributed import run_jobs_dask
+    from tvdenoise.progress import READING, SOLVING, SolveProgress, Stage
+
+    jobs = _jobs(folder, 4)
+    events: dict[str, list] = {job.label: [] for job in jobs}
+    settings = RunSettings.of(weight=0.1, device="cpu")
+    results = list(
+        run_jobs_dask(
+            jobs,
+            settings,
+            address=scheduler,
+            on_progress=lambda job, event: events[job.label].append(event),
+        )
+    )
+    assert sorted(result.status for result in results) == ["ok"] * 4
+    # Labelled with the names the user gave (the workers saw absolute paths), in order: the
+    # image's reading is sent long before its result, so it is there for every image.
+    for job in jobs:
+        assert events[job.label][:1] == [Stage(READING)], events[job.label]
+    everything = [event for stream in events.values() for event in stream]
+    assert Stage(SOLVING) in everything
+    assert any(isinstance(event, SolveProgress) and event.gap is not None for event in everything)
+
+
+def test_a_terminal_shows_a_line_per_image_the_cluster_runs(folder: Path, scheduler: str) -> None:
+    from helpers import run_in_terminal, terminal_lines
+
+    code, stdout, shown = run_in_terminal(
+        ["in", "-r", "-o", "out", "--weight", "0.1", "--dask-scheduler", scheduler], folder
+    )
+    assert code == 0, shown
+    assert stdout == "" and len(list((folder / "out").rglob("*.png"))) == len(NAMES)
+    lines = terminal_lines(shown)
+    assert "sending the images to the Dask cluster" in shown
+    for name in ("a.png", "b.png", "c.png", "d.png"):
+        own = [line for line in lines if line.startswith(name) and "->" not in line]
+        assert any(stage in line for line in own for stage in ("reading", "solving")), lines
+
+
 def test_a_task_that_raises_is_a_failed_result_naming_the_file(
     folder: Path, scheduler: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -254,6 +254,61 @@ def test_save_stack_writes_one_tiff_page_per_image(tmp_path: Path, channels: int
         np.testing.assert_array_equal(loaded.alpha, pages[..., -1])
 
 
+def _compressions(path: Path) -> list[str]:
+    """The Compression tag of each page, as tifffile names it."""
+    with tifffile.TiffFile(path) as tiff:
+        return [page.compression.name for page in tiff.pages]
+
+
+@pytest.mark.parametrize(
+    ("written", "tag"),
+    [
+        (None, "NONE"),
+        ("lzw", "LZW"),
+        ("zlib", "ADOBE_DEFLATE"),
+        ("deflate", "ADOBE_DEFLATE"),  # the other deflate tag value is written as Adobe's
+        ("zstd", "ZSTD"),
+        ("packbits", "PACKBITS"),
+        ("lzma", "ADOBE_DEFLATE"),  # not one tvdenoise writes: deflate
+    ],
+)
+def test_tiff_output_keeps_the_input_compression(
+    tmp_path: Path, written: str | None, tag: str
+) -> None:
+    pixels = random_pixels(np.uint16, 3)
+    source = tmp_path / "in.tif"
+    tifffile.imwrite(source, pixels, photometric="rgb", compression=written)
+    save_image(tmp_path / "out.tif", load_image(source))
+    assert _compressions(tmp_path / "out.tif") == [tag]
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "out.tif"), pixels)
+
+
+def test_tiff_pages_keep_the_input_compression_and_other_inputs_get_deflate(
+    tmp_path: Path,
+) -> None:
+    pages = random_pixels(np.uint8, 1, pages=3)
+    tifffile.imwrite(tmp_path / "in.tif", pages, photometric="minisblack", compression="lzw")
+    save_stack(tmp_path / "out.tif", load_stack(tmp_path / "in.tif"))
+    assert _compressions(tmp_path / "out.tif") == ["LZW"] * 3
+    png = save_image(tmp_path / "in.png", pages[0])
+    save_image(tmp_path / "from_png.tif", load_image(png))
+    assert _compressions(tmp_path / "from_png.tif") == ["ADOBE_DEFLATE"]
+
+
+def test_tiff_compression_is_chosen_by_the_metadata(tmp_path: Path) -> None:
+    pixels = random_pixels(np.uint8, 1)
+    image = ImageFile(pixels, None, "PNG", metadata={"tiff_compression": "none"})
+    path = save_image(tmp_path / "plain.tif", image)
+    assert _compressions(path) == ["NONE"]
+    # Uncompressed: the pixels' bytes and a header, nothing less.
+    assert path.stat().st_size >= HEIGHT * WIDTH
+    with pytest.raises(ImageWriteError, match="unknown TIFF compression 'jpeg'"):
+        save_image(
+            tmp_path / "bad.tif",
+            ImageFile(pixels, None, "PNG", metadata={"tiff_compression": "jpeg"}),
+        )
+
+
 def test_single_image_loads_as_stack_of_one(tmp_path: Path) -> None:
     pixels = random_pixels(np.uint8, 3)
     stack = load_stack(save_image(tmp_path / "one.png", pixels))

@@ -13,11 +13,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from tvdenoise import denoise
+from tvdenoise.batch import tile_size
 from tvdenoise.cli import app
 from tvdenoise.config import parse_memory
 from tvdenoise.errors import InvalidParameterError
 from tvdenoise.image_io import ValueRange
-from tvdenoise.pixels import tile_size
 from tvdenoise.settings import RunSettings
 from tvdenoise.tiling import (
     DEFAULT_MAX_MEMORY,

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -49,6 +50,7 @@ import torch
 
 from . import _validate
 from .errors import InvalidParameterError
+from .progress import CHOOSING, ESTIMATING, Stage
 from .solvers import Problem, SolveRecord, scale_dual, solve
 
 __all__ = ["AutoWeightRecord", "WeightChoice", "search_weight", "sure"]
@@ -175,9 +177,11 @@ def search_weight(
     tol: float = _validate.DEFAULT_TOL,
     seed: int = 0,
     time_limit: float | None = None,
+    on_stage: Callable[[Stage], object] | None = None,
 ) -> tuple[WeightChoice, torch.Tensor | None, torch.Tensor | None]:
     """The search behind :func:`tvdenoise.choose_weight`, on a prepared problem (its weight
-    ignored).
+    ignored). ``on_stage`` is told when the noise estimate and each trial begin
+    (:class:`tvdenoise.progress.Stage`).
 
     Returns the choice and the search's solution nearest the chosen weight (solved to
     ``max(tol, SEARCH_TOL)``) as starting points for the final solve: its primal variable
@@ -187,9 +191,12 @@ def search_weight(
     """
     start = time.perf_counter()
     refuse_non_gaussian(problem.fidelity.name)
+    tell = on_stage if on_stage is not None else _ignore
     sigma_estimated = sigma is None
     if sigma is None:
         from .noise import estimate_sigma
+
+        tell(Stage(ESTIMATING))
 
         # On at most the central SIGMA_SIDE^2 pixels: enough flat patches for the estimate,
         # at a cost that does not grow with the image.
@@ -253,6 +260,7 @@ def search_weight(
 
     def risk(log_weight: float) -> float:
         nonlocal iterations
+        tell(Stage(CHOOSING, f"trial {len(trials) + 1}"))
         trial = replace(pair, weight=math.exp(log_weight))
         init, dual = start_from(log_weight, 2 * count)
         u, record = solve(
@@ -323,6 +331,10 @@ def search_weight(
         return choice, None, None
     init, dual = start_from(chosen, count)
     return choice, init, dual
+
+
+def _ignore(stage: Stage) -> None:
+    pass
 
 
 def search_windows(height: int, width: int) -> list[tuple[int, int, int]] | None:

@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import ImageWriteError, TVDenoiseError
 from .io import claims
-from .pixels import output_step, solve_pixels, tile_size
 from .planning import Job
+from .progress import READING, SOLVING, WRITING, SolveMeter, Stage
+from .solving import output_step, solve_pixels, tile_size
 
 if TYPE_CHECKING:
     from .settings import ReadSettings, RunSettings
@@ -35,7 +36,7 @@ def np_stack(arrays: list[Any]) -> Any:
     return np.stack(arrays)
 
 
-__all__ = ["JobResult", "StopFlag", "process_job", "usable_cores"]
+__all__ = ["JobResult", "StopFlag", "process_job", "tile_size", "usable_cores"]
 
 
 class StopFlag(Protocol):
@@ -171,6 +172,44 @@ class _Skipped(Exception):
     """The image is (being) written by another run sharing the folder (--skip-existing)."""
 
 
+class _Watch:
+    """The solver callback and the stage hook of one job. Each checks the stop flag (also
+    during the weight search, between its trials) and renews the job's claim, then hands
+    ``on_progress`` a progress event (:mod:`tvdenoise.progress`): the stage, with ``part``
+    (``"page 2 of 5"``) added to its detail, or the solve's :class:`SolveProgress`."""
+
+    def __init__(
+        self, stop: StopFlag | None, on_progress: Callable[[Any], object] | None, max_iter: int
+    ) -> None:
+        self.stop, self.on_progress = stop, on_progress
+        self.meter = SolveMeter(max_iter)
+        self.claim: claims.Claim | None = None
+        self.part = ""
+
+    def _check(self) -> None:
+        if self.stop is not None and self.stop.is_set():
+            raise Interrupted
+        claims.renew(self.claim)
+
+    def tell(self, event: Any) -> None:
+        """Pass an event on (reading and writing, from the job itself)."""
+        if self.on_progress is not None:
+            self.on_progress(event)
+
+    def stage(self, stage: Stage) -> None:
+        self._check()
+        if stage.name == SOLVING:
+            self.meter.restart()
+        if self.part:
+            stage = Stage(stage.name, ", ".join(filter(None, (stage.detail, self.part))))
+        self.tell(stage)
+
+    def iteration(self, info: Any) -> None:
+        self._check()
+        if self.on_progress is not None:
+            self.on_progress(self.meter(info))
+
+
 def process_job(
     job: Job,
     settings: RunSettings,
@@ -178,7 +217,7 @@ def process_job(
     overwrite: bool = False,
     stdin_data: bytes | None = None,
     stop: StopFlag | None = None,
-    on_iteration: Callable[[Any], object] | None = None,
+    on_progress: Callable[[Any], object] | None = None,
     report: bool = False,
     solved: tuple[Any, Any, Any] | None = None,
 ) -> JobResult:
@@ -191,12 +230,16 @@ def process_job(
     when ``job.pictures``), built here so a worker sends back only the small record.
     ``solved`` is ``(image, denoised pixels, record)`` of a 2-D image already read and
     denoised in a batch (:func:`_solve_batches`): only the writing and reporting are left.
+    ``on_progress`` is handed the job's progress events (:mod:`tvdenoise.progress`): each
+    :class:`~tvdenoise.progress.Stage` as it begins (reading, estimating noise, choosing the
+    weight, solving, writing) and the solve's :class:`~tvdenoise.progress.SolveProgress`
+    at each evaluated iteration (for a clip, :class:`~tvdenoise.progress.FrameProgress`).
     """
     from .denoising import resolve_device
 
     if solved is None and (clip_format := _streamed_clip(job)) is not None:
         return process_clip(
-            job, clip_format, settings, overwrite=overwrite, stop=stop, on_iteration=on_iteration
+            job, clip_format, settings, overwrite=overwrite, stop=stop, on_progress=on_progress
         )
     start = time.perf_counter()
     result = JobResult(job.label, job.target_label, "failed")
@@ -209,11 +252,13 @@ def process_job(
     # exists or is claimed by another live run is skipped, not failed (tvdenoise.io.claims).
     sharing = settings.output.skip_existing and not overwrite and job.target is not None
     claim = None
+    watch = _Watch(stop, on_progress, settings.solve.max_iter)
     try:
         if stop is not None and stop.is_set():
             raise Interrupted
-        claim = _claim_target(job, overwrite=overwrite, sharing=sharing)
+        claim = watch.claim = _claim_target(job, overwrite=overwrite, sharing=sharing)
         if solved is None:
+            watch.tell(Stage(READING))
             stack, image = _read(
                 job, stdin_data, stack_mode, max_pixels, allow_nan=settings.read.mask is not None
             )
@@ -228,16 +273,12 @@ def process_job(
         result.alpha = image.alpha is not None
         device = resolve_device(settings.exec.device)
         result.device = str(device)
-
-        def callback(info: Any) -> None:
-            if stop is not None and stop.is_set():
-                raise Interrupted
-            claims.renew(claim)
-            if on_iteration is not None:
-                on_iteration(info)
-
         solve = functools.partial(
-            solve_pixels, options=options, device=device, callback=callback, settings=settings
+            solve_pixels,
+            options={**options, "on_stage": watch.stage},
+            device=device,
+            callback=watch.iteration,
+            settings=settings,
         )
         if solved is not None:
             _, pixels, record = solved
@@ -251,7 +292,10 @@ def process_job(
         else:
             from .solvers.base import combine_records
 
-            pages = [solve(page) for page in stack.pixels]
+            pages = []
+            for number, page in enumerate(stack.pixels, 1):
+                watch.part = f"page {number} of {len(stack.pixels)}"
+                pages.append(solve(page))
             record = combine_records([solve_record for _, solve_record in pages])
             output = replace(stack, pixels=np_stack([pixels for pixels, _ in pages]))
         choice = getattr(record, "weight_choice", None)
@@ -281,6 +325,8 @@ def process_job(
         # What was done, for formats that keep a history (FITS's HISTORY cards).
         used = None if choice is None else choice.weight
         output.metadata = {**output.metadata, "history": [_history(options, settings.read, used)]}
+        if settings.output.compression != "keep":  # else a TIFF input's own, read with it
+            output.metadata["tiff_compression"] = settings.output.compression
         if stack is not None:
             result.record["pages"] = stack.pages
         elif stack_mode == "off" and (tile := tile_size(image.pixels.shape, settings)):
@@ -290,6 +336,7 @@ def process_job(
             result.metrics, result.pictures = _report_extras(job, image, first, stack is None)
             result.history = [(h.iteration, h.energy, h.gap) for h in record.history]
         written = time.perf_counter()
+        watch.tell(Stage(WRITING))
         try:
             _write(job, output, stack is not None, settings.output.quality, overwrite, result)
         except ImageWriteError:
@@ -391,12 +438,12 @@ def process_clip(
     *,
     overwrite: bool = False,
     stop: StopFlag | None = None,
-    on_iteration: Callable[[Any], object] | None = None,
+    on_progress: Callable[[Any], object] | None = None,
 ) -> JobResult:
     """Denoise a video clip as it streams (:func:`tvdenoise.streaming.denoise_clip`): frame by
     frame, or with ``--stack volume`` in overlapping chunks of frames; the output keeps the
     frame count, size and rate, and the audio (:class:`tvdenoise.io.video.VideoWriter`).
-    Progress goes to ``on_iteration`` as :class:`tvdenoise.streaming.FrameProgress`. Under
+    Progress goes to ``on_progress`` as :class:`tvdenoise.progress.FrameProgress`. Under
     --skip-existing the output is claimed as :func:`process_job` claims an image's; the
     space-time chunks fit ``settings.tiles.max_memory`` (:func:`tvdenoise.streaming.chunk_for`)."""
     from .denoising import resolve_device
@@ -422,6 +469,9 @@ def process_clip(
                 raise Interrupted
             claims.renew(claim)
 
+        if on_progress is not None:
+            volume = settings.read.stack == "volume"
+            on_progress(Stage(SOLVING, "in chunks of frames" if volume else "frame by frame"))
         with VideoReader(job.source, job.label, settings.read.pixel_limit) as reader:
             info = reader.info
             result.width, result.height, result.channels = info.width, info.height, 3
@@ -449,7 +499,7 @@ def process_clip(
                     chunk=chunk,
                     overlap=overlap,
                     total=info.frames,
-                    on_progress=on_iteration,
+                    on_progress=on_progress,
                     **options,
                     device=device,
                     callback=callback,
@@ -556,7 +606,7 @@ def _solve_batches(
     jobs: list[Job],
     settings: RunSettings,
     stop: StopFlag | None,
-    on_iteration: Callable[[Any], object] | None,
+    on_progress: Callable[[Job, Any], object] | None,
 ) -> dict[int, tuple[Any, Any, Any]]:
     """Read ``jobs`` and denoise those of equal shape and dtype as one (N, C, H, W) batch.
 
@@ -564,7 +614,8 @@ def _solve_batches(
     of two or more; the others (unreadable, alone of their size, tiled, with NaN pixels, clips
     that stream, or in a batch that failed) are left to :func:`process_job`, which reports
     their errors. Each image keeps its own value span; all share the batch's solver record
-    (the batch stops when every image has reached the tolerance).
+    (the batch stops when every image has reached the tolerance). ``on_progress(job, event)``
+    is handed each job's reading, and the progress of the batch its image is solved in.
     """
     import numpy as np
     import torch
@@ -577,6 +628,8 @@ def _solve_batches(
     for index, job in enumerate(jobs):
         if job.source is None or _streamed_clip(job) is not None:
             continue  # stdin is read once, by process_job; a clip streams frame by frame
+        if on_progress is not None:
+            on_progress(job, Stage(READING))
         try:
             _, image = _read(job, None, "off", max_pixels)
         except Exception:  # reported by process_job when it reads the file again
@@ -588,18 +641,21 @@ def _solve_batches(
                 (index, image)
             )
 
-    def callback(info: Any) -> None:
-        if stop is not None and stop.is_set():
-            raise Interrupted
-        if on_iteration is not None:
-            on_iteration(info)
-
     options = settings.solve.denoise_options()
     device = resolve_device(settings.exec.device)
     solved: dict[int, tuple[Any, Any, Any]] = {}
     for members in groups.values():
         if len(members) < 2:
             continue
+        watch = _Watch(stop, None, settings.solve.max_iter)
+        if on_progress is not None:
+            batch_jobs = [jobs[index] for index, _ in members]
+
+            def each(event: Any, batch_jobs: list[Job] = batch_jobs) -> None:
+                for job in batch_jobs:
+                    on_progress(job, event)
+
+            watch.on_progress, watch.part = each, f"batch of {len(members)}"
         scaled = [to_unit_range(image.pixels) for _, image in members]
         values = np.stack([value if value.ndim == 3 else value[..., None] for value, _ in scaled])
         batch = torch.from_numpy(np.ascontiguousarray(values.transpose(0, 3, 1, 2)))
@@ -609,7 +665,8 @@ def _solve_batches(
                 **options,
                 precision=output_step(members[0][1].pixels.dtype),
                 device=device,
-                callback=callback,
+                callback=watch.iteration,
+                on_stage=watch.stage,
                 return_record=True,
             )
         except Interrupted:

@@ -101,6 +101,7 @@ Suffix = Annotated[str, setting("suffix", metavar="TEXT")]
 Name = Annotated[str | None, setting("name", metavar="TEMPLATE")]
 Format = Annotated[str | None, setting("format")]
 Quality = Annotated[int | None, setting("quality", metavar="N")]
+Compression = Annotated[str, setting("compression")]
 Overwrite = Annotated[bool, setting("overwrite")]
 SkipExisting = Annotated[bool, setting("skip_existing", flag="--skip-existing/--no-skip-existing")]
 
@@ -209,3 +210,13 @@ DryRun = Annotated[
     bool, _cli("--dry-run", panel=REPORT_PANEL, help="List what would be done; do nothing.")
 ]
 Quiet = Annotated[bool, _cli("--quiet", "-q", panel=REPORT_PANEL, help="No progress or summaries.")]
+Verbose = Annotated[
+    bool,
+    _cli(
+        "--verbose",
+        "-v",
+        panel=REPORT_PANEL,
+        help="Also name each file skipped in a folder, with why, and give each image's "
+        "seconds by stage.",
+    ),
+]

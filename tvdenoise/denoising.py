@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -20,6 +20,7 @@ from .conversion import to_batch
 from .errors import InvalidParameterError
 from .fidelity import MaskedL2Fidelity, get_fidelity
 from .nonlocal_graph import DEFAULT_SCALE, build_graph
+from .progress import SOLVING, Stage
 from .solvers import Callback, IterationInfo, Problem, solve
 
 __all__ = ["PRECISION_FRACTION", "choose_weight", "denoise", "output_step", "resolve_device"]
@@ -73,6 +74,7 @@ def denoise(
     mask: Any = None,
     *,
     tgv_ratio: float = DEFAULT_TGV_RATIO,
+    on_stage: Callable[[Stage], object] | None = None,
 ) -> Any:
     """Denoise an image by minimising ``fidelity(u, f) + weight * TV_beta(u)``.
 
@@ -125,7 +127,8 @@ def denoise(
         solvers (``auto``, ``chambolle_pock``); otherwise 1e-3 for 1 <= beta < 2 and 1e-2 for
         beta < 1, so descent methods see a smooth energy.
     callback : callable, optional
-        Called with a :class:`tvdenoise.solvers.IterationInfo` at every evaluated iteration.
+        Called with a :class:`tvdenoise.solvers.IterationInfo` at every evaluated iteration
+        of the solve (its ``gap`` and ``target`` measure the way to the stop).
     check_every : int, optional
         Evaluate energy and gap (and call ``callback``) every this many iterations; by
         default 25 for the fused ``rof`` kernel (its check costs about two iterations) and
@@ -178,6 +181,12 @@ def denoise(
         solve, and the output holds TV's fill there. L2 fidelity only; with
         ``weight="auto"`` the weight is chosen on the image with the holes so filled, then
         the masked problem is solved with it.
+    on_stage : callable, optional
+        Called with a :class:`tvdenoise.progress.Stage` as each stage begins: with
+        ``weight="auto"`` "estimating noise" (unless ``sigma`` is given), then "choosing the
+        weight" at each trial of the search; "solving" before the solve whose iterations
+        ``callback`` sees (for ``tv="nonlocal"`` also before its pilot solve, detail
+        "pilot"). For a progress display; an exception it raises ends the call.
 
     Returns
     -------
@@ -273,7 +282,13 @@ def denoise(
     if options["tv"] == "nonlocal":
         with torch.no_grad():
             problem, pilot_choice = _with_graph(
-                problem, auto, sigma, options, seed=seed, time_limit=time_limit
+                problem,
+                auto,
+                sigma,
+                options,
+                seed=seed,
+                time_limit=time_limit,
+                on_stage=on_stage,
             )
     if auto:
         with torch.no_grad():
@@ -285,6 +300,7 @@ def denoise(
                 tol=options["tol"],
                 seed=seed,
                 time_limit=time_limit,
+                on_stage=on_stage,
             )
         if pilot_choice is not None:
             choice = replace(
@@ -304,6 +320,8 @@ def denoise(
     bar = _progress_bar(options["max_iter"]) if progress else None
     if bar is not None:
         callback = _with_bar(bar, callback)
+    if on_stage is not None:
+        on_stage(Stage(SOLVING))
     with torch.enable_grad() if autograd else torch.no_grad(), _closing(bar):
         u, record = solve(
             problem,
@@ -332,6 +350,7 @@ def _with_graph(
     *,
     seed: int,
     time_limit: float | None,
+    on_stage: Callable[[Stage], object] | None = None,
 ) -> tuple[Problem, WeightChoice | None]:
     """The nonlocal problem with its graph, built on a pilot: the default model (symmetric TV,
     the same colour and fidelity) solved to ``SEARCH_TOL`` at the given weight, or with
@@ -348,9 +367,16 @@ def _with_graph(
     init = dual = None
     if auto:
         pilot_choice, init, dual = search_weight(
-            pilot_problem, sigma, max_iter=options["max_iter"], seed=seed, time_limit=time_limit
+            pilot_problem,
+            sigma,
+            max_iter=options["max_iter"],
+            seed=seed,
+            time_limit=time_limit,
+            on_stage=on_stage,
         )
         pilot_problem = replace(pilot_problem, weight=pilot_choice.weight)
+    if on_stage is not None:
+        on_stage(Stage(SOLVING, "pilot"))
     pilot, record = solve(pilot_problem, "auto", init=init, dual=dual, **solve_options)
     channels = problem.f.shape[1] if problem.color == "vectorial" else 1
     scale = DEFAULT_SCALE * pilot_problem.weight / math.sqrt(channels)

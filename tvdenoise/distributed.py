@@ -22,11 +22,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from queue import SimpleQueue
 from typing import TYPE_CHECKING, Any
 
 from .batch import JobResult, StopFlag, describe_error, fault_injection, process_job
 from .errors import ClusterError
 from .planning import Job
+from .progress import from_message, throttled, to_message
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -41,6 +43,8 @@ CONNECT_TIMEOUT = 10.0
 STOP_POLL_SECONDS = 0.5
 #: How often the number of worker threads (which bounds the jobs in flight) is re-read.
 CAPACITY_SECONDS = 2.0
+#: The shortest time between two solve updates of an image sent to the client.
+PROGRESS_SECONDS = 0.5
 
 INSTALL_HINT = 'Dask support needs the dask extra: pip install "tvdenoise[dask]"'
 
@@ -138,13 +142,32 @@ class ClusterStop:
 
 
 def _run_on_worker(
-    job: Job, settings: RunSettings, overwrite: bool, report: bool, stop: ClusterStop
+    job: Job,
+    settings: RunSettings,
+    overwrite: bool,
+    report: bool,
+    stop: ClusterStop,
+    topic: str | None = None,
 ) -> JobResult | None:
-    """The task: one image, or None when the run was stopped before it started."""
+    """The task: one image, or None when the run was stopped before it started. With a
+    ``topic``, its progress events go to the client as events of that topic (through the
+    scheduler, solve updates at most every :data:`PROGRESS_SECONDS`)."""
     if stop.is_set():
         return None
     fault_injection(job)
-    return process_job(job, settings, overwrite=overwrite, stop=stop, report=report)
+    on_progress = None
+    if topic is not None:
+        from distributed import get_worker
+
+        worker = get_worker()
+
+        def send(event: Any) -> None:
+            worker.log_event(topic, {"input": job.label, "event": to_message(event)})
+
+        on_progress = throttled(send, PROGRESS_SECONDS)
+    return process_job(
+        job, settings, overwrite=overwrite, stop=stop, report=report, on_progress=on_progress
+    )
 
 
 def _absolute(job: Job) -> Job:
@@ -230,6 +253,7 @@ def run_jobs_dask(
     address: str | Client,
     stop: StopFlag | None = None,
     on_start: Callable[[Job], object] | None = None,
+    on_progress: Callable[[Job, Any], object] | None = None,
     report: bool = False,
 ) -> Iterator[JobResult]:
     """Run the jobs on a Dask cluster; yield each result as it finishes (in finishing order).
@@ -251,9 +275,11 @@ def run_jobs_dask(
         ``output.overwrite`` says whether existing outputs may be replaced.
     address : str or distributed.Client
         The scheduler's address (a client is opened and closed here) or a connected client.
-    stop, on_start, report
+    stop, on_start, on_progress, report
         As for :func:`~tvdenoise.workers.run_jobs`; ``on_start`` is called as a job is
-        submitted.
+        submitted. The workers send their progress events as events of a topic of this
+        run (:meth:`distributed.Worker.log_event`), which reach ``on_progress`` in the
+        thread that iterates over the results, a little behind the work.
 
     Raises
     ------
@@ -283,6 +309,19 @@ def run_jobs_dask(
     retried: set[int] = set()
     again: list[tuple[Job, Job]] = []
     existed: dict[int, bool] = {}
+    topic = None
+    received: SimpleQueue[Any] = SimpleQueue()  # filled in the client's event-loop thread
+    if on_progress is not None:
+        topic = f"tvdenoise-progress-{uuid.uuid4().hex}"
+        client.subscribe_topic(topic, received.put)
+    by_label = {sent.label: job for job, sent in queue}
+
+    def hand_on_progress() -> None:
+        while on_progress is not None and not received.empty():
+            _, message = received.get()
+            job = by_label.get(str(message.get("input"))) if isinstance(message, dict) else None
+            if job is not None:
+                on_progress(job, from_message(message["event"]))
 
     def submit(job: Job, sent: Job) -> None:
         if id(job) not in retried:
@@ -299,6 +338,7 @@ def run_jobs_dask(
             overwrite or not existed[id(job)],
             report,
             cluster_stop,
+            topic,
             key=f"tvdenoise-{uuid.uuid4().hex}",
             pure=False,
         )
@@ -324,6 +364,7 @@ def run_jobs_dask(
                 submit(*queue.pop())
             if not pending:
                 break
+            hand_on_progress()
             done = finished.next_batch(block=False)
             if not done:
                 time.sleep(0.02)
@@ -344,5 +385,8 @@ def run_jobs_dask(
             # The scheduler may be gone; then there is nothing to forget.
             with contextlib.suppress(Exception):
                 cluster_stop.clear(client)
+        if topic is not None:
+            with contextlib.suppress(Exception):
+                client.unsubscribe_topic(topic)
         if isinstance(address, str):
             client.close()

@@ -49,6 +49,7 @@ from .io import formats
 from .tiling import DEFAULT_MAX_MEMORY, DEFAULT_OVERLAP
 
 __all__ = [
+    "COMPRESSION_CHOICES",
     "DEFAULT_MAX_PIXELS",
     "NAME_FIELDS",
     "SIGMA_MAX",
@@ -68,6 +69,8 @@ __all__ = [
 STACK_MODES = ("off", "frames", "volume")
 #: Default decompression-bomb guard; equals tvdenoise.image_io.DEFAULT_MAX_PIXELS (tested).
 DEFAULT_MAX_PIXELS = 178_956_970
+#: What the ``compression`` setting takes: keep the input's, or one TIFF outputs are written with.
+COMPRESSION_CHOICES = ("keep", *formats.TIFF_COMPRESSIONS)
 #: Fields a ``--name`` template may use.
 NAME_FIELDS = ("stem", "suffix", "ext", "tag", "name")
 #: The largest noise level that ``sigma`` accepts: a standard deviation of half the whole
@@ -430,6 +433,13 @@ class OutputSettings:
     )
     quality: int | None = _setting(
         None, _quality, "JPEG/WebP quality 1-100 (default: the input JPEG's, else 95)."
+    )
+    compression: str = _setting(
+        "keep",
+        _choice(COMPRESSION_CHOICES),
+        "TIFF outputs: keep the input TIFF's compression (deflate when it is another, or "
+        "the input no TIFF), or write none, deflate, lzw, zstd or packbits.",
+        choices=COMPRESSION_CHOICES,
     )
     skip_existing: bool = _setting(
         False, _boolean, "Leave existing outputs alone (resume an interrupted batch)."

@@ -20,11 +20,11 @@ used as it is for the 3-D problem.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from .progress import FrameProgress
 from .values import from_float, to_float
 
 __all__ = ["DEFAULT_CHUNK", "DEFAULT_OVERLAP", "FrameProgress", "chunk_for", "denoise_clip"]
@@ -55,15 +55,6 @@ def chunk_for(height: int, width: int, channels: int, budget: int) -> tuple[int,
     frames = budget // max(1, BYTES_PER_VALUE * height * width * channels)
     chunk = int(min(DEFAULT_CHUNK, max(MIN_CHUNK, frames)))
     return chunk, min(DEFAULT_OVERLAP, max(1, chunk // 4))
-
-
-@dataclass(frozen=True)
-class FrameProgress:
-    """Reported to ``on_progress`` as frames are written: ``frames`` so far of ``total``
-    (0 when the container does not say how many)."""
-
-    frames: int
-    total: int
 
 
 def denoise_clip(

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidParameterError
+from .progress import CHOOSING, ESTIMATING, SOLVING, Stage
 
 if TYPE_CHECKING:
     import numpy as np
@@ -223,6 +224,9 @@ def denoise_tiled(
         tile converged).
     on_tile : callable, optional
         Called with ``(done, total)`` after each tile.
+    on_stage : callable, optional
+        As for :func:`tvdenoise.denoise` (in ``options``): the weight search's stages, then
+        "solving" with the detail ``"tile k of n"`` before each tile.
     **options
         Passed to :func:`tvdenoise.denoise` (weight, beta, tv, color, fidelity, solver,
         max_iter, tol, device, dtype, callback, sigma, seed, ...). With ``weight="auto"`` the
@@ -257,9 +261,10 @@ def denoise_tiled(
     height, width = pixels.shape[:2]
     rows, columns = plan_tiles(height, tile, overlap), plan_tiles(width, tile, overlap)
 
+    on_stage = options.pop("on_stage", None)
     choice = None
     if options.get("weight") == "auto":
-        choice = _choose_weight(pixels, span, options)
+        choice = _choose_weight(pixels, span, options, on_stage)
         options = {**options, "weight": choice.weight}
         options.pop("sigma", None)
         options.pop("seed", None)
@@ -278,6 +283,9 @@ def denoise_tiled(
             tile_options = options
             if options.get("mask") is not None:  # a data mask of the whole image: this tile's
                 tile_options = {**options, "mask": options["mask"][y0:y1, x0:x1]}
+            if on_stage is not None:
+                done = row_index * len(columns.spans) + column_index
+                on_stage(Stage(SOLVING, f"tile {done + 1} of {total}"))
             denoised, record = denoise(values, **tile_options, return_record=True)
             records.append(record)
             weight = np.outer(row_weight, column_weight)
@@ -320,10 +328,16 @@ def _emit(output: np.ndarray, start: int, values: np.ndarray, span: ValueRange) 
         )
 
 
-def _choose_weight(pixels: np.ndarray, span: ValueRange, options: dict[str, Any]) -> Any:
+def _choose_weight(
+    pixels: np.ndarray,
+    span: ValueRange,
+    options: dict[str, Any],
+    on_stage: Callable[[Stage], object] | None = None,
+) -> Any:
     """The SURE weight of the image, found as :func:`tvdenoise.denoise` finds it for a whole
     image (:func:`tvdenoise.auto_weight.search_windows`): on tiles spread over it, sigma
-    estimated on its central crop; only those parts are read from ``pixels``."""
+    estimated on its central crop; only those parts are read from ``pixels``. The search's
+    own solve at the weight it chose is part of choosing, for ``on_stage``."""
     import dataclasses
     import time
 
@@ -337,6 +351,12 @@ def _choose_weight(pixels: np.ndarray, span: ValueRange, options: dict[str, Any]
 
     height, width = pixels.shape[:2]
     mask = options.get("mask")
+
+    def tell(stage: Stage) -> None:
+        if on_stage is not None:
+            on_stage(Stage(CHOOSING, "at its weight") if stage.name == SOLVING else stage)
+
+    options = {**options, "on_stage": tell}
 
     def region(top: int, left: int, rows: int, columns: int) -> tuple[torch.Tensor, Any]:
         """A window as a batch of one and its mask (None without one)."""
@@ -352,6 +372,7 @@ def _choose_weight(pixels: np.ndarray, span: ValueRange, options: dict[str, Any]
     start = time.perf_counter()
     sigma, estimated = options.get("sigma"), False
     if sigma is None:
+        tell(Stage(ESTIMATING))
         top, left = max((height - SIGMA_SIDE) // 2, 0), max((width - SIGMA_SIDE) // 2, 0)
         crop, weights = region(top, left, SIGMA_SIDE, SIGMA_SIDE)
         if weights is not None:

@@ -33,6 +33,7 @@ from .batch import (
     usable_cores,
 )
 from .planning import Job
+from .progress import throttled
 
 if TYPE_CHECKING:
     from .settings import RunSettings
@@ -66,6 +67,9 @@ def _init_worker(
 
 
 _worker_started: Any = None
+
+#: The shortest time between two solve updates a worker sends its parent (stages always go).
+PROGRESS_SECONDS = 0.2
 
 #: How often a worker checks that the main process still exists (seconds).
 PARENT_CHECK_SECONDS = 0.5
@@ -102,12 +106,24 @@ def _exit_with(parent: int) -> None:
 
 
 def _worker_job(
-    key: int, job: Job, settings: RunSettings, overwrite: bool, report: bool
+    key: int, job: Job, settings: RunSettings, overwrite: bool, report: bool, progress: bool = False
 ) -> JobResult:
-    if _worker_started is not None:  # tell the parent which process holds which image
-        _worker_started.put((os.getpid(), key, None))
+    queue = _worker_started
+    if queue is not None:  # tell the parent which process holds which image
+        queue.put((os.getpid(), key, None))
     fault_injection(job)
-    result = process_job(job, settings, overwrite=overwrite, stop=_worker_stop, report=report)
+    on_progress = None
+    if progress and queue is not None:  # the image's progress events, at most 5 a second
+        pid = os.getpid()
+        on_progress = throttled(lambda event: queue.put((pid, key, event)), PROGRESS_SECONDS)
+    result = process_job(
+        job,
+        settings,
+        overwrite=overwrite,
+        stop=_worker_stop,
+        report=report,
+        on_progress=on_progress,
+    )
     if _worker_started is not None:
         # Also through the queue: if another worker breaks the pool before this result is
         # collected, the parent still has it (and does not do the image twice).
@@ -155,7 +171,7 @@ def run_jobs(
     stop: StopFlag | None = None,
     stdin_data: bytes | None = None,
     on_start: Callable[[Job], object] | None = None,
-    on_iteration: Callable[[Any], object] | None = None,
+    on_progress: Callable[[Job, Any], object] | None = None,
     report: bool = False,
 ) -> Iterator[JobResult]:
     """Run the jobs; yield each result as it finishes (in finishing order).
@@ -165,6 +181,12 @@ def run_jobs(
     replaced only with ``settings.output.overwrite``. Once ``stop`` is set, no new job starts, the
     ones running stop at their next iteration check and are yielded as "interrupted", and the
     jobs never started are not yielded at all.
+
+    ``on_start(job)`` is called as a job is started (in a pool: handed to the pool), and
+    ``on_progress(job, event)`` with each progress event of a job that is running
+    (:func:`~tvdenoise.batch.process_job` says which), in this process, in the thread that
+    iterates over the results; worker processes send theirs back through the result queue,
+    solve updates at most every :data:`PROGRESS_SECONDS`.
     """
     workers = settings.exec.workers if workers is None else workers
     overwrite = settings.output.overwrite
@@ -180,7 +202,7 @@ def run_jobs(
                     if on_start is not None:
                         on_start(job)
                 try:
-                    solved = _solve_batches(chunk, settings, stop, on_iteration)
+                    solved = _solve_batches(chunk, settings, stop, on_progress)
                 except Interrupted:  # the stop flag is set: each job reports "interrupted"
                     for job in chunk:
                         yield process_job(job, settings, stop=stop, report=report)
@@ -196,13 +218,22 @@ def run_jobs(
                     overwrite=overwrite,
                     stdin_data=stdin_data if job.source is None else None,
                     stop=stop,
-                    on_iteration=on_iteration,
+                    on_progress=_for_job(on_progress, job),
                     report=report,
                     solved=solved.get(index),
                 )
         return
 
-    yield from _run_in_pool(jobs, settings, workers, overwrite, stop, on_start, report)
+    yield from _run_in_pool(jobs, settings, workers, overwrite, stop, on_start, on_progress, report)
+
+
+def _for_job(
+    on_progress: Callable[[Job, Any], object] | None, job: Job
+) -> Callable[[Any], object] | None:
+    """``on_progress`` with ``job`` filled in (None stays None)."""
+    if on_progress is None:
+        return None
+    return lambda event: on_progress(job, event)
 
 
 #: How often an image whose worker died is tried again (then it fails with the cause).
@@ -225,15 +256,23 @@ class _Pool:
         self.holder: dict[int, int] = {}  # job key -> pid of the worker that took it
         self.finished: dict[int, JobResult] = {}  # job key -> its result, as the worker sent it
         self.processes: dict[int, Any] = {}  # pid -> multiprocessing.Process
+        self.events: list[tuple[int, Any]] = []  # (job key, progress event), not yet handed on
 
     def note_progress(self) -> None:
         # The executor forgets its processes once broken: keep our own references.
         self.processes.update(getattr(self.executor, "_processes", None) or {})
         while not self.started.empty():
-            pid, key, result = self.started.get()
+            pid, key, payload = self.started.get()
             self.holder[key] = pid
-            if result is not None:
-                self.finished[key] = result
+            if isinstance(payload, JobResult):
+                self.finished[key] = payload
+            elif payload is not None:
+                self.events.append((key, payload))
+
+    def take_events(self) -> list[tuple[int, Any]]:
+        """The progress events received since the last call, in order."""
+        events, self.events = self.events, []
+        return events
 
     def cause_of_death(self, key: int) -> str | None:
         """Why the worker that held job ``key`` died; None if it was not running it, or its
@@ -271,6 +310,7 @@ def _run_in_pool(
     overwrite: bool,
     stop: StopFlag | None,
     on_start: Callable[[Job], object] | None,
+    on_progress: Callable[[Job, Any], object] | None,
     report: bool,
 ) -> Iterator[JobResult]:
     """:func:`run_jobs` with worker processes. A worker that dies (a signal such as the
@@ -328,13 +368,18 @@ def _run_in_pool(
                     existed[key] = job.target is not None and job.target.exists()
                 started.add(key)
                 again = overwrite or (key in tried and not existed[key])
-                future = pool.executor.submit(_worker_job, key, job, settings, again, report)
+                future = pool.executor.submit(
+                    _worker_job, key, job, settings, again, report, on_progress is not None
+                )
                 pending[future] = key
                 tried.add(key)
             if not pending:
                 break
             done, _ = wait(list(pending), timeout=0.1, return_when=FIRST_COMPLETED)
             pool.note_progress()
+            for key, event in pool.take_events():
+                if on_progress is not None:
+                    on_progress(jobs[key], event)
             broken = False
             for future in done:
                 key = pending.pop(future)

@@ -25,6 +25,7 @@ __all__ = [
     "FORMATS",
     "OPTIONS",
     "OPTION_ALIASES",
+    "TIFF_COMPRESSIONS",
     "FormatSpec",
     "by_extension",
     "by_name",
@@ -189,6 +190,9 @@ EXTENSIONS: dict[str, FormatSpec] = {
 OPTIONS: tuple[str, ...] = tuple(spec.option for spec in FORMATS)
 #: Other ``--format`` names and the value each stands for.
 OPTION_ALIASES: dict[str, str] = {alias: spec.option for spec in FORMATS for alias in spec.aliases}
+#: The compressions TIFF outputs are written with (:mod:`tvdenoise.io.tiff` maps them to
+#: tifffile's; the ``compression`` setting takes them, or ``keep``).
+TIFF_COMPRESSIONS: tuple[str, ...] = ("none", "deflate", "lzw", "zstd", "packbits")
 
 _BY_NAME = {spec.name: spec for spec in FORMATS}
 _BY_OPTION = {key: spec for spec in FORMATS for key in (spec.option, *spec.aliases)}

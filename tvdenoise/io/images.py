@@ -70,8 +70,9 @@ class ImageFile:
         What can be carried to an output file: ``"dpi"`` (a pair of floats),
         ``"icc_profile"`` (bytes) and ``"exif"`` (bytes starting with ``b"Exif\\0\\0"``, the
         orientation tag removed); of a JPEG also ``"jpeg_qtables"`` and
-        ``"jpeg_subsampling"`` (reused when saving as JPEG), of a WebP ``"webp_lossless"``;
-        each present only when the file has it.
+        ``"jpeg_subsampling"`` (reused when saving as JPEG), of a WebP ``"webp_lossless"``,
+        of a TIFF ``"tiff_compression"`` (kept when saving as TIFF; see
+        :mod:`tvdenoise.io.tiff`); each present only when the file has it.
 
     Examples
     --------

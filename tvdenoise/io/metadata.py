@@ -91,7 +91,14 @@ def tiff_text_exif(tags: Any) -> bytes | None:
 
 
 # Entries of metadata that describe how to encode, not what the image carries.
-ENCODING_KEYS = ("jpeg_qtables", "jpeg_subsampling", "webp_lossless", "durations", "loop")
+ENCODING_KEYS = (
+    "jpeg_qtables",
+    "jpeg_subsampling",
+    "webp_lossless",
+    "durations",
+    "loop",
+    "tiff_compression",
+)
 
 
 def carried(metadata: Mapping[str, Any]) -> bool:

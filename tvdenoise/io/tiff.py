@@ -3,6 +3,12 @@
 Compressions tifffile cannot decode without imagecodecs are read through Pillow where Pillow
 keeps all the bits (8-bit images, single-channel images); otherwise the error says what to
 install. Reduced-resolution pages (thumbnails, pyramid levels) are not images of a stack.
+
+Outputs keep the input's compression when it is one of :data:`COMPRESSIONS` (read into
+``metadata["tiff_compression"]``): an uncompressed scan comes back uncompressed, an LZW one
+as LZW. Other inputs, and TIFFs in other compressions (JPEG, LZMA, CCITT, ...), are written
+with deflate, lossless and read by every TIFF reader; setting ``metadata["tiff_compression"]``
+chooses (the command line's ``--compression``). The predictor is not carried.
 """
 
 from __future__ import annotations
@@ -17,8 +23,26 @@ import numpy as np
 from tvdenoise.errors import ImageReadError
 from tvdenoise.io import pillow_formats
 from tvdenoise.io.common import Decoded, one_line, quieten, with_alpha
+from tvdenoise.io.formats import TIFF_COMPRESSIONS
 from tvdenoise.io.limits import check_size
 from tvdenoise.io.metadata import dpi_of, exif_text_tags, tiff_text_exif
+
+#: The compressions written, by the name the options use, as tifffile's compression argument
+#: (deflate is tag value 8, Adobe's, which every reader knows).
+COMPRESSIONS: dict[str, str | None] = {
+    name: {"none": None, "deflate": "zlib"}.get(name, name) for name in TIFF_COMPRESSIONS
+}
+#: The compression an output gets when its input's is not kept.
+DEFAULT_COMPRESSION = "deflate"
+#: tifffile's names of the compressions read that are kept (both deflate tag values).
+_KEPT = {
+    "NONE": "none",
+    "ADOBE_DEFLATE": "deflate",
+    "DEFLATE": "deflate",
+    "LZW": "lzw",
+    "ZSTD": "zstd",
+    "PACKBITS": "packbits",
+}
 
 
 class _TiffFallback(Exception):
@@ -117,6 +141,9 @@ def _decode_tiff_page(page: Any, name: str) -> Decoded:
             reason = "cannot decode TIFF image (truncated or corrupt)"
         raise _TiffFallback(reason, pillow_keeps_all_bits) from None
     metadata, orientation = _tiff_metadata(page)
+    kept = _KEPT.get(getattr(page.compression, "name", ""))
+    if kept is not None:
+        metadata["tiff_compression"] = kept
     colormap = page.colormap if photometric == "PALETTE" else None
     array = _tiff_to_yxs(array, page.axes, name)
     if array.dtype.kind not in "buif":
@@ -216,8 +243,15 @@ def encode(
     metadata: Mapping[str, Any],
     quality: int | None,
 ) -> bytes:
-    """Encode every page into one zlib-compressed TIFF, with dpi, ICC and text tags."""
+    """Encode every page into one TIFF, with dpi, ICC and text tags, compressed as
+    ``metadata["tiff_compression"]`` says (one of :data:`COMPRESSIONS`; deflate without it)."""
     import tifffile
+
+    compression = metadata.get("tiff_compression") or DEFAULT_COMPRESSION
+    if compression not in COMPRESSIONS:
+        raise ValueError(
+            f"unknown TIFF compression {compression!r}; allowed: {', '.join(COMPRESSIONS)}"
+        )
 
     options: dict[str, Any] = {}
     dpi = dpi_of(metadata)
@@ -241,7 +275,7 @@ def encode(
                 with_alpha(pages[index], None if alpha is None else alpha[index]),
                 photometric="rgb" if pages.ndim == 4 else "minisblack",
                 planarconfig="contig",
-                compression="zlib",
+                compression=COMPRESSIONS[compression],
                 metadata=None,
                 **options,
             )

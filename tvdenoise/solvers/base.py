@@ -90,7 +90,12 @@ class IterationInfo:
 
     ``energy`` is summed over the batch; ``gap`` is the largest relative primal-dual gap (or
     certified bound) over the batch, None where the solver has none; ``relative_change`` is
-    ``||u_k - u_{k-1}|| / ||u_k||``.
+    ``||u_k - u_{k-1}|| / ||u_k||``. ``target`` is the gap at which the solve stops: the
+    tolerance, or, where the solver also stops once its certified distance to the minimiser
+    is within a precision (the ``distance`` of :func:`tvdenoise.solvers.solve`), the larger
+    of the tolerance and the relative gap that distance amounts to at this energy
+    (:func:`precision_gap`); None where there is no gap. A progress display measures the way
+    from the first gap to it (:mod:`tvdenoise.progress`).
     """
 
     iteration: int
@@ -98,6 +103,7 @@ class IterationInfo:
     gap: float | None
     relative_change: float | None
     seconds: float
+    target: float | None = None
 
 
 Callback = Callable[[IterationInfo], object]
@@ -184,17 +190,23 @@ class Monitor:
         relative_change: float | None,
         criterion: float,
         precise: bool = False,
+        precision: float | None = None,
     ) -> bool:
         """Record one evaluation; return True when the solver should stop: ``criterion <=
         tol`` (stop reason ``"tol"``), or ``precise``, the certified distance to the
         minimiser below the caller's precision (``"precision"``; see
-        :func:`certified_distance`)."""
+        :func:`certified_distance`). ``precision`` is the relative gap at which ``precise``
+        holds (:func:`precision_gap`), for the report's ``target``."""
+        target = None
+        if gap is not None:
+            target = self.tol if precision is None else max(self.tol, precision)
         info = IterationInfo(
             iteration=iteration,
             energy=float(energy.sum()),
             gap=gap,
             relative_change=relative_change,
             seconds=time.perf_counter() - self.start,
+            target=target,
         )
         self.history.append(info)
         if self.callback is not None:
@@ -246,6 +258,19 @@ def certified_distance(
         return math.inf
     gap = float((energy - dual_value).max().clamp(min=0.0))
     return math.sqrt(2.0 * gap / (strong_convexity * max(values, 1)))
+
+
+def precision_gap(
+    energy: torch.Tensor, values: int, strong_convexity: float, distance: float | None
+) -> float | None:
+    """The relative gap at which :func:`certified_distance` reaches ``distance``:
+    ``mu distance^2 n / (2 |E|)``, with the largest energy of the batch (exact for one
+    image; a batch stops on its largest absolute gap). None without a distance or where the
+    fidelity is not strongly convex (``mu = 0``: the distance is never certified)."""
+    if distance is None or not strong_convexity > 0:
+        return None
+    absolute = strong_convexity * distance**2 * max(values, 1) / 2.0
+    return absolute / max(float(energy.abs().max()), 1e-300)
 
 
 def relative_gap(energy: torch.Tensor, lower: torch.Tensor, pooled: bool = False) -> float:

@@ -27,6 +27,7 @@ from .base import (
     Problem,
     SolveRecord,
     certified_distance,
+    precision_gap,
     relative_change,
     relative_gap,
 )
@@ -110,7 +111,9 @@ def solve_nonlocal(
                 certified_distance(energy, dual_value, f[0].numel(), fidelity.strong_convexity)
                 <= distance
             )
-            if monitor.report(iteration, energy, gap, relative_change(u, u_previous), gap, precise):
+            change = relative_change(u, u_previous)
+            precision = precision_gap(energy, f[0].numel(), fidelity.strong_convexity, distance)
+            if monitor.report(iteration, energy, gap, change, gap, precise, precision):
                 break
     if dual is not None:
         dual.copy_(p)

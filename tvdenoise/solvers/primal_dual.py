@@ -45,6 +45,7 @@ from .base import (
     Problem,
     SolveRecord,
     certified_distance,
+    precision_gap,
     relative_change,
     relative_gap,
 )
@@ -162,7 +163,8 @@ def solve_primal_dual(
                 <= distance
             )
             change = relative_change(u, u_previous)
-            if monitor.report(iteration, energy, gap, change, gap, precise):
+            precision = precision_gap(energy, f[0].numel(), fidelity.strong_convexity, distance)
+            if monitor.report(iteration, energy, gap, change, gap, precise, precision):
                 break
     if dual is not None:
         dual.copy_(p)

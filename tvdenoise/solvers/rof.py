@@ -37,7 +37,15 @@ from .. import _validate
 from ..errors import InvalidParameterError
 from ..ops import difference_norm_squared, divergence, gradient
 from . import native
-from .base import Callback, Monitor, Problem, SolveRecord, certified_distance, relative_gap
+from .base import (
+    Callback,
+    Monitor,
+    Problem,
+    SolveRecord,
+    certified_distance,
+    precision_gap,
+    relative_gap,
+)
 from .primal_dual import dual_radius, project_dual, start_dual
 
 __all__ = ["applies", "fused_available", "solve_rof"]
@@ -334,7 +342,8 @@ def solve_rof(
             if math.isfinite(bound) and bound > 0:
                 count = _next_check(iteration, bound, distance, last, check_every)
                 last = (iteration, bound)
-        if monitor.report(iteration, primal, gap, change, gap, precise):
+        precision = precision_gap(primal, values, 1.0, distance)
+        if monitor.report(iteration, primal, gap, change, gap, precise, precision):
             break
     if dual is not None and p is not dual:
         dual.copy_(p)

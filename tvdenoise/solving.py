@@ -1,7 +1,11 @@
-"""Denoise the pixels of one image as the command does: any dtype on the unit scale the weight
-is defined on, NaN pixels and a --mask image out of the data term, large images in tiles
-within the memory budget, the precision stop at the output's step; 8- and 16-bit images go
-to the solver's planes and back in one pass each (:func:`tvdenoise.values.to_float_planes`).
+"""Denoising one image's pixels as a run's settings ask: on the unit scale of their dtype,
+with NaN pixels and a ``--mask`` left out of the data term, and in tiles when the image is
+larger than ``--tile`` or the memory budget allows (:mod:`tvdenoise.tiling`); 8- and 16-bit
+images go to the solver's planes and back in one pass each
+(:func:`tvdenoise.values.to_float_planes`).
+
+:mod:`tvdenoise.batch` reads and writes the files around it; torch is imported only inside
+the functions, as there.
 """
 
 from __future__ import annotations
@@ -12,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .settings import RunSettings
 
-__all__ = ["mask_file", "mask_weights", "output_step", "solve_pixels", "tile_size"]
+__all__ = ["output_step", "solve_pixels", "tile_size"]
 
 
-def mask_weights(pixels: Any, mask: str | None, volume: bool) -> Any:
+def _mask_weights(pixels: Any, mask: str | None, volume: bool) -> Any:
     """The data weights of ``pixels`` ((H, W[, C]) or pages (D, H, W[, C])): 0 at NaN
     pixels, and the --mask image's values when one is given (0 = ignore the data, its
     maximum = trust it); None when every pixel is trusted. ``mask`` is the --mask setting."""
@@ -30,13 +34,13 @@ def mask_weights(pixels: Any, mask: str | None, volume: bool) -> Any:
         if nan.any():
             weights = (~nan).astype(np.float32)
     if mask not in (None, "nan"):
-        from_file = np.broadcast_to(mask_file(str(mask), spatial[-2:]), spatial)
+        from_file = np.broadcast_to(_mask_file(str(mask), spatial[-2:]), spatial)
         weights = from_file if weights is None else weights * from_file
     return weights
 
 
 @functools.lru_cache(maxsize=4)
-def mask_file(path: str, shape: tuple[int, int]) -> Any:
+def _mask_file(path: str, shape: tuple[int, int]) -> Any:
     """A --mask image as weights in [0, 1] ((H, W); colour masks by their mean)."""
     from .errors import ImageReadError
     from .image_io import load_image, to_float
@@ -98,7 +102,7 @@ def solve_pixels(
     from .values import value_range
 
     options = {**options, "precision": output_step(pixels.dtype)}
-    weights = mask_weights(pixels, None if settings is None else settings.read.mask, volume)
+    weights = _mask_weights(pixels, None if settings is None else settings.read.mask, volume)
     missing = np.isnan(pixels) if pixels.dtype.kind == "f" else None
     span = None
     if weights is not None:
@@ -130,7 +134,7 @@ def _solve_masked(
     settings: RunSettings | None,
     volume: bool,
 ) -> Any:
-    """:func:`_solve` once the mask (``options["mask"]``) and the value span are known."""
+    """:func:`solve_pixels` once the mask (``options["mask"]``) and the value span are known."""
     from .denoising import denoise
     from .image_io import from_unit_range, to_unit_range
     from .values import from_float_planes, planes_apply, to_float, to_float_planes
