@@ -126,10 +126,10 @@ def run_memory(chunk: int, height: int, width: int) -> dict:
     return {"peak_mib": peak, "frames_mib": before, "load": os.getloadavg()[0]}
 
 
-def memory(height: int, width: int) -> list[str]:
+def memory(height: int, width: int, chunks: tuple[int, ...] = (4, 8, 16)) -> list[str]:
     lines = ["| frames per chunk | peak memory | before the solve (libraries, the frames) | load |"]
     lines.append("|---|---|---|---|")
-    for chunk in (4, 8, 16):
+    for chunk in chunks:
         command = [sys.executable, __file__, "--memory", str(chunk), str(height), str(width)]
         output = subprocess.run(command, capture_output=True, text=True, check=True)
         r = json.loads(output.stdout.strip().splitlines()[-1])
@@ -140,11 +140,11 @@ def memory(height: int, width: int) -> list[str]:
     return lines
 
 
-def seams() -> list[str]:
+def seams(side: int = 96) -> list[str]:
     import tvdenoise as tvd
     from tvdenoise.streaming import denoise_clip
 
-    clean = moving_still(24, 96, 96)
+    clean = moving_still(24, side, side)
     frames = noisy(clean)
     whole = tvd.denoise(frames.astype(np.float32) / 255, weight=WEIGHT, volume=True)
     whole = np.clip(np.round(whole * 255), 0, 255)
@@ -166,10 +166,10 @@ def seams() -> list[str]:
     return lines
 
 
-def fits_timing() -> list[str]:
+def fits_timing(side: int = 4096) -> list[str]:
     from tvdenoise.image_io import load_image, save_image
 
-    array = np.random.default_rng(0).normal(1000, 50, (4096, 4096)).astype(np.float32)
+    array = np.random.default_rng(0).normal(1000, 50, (side, side)).astype(np.float32)
     best: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as folder:
         for _ in range(3):
@@ -184,7 +184,7 @@ def fits_timing() -> list[str]:
                 best[label] = min(best.get(label, 1e9), time.perf_counter() - started)
     load = os.getloadavg()[0]
     return [
-        "| 4096 x 4096 float32 | tvdenoise (FITS) | numpy (.npy) | ratio | load |",
+        f"| {side} x {side} float32 | tvdenoise (FITS) | numpy (.npy) | ratio | load |",
         "|---|---|---|---|---|",
         f"| write | {best['fits write']:.3f} s | {best['npy write']:.3f} s | "
         f"{best['fits write'] / best['npy write']:.1f} | {load:.1f} |",
@@ -199,12 +199,18 @@ def main(argv: list[str] | None = None) -> list[str]:
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--modes", default="copy,frames,volume", help="of copy,frames,volume")
     parser.add_argument("--skip-fits", action="store_true")
+    parser.add_argument(
+        "--quick", action="store_true", help="240p clips of 3 frames, small seams and FITS (tests)"
+    )
     parser.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
+    parser.add_argument("--output", type=Path, default=Path(__file__).with_name("RESULTS.md"))
     parser.add_argument("--memory-only", action="store_true", help="only the 1080p chunk memory")
     parser.add_argument("--memory", nargs=3, type=int, help=argparse.SUPPRESS)
     parser.add_argument("--measure", nargs=5, metavar=("SOURCE", "MODE", "N", "H", "W"),
                         help=argparse.SUPPRESS)  # fmt: skip
     args = parser.parse_args(argv)
+    if args.quick:
+        args.sizes, args.frames = "240p", 3
     if args.memory:
         print(json.dumps(run_memory(*args.memory)))
         return []
@@ -256,16 +262,19 @@ def main(argv: list[str] | None = None) -> list[str]:
                     f"{ratio:.1f}x slower | {r['peak_mib']:.0f} MiB | {shown} | {r['load']:.1f} |"
                 )
                 print(lines[-1], flush=True)
-    lines += ["", "Peak memory of 1080p space-time chunks:", "", *memory(*SIZES["1080p"])]
-    lines += ["", "Chunk seams (96 x 96 x 24 frames, chunks of 8):", "", *seams()]
+    memory_size, side = ("240p", 32) if args.quick else ("1080p", 96)
+    chunks = (4,) if args.quick else (4, 8, 16)
+    lines += ["", f"Peak memory of {memory_size} space-time chunks:", ""]
+    lines += memory(*SIZES[memory_size], chunks)
+    lines += ["", f"Chunk seams ({side} x {side} x 24 frames, chunks of 8):", "", *seams(side)]
     if not args.skip_fits:
-        lines += ["", "FITS:", "", *fits_timing()]
+        lines += ["", "FITS:", "", *fits_timing(256 if args.quick else 4096)]
     print("\n".join(lines))
     if args.write:
         sys.path.insert(0, str(Path(__file__).parent))
         from common import write_section
 
-        write_section("bench_formats", lines)
+        write_section("bench_formats", lines, args.output)
     return lines
 
 
