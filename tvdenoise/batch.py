@@ -24,7 +24,7 @@ from .errors import ImageWriteError, TVDenoiseError
 from .io import claims
 from .planning import Job
 from .progress import READING, SOLVING, WRITING, SolveMeter, Stage
-from .solving import output_step, solve_pixels, tile_size
+from .solving import mask_file, output_step, solve_pixels, tile_size
 
 if TYPE_CHECKING:
     from .settings import ReadSettings, RunSettings
@@ -492,6 +492,10 @@ def process_clip(
                     3,
                     settings.tiles.budget,
                 )
+                # A --mask image applies to every frame (8-bit video has no NaN to mask).
+                mask = settings.read.mask
+                if mask not in (None, "nan"):
+                    options["mask"] = mask_file(str(mask), (info.height, info.width))
                 record = denoise_clip(
                     reader,
                     writer.write,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .settings import RunSettings
 
-__all__ = ["output_step", "solve_pixels", "tile_size"]
+__all__ = ["mask_file", "output_step", "solve_pixels", "tile_size"]
 
 
 def _mask_weights(pixels: Any, mask: str | None, volume: bool) -> Any:
@@ -34,13 +34,13 @@ def _mask_weights(pixels: Any, mask: str | None, volume: bool) -> Any:
         if nan.any():
             weights = (~nan).astype(np.float32)
     if mask not in (None, "nan"):
-        from_file = np.broadcast_to(_mask_file(str(mask), spatial[-2:]), spatial)
+        from_file = np.broadcast_to(mask_file(str(mask), spatial[-2:]), spatial)
         weights = from_file if weights is None else weights * from_file
     return weights
 
 
 @functools.lru_cache(maxsize=4)
-def _mask_file(path: str, shape: tuple[int, int]) -> Any:
+def mask_file(path: str, shape: tuple[int, int]) -> Any:
     """A --mask image as weights in [0, 1] ((H, W); colour masks by their mean)."""
     from .errors import ImageReadError
     from .image_io import load_image, to_float

@@ -87,7 +87,8 @@ def denoise_clip(
         Called with a :class:`FrameProgress` after each frame is written.
     **options
         Passed to :func:`tvdenoise.denoise` (``weight``, ``spacing``, ``device``,
-        ``callback``, ...).
+        ``callback``, ...). A ``mask`` of one frame's ``(H, W)`` applies to every frame (to
+        every frame of a chunk in volume mode).
 
     Returns
     -------
@@ -107,6 +108,7 @@ def denoise_clip(
     records: list[Any] = []
     choice = None
     written = 0
+    mask = options.pop("mask", None)
 
     def emit(values: np.ndarray, dtype: np.dtype) -> None:
         nonlocal written
@@ -118,7 +120,7 @@ def denoise_clip(
     def settle_weight(first: np.ndarray) -> None:
         nonlocal choice, options
         if options.get("weight") == "auto":
-            _, record = denoise(first, **options, return_record=True)
+            _, record = denoise(first, **options, mask=mask, return_record=True)
             choice = record.weight_choice
             options = {**options, "weight": choice.weight}
             options.pop("sigma", None)
@@ -129,7 +131,9 @@ def denoise_clip(
             values = to_float(frame)
             if not records:
                 settle_weight(values)
-            denoised, record = denoise(values, **options, precision=step, return_record=True)
+            denoised, record = denoise(
+                values, **options, mask=mask, precision=step, return_record=True
+            )
             records.append(record)
             emit(denoised, frame.dtype)
     else:
@@ -153,8 +157,9 @@ def denoise_clip(
             if fresh == 0:
                 break  # the previous chunk's tail already holds the last frames
             block = np.stack(buffer)
+            chunk_mask = None if mask is None else np.broadcast_to(mask, (len(buffer), *mask.shape))
             denoised, record = denoise(
-                block, **options, volume=True, precision=step, return_record=True
+                block, **options, mask=chunk_mask, volume=True, precision=step, return_record=True
             )
             records.append(record)
             shared = 0 if tail is None else tail.shape[0]
