@@ -306,3 +306,35 @@ def test_mask_image_applies_to_every_frame_of_a_clip(tmp_path: Path, mode: str) 
     assert abs(outputs[True][centre].mean() - 90) < 15  # filled from the flat surroundings
     outside = (slice(None), slice(0, 8), slice(0, 12))
     assert np.abs(outputs[True][outside] - outputs[False][outside]).max() <= 4
+
+
+def test_reports_record_a_clip_with_its_frames_rate_and_audio(tmp_path: Path) -> None:
+    # JSON (validated against the schema), CSV and HTML reports of a run with a clip and an
+    # image: the clip's record carries its frame count, rate and audio; the image's has none.
+    import csv
+
+    from PIL import Image
+
+    from tvdenoise.report import report_schema
+
+    _, noisy = moving_still(frames=5)
+    write_clip(tmp_path / "clip.mp4", noisy, Fraction(25))
+    Image.fromarray(noisy[0]).save(tmp_path / "still.png")
+    reports = [tmp_path / "run.json", tmp_path / "run.csv", tmp_path / "run.html"]
+    args = [str(tmp_path / "clip.mp4"), str(tmp_path / "still.png"), "-o", str(tmp_path / "out")]
+    args += ["--weight", "0.08", "-q"]
+    for report in reports:
+        args += ["--report", str(report)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads(reports[0].read_text())
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.Draft202012Validator(report_schema()).validate(data)
+    records = {Path(r["input"]).name: r for r in data["images"]}
+    clip, still = records["clip.mp4"], records["still.png"]
+    assert (clip["frames"], clip["fps"], clip["audio"]) == (5, 25.0, True)
+    assert (still["frames"], still["fps"], still["audio"]) == (None, None, None)
+    rows = {Path(r["input"]).name: r for r in csv.DictReader(reports[1].open())}
+    assert rows["clip.mp4"]["frames"] == "5" and rows["still.png"]["frames"] == ""
+    page = reports[2].read_text()
+    assert "Video clip: 5 frames at 25 frames/s, audio copied" in page

@@ -327,6 +327,13 @@ def _image_section(index: int, record: ImageRecord) -> str:
     if record.status != "ok":
         error = html.escape(_without_path(record.error or "", record.input))
         parts.append(f"<p><b>{html.escape(record.status)}</b>: {error}</p>")
+    elif record.frames is not None:
+        fps = "" if record.fps is None else f" at {record.fps:g} frames/s"
+        audio = "audio copied" if record.audio else "no audio"
+        parts.append(
+            f'<p class="meta">Video clip: {record.frames} frames{fps}, {audio}; pictures are '
+            "made for still images only.</p>"
+        )
     elif pictures is None:
         parts.append('<p class="meta">No pictures for this image (see --report-images).</p>')
     if pictures is not None:

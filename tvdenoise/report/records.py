@@ -75,6 +75,9 @@ class ImageRecord:
         Wall-clock seconds for the image (the solve alone unless the caller timed more).
     psnr_in, psnr_out, ssim_in, ssim_out : float or None
         PSNR (dB) and SSIM of the noisy input and of the output against the reference.
+    frames, fps, audio : int, float, bool or None
+        For a video clip: frames written, frame rate, and whether its audio was copied;
+        None for images.
     history : list of (int, float, float or None)
         ``(iteration, energy, gap)`` at every evaluated iteration.
     pictures : ImagePictures or None
@@ -113,6 +116,9 @@ class ImageRecord:
     psnr_out: float | None = None
     ssim_in: float | None = None
     ssim_out: float | None = None
+    frames: int | None = None
+    fps: float | None = None
+    audio: bool | None = None
     history: list[tuple[int, float, float | None]] = field(default_factory=list)
     pictures: ImagePictures | None = field(default=None, repr=False, compare=False)
 
