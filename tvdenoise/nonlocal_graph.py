@@ -25,6 +25,7 @@ denoising", CVPR (2005).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -98,6 +99,29 @@ class NonlocalGraph:
         incoming = torch.zeros((n, c, h * w), dtype=p.dtype, device=p.device)
         incoming.scatter_add_(2, index, weighted.reshape(n, c, k * h * w))
         return weighted.sum(dim=2) - incoming.view(n, c, h, w)
+
+    @functools.cached_property
+    def reverse(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The reverse adjacency, built once per graph: for each pixel ``m``, the edges
+        ``e = k * H * W + i`` (pixel ``i``'s ``k``-th) that point at it, so that the incoming
+        part of :meth:`divergence`, ``sum_{(i,k): n(i,k) = m} sqrt(w_ik) p_ik``, is a gather
+        per pixel too (no scatter: parallel over pixels).
+
+        Returns ``start`` (N, H * W + 1) int64, ``edge`` (N, K * H * W) int64 and ``weight``
+        (N, K * H * W): image ``n``'s edges into ``m`` are ``edge[n, start[n, m] :
+        start[n, m + 1]]``, in increasing order, with their ``sqrt(w)`` in ``weight`` (CSR
+        layout); edges of weight 0 are left out (they sit at the end of each row).
+        """
+        n, k, hw = self.index.shape
+        root_weight = self.root_weight.reshape(n, k * hw)
+        live = root_weight != 0
+        target = torch.where(live, self.index.reshape(n, k * hw), hw)
+        edge = torch.sort(target, dim=1, stable=True).indices
+        counts = torch.zeros((n, hw + 1), dtype=torch.long, device=target.device)
+        counts.scatter_add_(1, target, torch.ones_like(target))
+        start = torch.zeros((n, hw + 1), dtype=torch.long, device=target.device)
+        start[:, 1:] = torch.cumsum(counts[:, :hw], dim=1)
+        return start, edge, torch.gather(root_weight, 1, edge)
 
     def total_variation(self, u: torch.Tensor, color: str = "vectorial") -> torch.Tensor:
         """Per-sample ``NLTV(u)`` in float64 (module docstring)."""
