@@ -177,7 +177,11 @@ def kernel():
 @pytest.mark.parametrize(
     ("color", "channels"), [("vectorial", 1), ("vectorial", 3), ("channelwise", 3)]
 )
-def test_kernel_iterates_equal_the_torch_path(kernel, color: str, channels: int) -> None:
+@pytest.mark.parametrize("one_sweep", [True, False])
+def test_kernel_iterates_equal_the_torch_path(
+    kernel, monkeypatch, color: str, channels: int, one_sweep: bool
+) -> None:
+    monkeypatch.setattr(nonlocal_tv, "ONE_SWEEP", one_sweep)
     # The same algorithm in other operations: equal up to rounding after many iterations.
     f = torch.rand(
         (2, channels, 17, 13), dtype=torch.float64, generator=torch.Generator().manual_seed(5)

@@ -140,6 +140,76 @@
         steps[1] = sigma;                                                                      \
     }                                                                                          \
                                                                                                \
+    /* The same iterations on one thread as one sweep over the rows per iteration: the dual  \
+     * step of row r adds each edge's sqrt(w) p to div at both ends (a scatter, safe on one   \
+     * thread), and the primal step runs `reach` rows behind (reach = the largest row offset  \
+     * of an edge), where div is complete and ubar is no longer read; the rows in flight stay \
+     * in cache, so p, the index and the weights pass through memory once an iteration. */    \
+    void nl_cp_sweep_##SUFFIX(T *u, T *ubar, T *p, const T *f, T *div, const int32_t *index,  \
+                              const T *root_weight, long images, long channels, long k,       \
+                              long h, long w, long reach, int channelwise, double radius,     \
+                              double *steps, double gamma, long iterations)                   \
+    {                                                                                          \
+        const long hw = h * w, edges = k * hw;                                                 \
+        double tau = steps[0], sigma = steps[1];                                               \
+        for (long it = 0; it < iterations; ++it) {                                             \
+            const double theta = 1.0 / sqrt(1.0 + 2.0 * gamma * tau);                          \
+            const T s = (T)sigma, t = (T)tau, th = (T)theta, scale = (T)(1.0 / (1.0 + tau));  \
+            for (long n = 0; n < images; ++n) {                                                \
+                T *un = u + n * channels * hw, *ubn = ubar + n * channels * hw;                \
+                T *pn = p + n * channels * edges, *dn = div + n * channels * hw;               \
+                const T *fn = f + n * channels * hw;                                           \
+                const int32_t *in = index + n * edges;                                         \
+                const T *wn = root_weight + n * edges;                                         \
+                for (long c = 0; c < channels; ++c)                                            \
+                    for (long j = 0; j < (reach < h ? reach : h) * w; ++j) dn[c * hw + j] = 0; \
+                for (long r = 0; r < h + reach; ++r) {                                         \
+                    if (r < h) {                                                               \
+                        if (r + reach < h)                                                     \
+                            for (long c = 0; c < channels; ++c)                                \
+                                for (long j = 0; j < w; ++j) dn[c * hw + (r + reach) * w + j] = 0; \
+                        for (long start = r * w; start < (r + 1) * w; start += BLOCK) {        \
+                            const long stop = (r + 1) * w;                                     \
+                            const long end = start + BLOCK < stop ? start + BLOCK : stop;      \
+                            dual_block_##SUFFIX(ubn, pn, in, wn, channels, k, hw, channelwise, \
+                                                (T)radius, s, start, end);                     \
+                            for (long c = 0; c < channels; ++c) {                              \
+                                T *restrict dc = dn + c * hw;                                  \
+                                for (long e = 0; e < k; ++e) {                                 \
+                                    const T *pe = pn + (c * k + e) * hw;                       \
+                                    const T *we = wn + e * hw;                                 \
+                                    const int32_t *ie = in + e * hw;                           \
+                                    for (long j = start; j < end; ++j) {                       \
+                                        const T v = we[j] * pe[j];                             \
+                                        dc[j] += v;                                            \
+                                        dc[ie[j]] -= v;                                        \
+                                    }                                                          \
+                                }                                                              \
+                            }                                                                  \
+                        }                                                                      \
+                    }                                                                          \
+                    const long m = r - reach;                                                  \
+                    if (m < 0) continue;                                                       \
+                    for (long c = 0; c < channels; ++c) {                                      \
+                        T *restrict uu = un + c * hw + m * w, *restrict ub = ubn + c * hw + m * w; \
+                        const T *restrict ff = fn + c * hw + m * w;                            \
+                        const T *restrict dd = dn + c * hw + m * w;                            \
+                        for (long j = 0; j < w; ++j) {                                         \
+                            const T old = uu[j];                                               \
+                            const T next = (old + t * dd[j] + t * ff[j]) * scale;              \
+                            uu[j] = next;                                                      \
+                            ub[j] = next + th * (next - old);                                  \
+                        }                                                                      \
+                    }                                                                          \
+                }                                                                              \
+            }                                                                                  \
+            tau *= theta;                                                                      \
+            sigma /= theta;                                                                    \
+        }                                                                                      \
+        steps[0] = tau;                                                                        \
+        steps[1] = sigma;                                                                      \
+    }                                                                                          \
+                                                                                               \
     void nl_divergence_##SUFFIX(const T *p, T *div, const T *root_weight,                     \
                                 const int64_t *rev_start, const int32_t *rev_edge,            \
                                 const T *rev_weight, long images, long channels, long k,      \

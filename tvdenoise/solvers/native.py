@@ -104,6 +104,17 @@ class NonlocalKernel:
                 size,
                 integer,
             ]
+            sweep = getattr(library, f"nl_cp_sweep_{suffix}")
+            sweep.restype = None
+            sweep.argtypes = [
+                *(pointer,) * 7,
+                *(size,) * 6,
+                integer,
+                ctypes.c_double,
+                pointer,
+                ctypes.c_double,
+                size,
+            ]
             divergence = getattr(library, f"nl_divergence_{suffix}")
             divergence.restype = None
             divergence.argtypes = [*(pointer,) * 6, *(size,) * 4, integer]

@@ -51,6 +51,11 @@ __all__ = ["kernel_divergence", "native_kernel", "solve_nonlocal"]
 BACKENDS = ("auto", "native", "torch")
 #: Channels the kernel projects channelwise (its per-pixel norms live on the stack).
 KERNEL_MAX_CHANNELS = 8
+#: On one thread, run each iteration as one sweep over the rows (``nl_cp_sweep``: the
+#: divergence scattered, the primal step a few rows behind the dual one) rather than two
+#: sweeps with the divergence gathered through the reverse adjacency; measured in
+#: benchmarks/RESULTS.md ("models26 speed").
+ONE_SWEEP = True
 
 
 def _project(p: torch.Tensor, radius: float, color: str) -> torch.Tensor:
@@ -125,6 +130,7 @@ class _NativeIteration:
     ) -> None:
         double = f.dtype == torch.float64
         self.iterate = kernel.function("nl_cp_iterations", double)
+        self.sweep = kernel.function("nl_cp_sweep", double)
         self.measure_kernel = kernel.function("nl_measure", double)
         self.f = f.contiguous()
         self.u = u.contiguous()
@@ -142,9 +148,38 @@ class _NativeIteration:
         self.channelwise = int(color == "channelwise")
         # Below about 64k values a second thread costs more in synchronisation than it saves.
         self.threads = torch.get_num_threads() if f.numel() >= 1 << 16 else 1
+        self.rows = (h, w)
+        # The largest row offset of an edge: how far the one-sweep primal step trails.
+        pixel = torch.arange(h * w, device=graph.index.device)
+        self.reach = int((graph.index // w - pixel // w).abs().max()) if h * w > 0 else 0
 
     def run(self, iterations: int, step: list[float], radius: float, gamma: float) -> None:
         steps = (ctypes.c_double * 2)(*step)
+        if ONE_SWEEP and self.threads == 1:
+            self.sweep(
+                *(
+                    t.data_ptr()
+                    for t in (
+                        self.u,
+                        self.ubar,
+                        self.p,
+                        self.f,
+                        self.div,
+                        self.index,
+                        self.root_weight,
+                    )
+                ),
+                *self.shape[:3],
+                *self.rows,
+                self.reach,
+                self.channelwise,
+                radius,
+                ctypes.addressof(steps),
+                gamma,
+                iterations,
+            )
+            step[0], step[1] = steps[0], steps[1]
+            return
         self.iterate(
             *(
                 t.data_ptr()
