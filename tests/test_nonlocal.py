@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import tvdenoise
+from tvdenoise import nonlocal_graph
 from tvdenoise.errors import InvalidParameterError
 from tvdenoise.fidelity import get_fidelity
 from tvdenoise.nonlocal_graph import build_graph, grid_graph
@@ -249,3 +250,53 @@ def test_without_the_kernel_the_torch_path_solves_the_same_problem(
     assert record.iterations == 200 and float((ours - theirs).abs().max()) < 1e-12
     with pytest.raises(InvalidParameterError, match="backend native"):
         solve_nonlocal(problem, max_iter=10, tol=0.0, backend="native")
+
+
+@pytest.fixture
+def graph_kernel():
+    if nonlocal_graph.load_kernel() is None:
+        pytest.skip("no C compiler: the graph kernel cannot be built here")
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize(
+    ("shape", "options"),
+    [
+        ((2, 3, 23, 19), dict(neighbours=6, window=7, patch=3)),
+        ((1, 1, 40, 40), dict()),
+        ((1, 2, 30, 31), dict()),
+        ((1, 1, 5, 6), dict(neighbours=40, window=9, patch=5)),  # fewer offsets than edges
+    ],
+)
+def test_graph_kernel_keeps_the_neighbours_the_torch_path_keeps(
+    graph_kernel, dtype: torch.dtype, shape: tuple[int, ...], options: dict
+) -> None:
+    pilot = torch.rand(shape, dtype=dtype, generator=torch.Generator().manual_seed(8))
+    ours = build_graph(pilot, scale=0.3, backend="native", **options)
+    theirs = build_graph(pilot, scale=0.3, backend="torch", **options)
+    assert torch.equal(ours.index, theirs.index)
+    tolerance = 1e-13 if dtype == torch.float64 else 1e-6
+    assert torch.allclose(ours.root_weight, theirs.root_weight, rtol=0, atol=tolerance)
+
+
+def test_graph_kernel_breaks_ties_towards_the_nearer_offset(graph_kernel) -> None:
+    # A flat pilot: every patch distance is 0, so the nearest offsets are kept, in order.
+    ours = build_graph(torch.zeros((1, 1, 16, 16)), scale=0.3, backend="native")
+    theirs = build_graph(torch.zeros((1, 1, 16, 16)), scale=0.3, backend="torch")
+    assert torch.equal(ours.index, theirs.index) and torch.equal(
+        ours.root_weight, theirs.root_weight
+    )
+
+
+def test_graph_build_without_the_kernel_uses_torch(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("TVDENOISE_NO_NATIVE", "1")
+    monkeypatch.setenv("TVDENOISE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(nonlocal_graph, "load_kernel", nonlocal_graph.load_kernel.__wrapped__)
+    assert nonlocal_graph.load_kernel() is None
+    pilot = torch.rand(
+        (1, 1, 12, 12), dtype=torch.float64, generator=torch.Generator().manual_seed(9)
+    )
+    graph = build_graph(pilot, neighbours=4, window=5, patch=3, scale=0.3)
+    assert graph.index.shape == (1, 4, 144)
+    with pytest.raises(ValueError, match="backend native"):
+        build_graph(pilot, scale=0.3, backend="native")

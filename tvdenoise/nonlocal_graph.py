@@ -14,7 +14,10 @@ for every offset in a ``window x window`` search window, the mean squared differ
 ``patch x patch`` patches around a pixel and around its shifted copy, computed for all pixels
 at once with shifted images and a box filter; a running selection keeps the ``neighbours``
 nearest per pixel, so memory stays at about ``neighbours`` values per pixel whatever the
-window. Weights are ``exp(-d / scale^2)`` for the patch distance ``d`` (per value).
+window. Weights are ``exp(-d / scale^2)`` for the patch distance ``d`` (per value). On CPU a C
+kernel (``_graph_kernel.c``, compiled and cached by :mod:`tvdenoise.native`) makes the same
+selection in one pass per offset with the kept distances in place (no sort); elsewhere, or
+without a compiler (``TVDENOISE_NO_NATIVE=1``), PyTorch operations do.
 
 References
 ----------
@@ -25,11 +28,15 @@ denoising", CVPR (2005).
 
 from __future__ import annotations
 
+import ctypes
 import functools
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as functional
+
+from . import native
 
 __all__ = [
     "DEFAULT_NEIGHBOURS",
@@ -172,6 +179,33 @@ def _box_mean(x: torch.Tensor, side: int) -> torch.Tensor:
     return functional.avg_pool2d(x, side, stride=1, padding=side // 2, count_include_pad=False)
 
 
+SOURCE = Path(__file__).with_name("_graph_kernel.c")
+
+
+@functools.cache
+def load_kernel() -> ctypes.CDLL | None:
+    """The compiled graph kernel (``_graph_kernel.c``), compiling it on first use; None where
+    it cannot be had."""
+    built = native.build(SOURCE, "graph_kernel", ("-fno-trapping-math",), isa=True)
+    if built is None:
+        return None
+    pointer, size = ctypes.c_void_p, ctypes.c_long
+    for suffix in ("f32", "f64"):
+        function = getattr(built.library, f"nl_build_graph_{suffix}")
+        function.restype = None
+        function.argtypes = [
+            pointer,
+            *(size,) * 4,
+            pointer,
+            *(size,) * 3,
+            ctypes.c_double,
+            pointer,
+            pointer,
+            ctypes.c_int,
+        ]
+    return built.library
+
+
 def build_graph(
     pilot: torch.Tensor,
     *,
@@ -179,6 +213,7 @@ def build_graph(
     window: int = DEFAULT_WINDOW,
     patch: int = DEFAULT_PATCH,
     scale: float,
+    backend: str = "auto",
 ) -> NonlocalGraph:
     """The ``neighbours`` most similar pixels of each pixel, within a ``window`` search window.
 
@@ -193,6 +228,9 @@ def build_graph(
     scale : float
         Weight scale ``h`` > 0: ``w = exp(-d / h^2)``, ``d`` the mean squared difference per
         value of the two patches (over the patch's pixels inside the image and the channels).
+    backend : {"auto", "native", "torch"}
+        ``"native"`` the C kernel (CPU float32/float64; raises where it cannot be had),
+        ``"torch"`` PyTorch operations, ``"auto"`` the kernel where it runs.
 
     Returns
     -------
@@ -218,6 +256,12 @@ def build_graph(
     # Nearer offsets first, so ties (flat regions) keep the nearest pixels.
     offsets.sort(key=lambda o: (o[0] ** 2 + o[1] ** 2, o))
     k = min(neighbours, len(offsets))
+    usable = pilot.device.type == "cpu" and pilot.dtype in (torch.float32, torch.float64)
+    library = load_kernel() if backend != "torch" and usable else None
+    if backend == "native" and library is None:
+        raise ValueError("backend native needs a CPU float32/float64 pilot and a C compiler")
+    if library is not None:
+        return _build_native(library, pilot, offsets, k, window, patch, scale)
     padded = functional.pad(pilot, (radius, radius, radius, radius))
     rows = torch.arange(h, device=pilot.device).view(h, 1)
     cols = torch.arange(w, device=pilot.device).view(1, w)
@@ -255,6 +299,41 @@ def build_graph(
     ).to(pilot.dtype)
     index = best_i.reshape(n, k, h * w).contiguous()
     return NonlocalGraph(index, root_weight.contiguous(), pilot, scale, window, patch)
+
+
+def _build_native(
+    library: ctypes.CDLL,
+    pilot: torch.Tensor,
+    offsets: list[tuple[int, int]],
+    k: int,
+    window: int,
+    patch: int,
+    scale: float,
+) -> NonlocalGraph:
+    n, c, h, w = pilot.shape
+    source = pilot.contiguous()
+    table = torch.tensor(offsets, dtype=torch.int32).reshape(-1).contiguous()
+    index = torch.empty((n, k, h * w), dtype=torch.long)
+    root_weight = torch.empty((n, k, h, w), dtype=pilot.dtype)
+    function = getattr(
+        library, f"nl_build_graph_{'f64' if pilot.dtype == torch.float64 else 'f32'}"
+    )
+    function(
+        source.data_ptr(),
+        n,
+        c,
+        h,
+        w,
+        table.data_ptr(),
+        len(offsets),
+        k,
+        patch,
+        scale,
+        index.data_ptr(),
+        root_weight.data_ptr(),
+        torch.get_num_threads(),
+    )
+    return NonlocalGraph(index, root_weight, pilot, scale, window, patch)
 
 
 def grid_graph(n: int, h: int, w: int, *, device: torch.device | str = "cpu") -> NonlocalGraph:
