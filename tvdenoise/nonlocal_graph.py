@@ -137,14 +137,25 @@ class NonlocalGraph:
         return squares.sum(dim=dims).sqrt().sum(dim=tuple(range(1, squares.dim() - len(dims))))
 
     def norm_squared(self) -> float:
-        """A bound on ``||G||^2``: ``2 max_i (sum_k w_ik + sum_{(m,k): n(m,k) = i} w_mk)``,
-        from ``(a - b)^2 <= 2 a^2 + 2 b^2`` on every edge."""
+        """A bound on ``||G||^2``: ``max over edges (i, j) of d_i + d_j``, ``d_i`` the weight of
+        all edges at pixel ``i`` (leaving and arriving).
+
+        ``G^T G = B W B^T`` is the weighted Laplacian of the graph (``B`` the incidence
+        matrix, ``W`` the edge weights), whose largest eigenvalue is that of ``B^T B W``;
+        its row for edge ``e = (i, j)`` sums to ``d_i + d_j`` (``2 w_e`` plus the weights of the
+        edges sharing an end), so the largest row sum bounds it (Anderson & Morley's bound,
+        weighted). At most ``2 max_i d_i``, the Gershgorin bound; on patch graphs about 30 %
+        below it.
+        """
         n, k, h, w = self.root_weight.shape
         weights = self.root_weight.double().square().reshape(n, k * h * w)
-        incoming = torch.zeros((n, h * w), dtype=torch.float64, device=weights.device)
-        incoming.scatter_add_(1, self.index.reshape(n, k * h * w), weights)
-        outgoing = weights.view(n, k, h * w).sum(dim=1)
-        return max(2.0 * float((incoming + outgoing).max()), 1e-12)
+        target = self.index.reshape(n, k * h * w)
+        degree = torch.zeros((n, h * w), dtype=torch.float64, device=weights.device)
+        degree.scatter_add_(1, target, weights)
+        degree += weights.view(n, k, h * w).sum(dim=1)
+        source = degree.unsqueeze(1).expand(n, k, h * w).reshape(n, k * h * w)
+        ends = torch.where(weights > 0, source + torch.gather(degree, 1, target), 0.0)
+        return max(float(ends.max()), 1e-12)
 
     def repeat(self, times: int) -> NonlocalGraph:
         """The graph for a batch of ``times`` copies of each image batch, one after another
