@@ -139,10 +139,9 @@ class _NativeIteration:
         self.div = torch.zeros_like(self.f)
         self.index = graph.index.to(torch.int32).contiguous()
         self.root_weight = graph.root_weight.to(f.dtype).contiguous()
-        start, edge, weight = graph.reverse
-        self.start = start.contiguous()
-        self.edge = edge.to(torch.int32).contiguous()
-        self.weight = weight.to(f.dtype).contiguous()
+        self.graph = graph
+        # The reverse adjacency, built on the first two-sweep run (one sweep needs none).
+        self.reverse: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         n, c, h, w = f.shape
         self.shape = (n, c, graph.neighbours, h * w)
         self.channelwise = int(color == "channelwise")
@@ -180,6 +179,13 @@ class _NativeIteration:
             )
             step[0], step[1] = steps[0], steps[1]
             return
+        if self.reverse is None:
+            start, edge, weight = self.graph.reverse
+            self.reverse = (
+                start.contiguous(),
+                edge.to(torch.int32).contiguous(),
+                weight.to(self.f.dtype).contiguous(),
+            )
         self.iterate(
             *(
                 t.data_ptr()
@@ -191,9 +197,7 @@ class _NativeIteration:
                     self.div,
                     self.index,
                     self.root_weight,
-                    self.start,
-                    self.edge,
-                    self.weight,
+                    *self.reverse,
                 )
             ),
             *self.shape,
