@@ -300,3 +300,12 @@ def test_graph_build_without_the_kernel_uses_torch(monkeypatch, tmp_path) -> Non
     assert graph.index.shape == (1, 4, 144)
     with pytest.raises(ValueError, match="backend native"):
         build_graph(pilot, scale=0.3, backend="native")
+
+
+def test_kernel_float32_iterates_follow_the_torch_path(kernel) -> None:
+    f = torch.rand((1, 3, 24, 20), generator=torch.Generator().manual_seed(10))
+    graph = build_graph(f, neighbours=6, window=7, patch=3, scale=0.3)
+    problem = Problem(f, 0.1, 1.0, "nonlocal", "vectorial", get_fidelity("l2"), graph=graph)
+    ours, _ = solve_nonlocal(problem, max_iter=50, tol=0.0, backend="native")
+    theirs, _ = solve_nonlocal(problem, max_iter=50, tol=0.0, backend="torch")
+    assert ours.dtype == torch.float32 and float((ours - theirs).abs().max()) < 1e-5
