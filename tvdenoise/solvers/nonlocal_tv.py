@@ -54,7 +54,7 @@ KERNEL_MAX_CHANNELS = 8
 #: On one thread, run each iteration as one sweep over the rows (``nl_cp_sweep``: the
 #: divergence scattered, the primal step a few rows behind the dual one) rather than two
 #: sweeps with the divergence gathered through the reverse adjacency; measured in
-#: benchmarks/RESULTS.md ("models26 speed").
+#: benchmarks/RESULTS.md ("Nonlocal TV and TGV: speed on one thread").
 ONE_SWEEP = True
 
 
