@@ -11,11 +11,13 @@ import pytest
 import torch
 
 import tvdenoise
+from tvdenoise import nonlocal_graph
 from tvdenoise.errors import InvalidParameterError
 from tvdenoise.fidelity import get_fidelity
 from tvdenoise.nonlocal_graph import build_graph, grid_graph
-from tvdenoise.solvers import Problem, solve
-from tvdenoise.solvers.nonlocal_tv import solve_nonlocal
+from tvdenoise.solvers import Problem, nonlocal_tv, solve
+from tvdenoise.solvers import native as nonlocal_native
+from tvdenoise.solvers.nonlocal_tv import kernel_divergence, solve_nonlocal
 
 
 def _random_graph(n: int = 2, c: int = 3, h: int = 13, w: int = 11):
@@ -163,3 +165,147 @@ def test_automatic_weight_works_with_nonlocal(camera_crop) -> None:
     best = max(psnr(tvdenoise.denoise(noisy, weight=w, tv="nonlocal")) for w in grid)
     assert psnr(u) >= best - 0.6
     assert psnr(u) > psnr(noisy) + 4
+
+
+@pytest.fixture
+def kernel():
+    loaded = nonlocal_native.load_nonlocal()
+    if loaded is None:
+        pytest.skip("no C compiler: the nonlocal kernel cannot be built here")
+    return loaded
+
+
+@pytest.mark.parametrize(
+    ("color", "channels"), [("vectorial", 1), ("vectorial", 3), ("channelwise", 3)]
+)
+@pytest.mark.parametrize("one_sweep", [True, False])
+def test_kernel_iterates_equal_the_torch_path(
+    kernel, monkeypatch, color: str, channels: int, one_sweep: bool
+) -> None:
+    monkeypatch.setattr(nonlocal_tv, "ONE_SWEEP", one_sweep)
+    # The same algorithm in other operations: equal up to rounding after many iterations.
+    f = torch.rand(
+        (2, channels, 17, 13), dtype=torch.float64, generator=torch.Generator().manual_seed(5)
+    )
+    graph = build_graph(f, neighbours=6, window=7, patch=3, scale=0.3)
+    problem = Problem(f, 0.1, 1.0, "nonlocal", color, get_fidelity("l2"), graph=graph)
+    duals = [torch.zeros((2, channels, 6, 17, 13), dtype=torch.float64) for _ in range(2)]
+    ours, record = solve_nonlocal(problem, max_iter=73, tol=0.0, backend="native", dual=duals[0])
+    theirs, other = solve_nonlocal(problem, max_iter=73, tol=0.0, backend="torch", dual=duals[1])
+    assert record.iterations == other.iterations == 73
+    assert float((ours - theirs).abs().max()) < 1e-12
+    assert float((duals[0] - duals[1]).abs().max()) < 1e-12
+    assert record.gap == pytest.approx(other.gap, rel=1e-9, abs=1e-13)
+
+
+def test_reverse_adjacency_divergence_is_minus_the_adjoint_of_the_gradient(kernel) -> None:
+    graph = _random_graph()
+    generator = torch.Generator().manual_seed(3)
+    u = torch.randn((2, 3, 13, 11), generator=generator, dtype=torch.float64)
+    p = torch.randn((2, 3, 6, 13, 11), generator=generator, dtype=torch.float64)
+    div_p = kernel_divergence(kernel, graph, p)
+    lhs = (graph.gradient(u) * p).sum()
+    assert torch.allclose(lhs, -(u * div_p).sum(), rtol=1e-12, atol=1e-12)
+    start, edge, _ = graph.reverse
+    # every edge of positive weight is listed once, under the pixel it points at
+    hw = graph.index.shape[2]
+    assert int(start[0, -1]) == int((graph.root_weight[0] > 0).sum())
+    targets = graph.index[0].reshape(-1)[edge[0, : int(start[0, -1])]]
+    owners = torch.repeat_interleave(torch.arange(hw), start[0, 1:] - start[0, :-1])
+    assert torch.equal(targets, owners)
+
+
+def test_the_kernel_runs_by_default_on_cpu(kernel, monkeypatch) -> None:
+    calls = []
+    original = nonlocal_tv._NativeIteration.run
+
+    def counting(self, *args, **kwargs):
+        calls.append(args[0])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(nonlocal_tv._NativeIteration, "run", counting)
+    _, record = tvdenoise.denoise(
+        np.random.default_rng(0).random((24, 24)), weight=0.1, tv="nonlocal", return_record=True
+    )
+    assert record.solver == "nonlocal" and sum(calls) == record.iterations > 0
+
+
+def test_without_the_kernel_the_torch_path_solves_the_same_problem(
+    kernel, monkeypatch, tmp_path
+) -> None:
+    f = torch.rand((1, 1, 20, 20), dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    graph = build_graph(f, neighbours=6, window=7, patch=3, scale=0.3)
+    problem = Problem(f, 0.1, 1.0, "nonlocal", "vectorial", get_fidelity("l2"), graph=graph)
+    ours, _ = solve_nonlocal(problem, max_iter=200, tol=0.0)
+    monkeypatch.setenv("TVDENOISE_NO_NATIVE", "1")
+    monkeypatch.setenv("TVDENOISE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(nonlocal_native, "load_nonlocal", nonlocal_native.load_nonlocal.__wrapped__)
+    assert nonlocal_native.load_nonlocal() is None and nonlocal_tv.native_kernel(problem) is None
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError("the kernel ran")
+
+    monkeypatch.setattr(nonlocal_tv._NativeIteration, "run", refuse)
+    theirs, record = solve_nonlocal(problem, max_iter=200, tol=0.0)
+    assert record.iterations == 200 and float((ours - theirs).abs().max()) < 1e-12
+    with pytest.raises(InvalidParameterError, match="backend native"):
+        solve_nonlocal(problem, max_iter=10, tol=0.0, backend="native")
+
+
+@pytest.fixture
+def graph_kernel():
+    if nonlocal_graph.load_kernel() is None:
+        pytest.skip("no C compiler: the graph kernel cannot be built here")
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize(
+    ("shape", "options"),
+    [
+        ((2, 3, 23, 19), dict(neighbours=6, window=7, patch=3)),
+        ((1, 1, 40, 40), dict()),
+        ((1, 2, 30, 31), dict()),
+        ((1, 1, 5, 6), dict(neighbours=40, window=9, patch=5)),  # fewer offsets than edges
+    ],
+)
+def test_graph_kernel_keeps_the_neighbours_the_torch_path_keeps(
+    graph_kernel, dtype: torch.dtype, shape: tuple[int, ...], options: dict
+) -> None:
+    pilot = torch.rand(shape, dtype=dtype, generator=torch.Generator().manual_seed(8))
+    ours = build_graph(pilot, scale=0.3, backend="native", **options)
+    theirs = build_graph(pilot, scale=0.3, backend="torch", **options)
+    assert torch.equal(ours.index, theirs.index)
+    tolerance = 1e-13 if dtype == torch.float64 else 1e-6
+    assert torch.allclose(ours.root_weight, theirs.root_weight, rtol=0, atol=tolerance)
+
+
+def test_graph_kernel_breaks_ties_towards_the_nearer_offset(graph_kernel) -> None:
+    # A flat pilot: every patch distance is 0, so the nearest offsets are kept, in order.
+    ours = build_graph(torch.zeros((1, 1, 16, 16)), scale=0.3, backend="native")
+    theirs = build_graph(torch.zeros((1, 1, 16, 16)), scale=0.3, backend="torch")
+    assert torch.equal(ours.index, theirs.index) and torch.equal(
+        ours.root_weight, theirs.root_weight
+    )
+
+
+def test_graph_build_without_the_kernel_uses_torch(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("TVDENOISE_NO_NATIVE", "1")
+    monkeypatch.setenv("TVDENOISE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(nonlocal_graph, "load_kernel", nonlocal_graph.load_kernel.__wrapped__)
+    assert nonlocal_graph.load_kernel() is None
+    pilot = torch.rand(
+        (1, 1, 12, 12), dtype=torch.float64, generator=torch.Generator().manual_seed(9)
+    )
+    graph = build_graph(pilot, neighbours=4, window=5, patch=3, scale=0.3)
+    assert graph.index.shape == (1, 4, 144)
+    with pytest.raises(ValueError, match="backend native"):
+        build_graph(pilot, scale=0.3, backend="native")
+
+
+def test_kernel_float32_iterates_follow_the_torch_path(kernel) -> None:
+    f = torch.rand((1, 3, 24, 20), generator=torch.Generator().manual_seed(10))
+    graph = build_graph(f, neighbours=6, window=7, patch=3, scale=0.3)
+    problem = Problem(f, 0.1, 1.0, "nonlocal", "vectorial", get_fidelity("l2"), graph=graph)
+    ours, _ = solve_nonlocal(problem, max_iter=50, tol=0.0, backend="native")
+    theirs, _ = solve_nonlocal(problem, max_iter=50, tol=0.0, backend="torch")
+    assert ours.dtype == torch.float32 and float((ours - theirs).abs().max()) < 1e-5

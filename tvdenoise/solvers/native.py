@@ -1,9 +1,10 @@
-"""The fused C kernel of the ROF solver, compiled and cached by :mod:`tvdenoise.native`.
+"""The fused C kernels of the ROF and nonlocal TV solvers, compiled and cached by
+:mod:`tvdenoise.native`.
 
-The kernel (``_rof_kernel.c`` beside this module) is plain C99 with OpenMP pragmas. Where there
-is no compiler, the compilation fails, or ``TVDENOISE_NO_NATIVE=1`` is set, :func:`load`
-returns None and the solver uses its PyTorch operations instead (same algorithm, more memory
-passes).
+The kernels (``_rof_kernel.c`` and ``_nonlocal_kernel.c`` beside this module) are plain C99
+with OpenMP pragmas. Where there is no compiler, the compilation fails, or
+``TVDENOISE_NO_NATIVE=1`` is set, :func:`load` and :func:`load_nonlocal` return None and the
+solvers use their PyTorch operations instead (same algorithm, more memory passes).
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from typing import Any
 from .. import native as _native
 from ..native import cache_dir
 
-__all__ = ["NativeKernel", "cache_dir", "load"]
+__all__ = ["NativeKernel", "NonlocalKernel", "cache_dir", "load", "load_nonlocal"]
 
 SOURCE = Path(__file__).with_name("_rof_kernel.c")
+NONLOCAL_SOURCE = Path(__file__).with_name("_nonlocal_kernel.c")
 
 
 class NativeKernel:
@@ -77,3 +79,59 @@ def _build() -> NativeKernel | None:
 def load() -> NativeKernel | None:
     """The compiled kernel, compiling it on first use; None where it cannot be had."""
     return _build()
+
+
+class NonlocalKernel:
+    """The loaded nonlocal TV kernel (``_nonlocal_kernel.c``): ctypes functions for float32
+    and float64, and how it was obtained."""
+
+    def __init__(self, library: ctypes.CDLL, path: Path, compile_seconds: float) -> None:
+        self.library = library
+        self.path = path
+        #: Seconds spent compiling in this process (0.0 when the cached library was used).
+        self.compile_seconds = compile_seconds
+        pointer, size, integer = ctypes.c_void_p, ctypes.c_long, ctypes.c_int
+        for suffix in ("f32", "f64"):
+            iterations = getattr(library, f"nl_cp_iterations_{suffix}")
+            iterations.restype = None
+            iterations.argtypes = [
+                *(pointer,) * 10,
+                *(size,) * 4,
+                integer,
+                ctypes.c_double,
+                pointer,
+                ctypes.c_double,
+                size,
+                integer,
+            ]
+            sweep = getattr(library, f"nl_cp_sweep_{suffix}")
+            sweep.restype = None
+            sweep.argtypes = [
+                *(pointer,) * 7,
+                *(size,) * 6,
+                integer,
+                ctypes.c_double,
+                pointer,
+                ctypes.c_double,
+                size,
+            ]
+            divergence = getattr(library, f"nl_divergence_{suffix}")
+            divergence.restype = None
+            divergence.argtypes = [*(pointer,) * 6, *(size,) * 4, integer]
+            measure = getattr(library, f"nl_measure_{suffix}")
+            measure.restype = None
+            measure.argtypes = [*(pointer,) * 4, *(size,) * 4, integer, pointer, integer]
+
+    def function(self, name: str, double: bool) -> Any:
+        """The ctypes function ``name`` for float64 (``double``) or float32 tensors."""
+        return getattr(self.library, f"{name}_{'f64' if double else 'f32'}")
+
+
+@functools.cache
+def load_nonlocal() -> NonlocalKernel | None:
+    """The compiled nonlocal TV kernel, compiling it on first use; None where it cannot be
+    had."""
+    built = _native.build(NONLOCAL_SOURCE, "nonlocal_kernel", ("-fno-trapping-math",), isa=True)
+    if built is None:
+        return None
+    return NonlocalKernel(built.library, built.path, built.compile_seconds)
