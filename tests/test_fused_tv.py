@@ -225,6 +225,21 @@ def test_kernel_builds_without_isa_flags(tmp_path, monkeypatch) -> None:
     assert built.path.parent == tmp_path and built.compile_seconds > 0
 
 
+def test_editing_an_included_file_builds_anew(tmp_path, monkeypatch) -> None:
+    if native.compiler() is None:
+        pytest.skip("no C compiler")
+    monkeypatch.setenv("TVDENOISE_CACHE_DIR", str(tmp_path / "cache"))
+    source, part = tmp_path / "main.c", tmp_path / "part.c"
+    source.write_text('#include "part.c"\nint answer(void) { return part(); }\n')
+    part.write_text("static int part(void) { return 41; }\n")
+    first = native.build(source, "probe", includes=(part,))
+    part.write_text("static int part(void) { return 42; }\n")
+    second = native.build(source, "probe", includes=(part,))
+    assert first is not None and second is not None
+    assert first.path != second.path and second.compile_seconds > 0
+    assert first.library.answer() == 41 and second.library.answer() == 42
+
+
 def test_backend_is_validated() -> None:
     with pytest.raises(InvalidParameterError, match="backend must be one of"):
         total_variation(torch.rand(4, 4), backend="cuda")
