@@ -40,20 +40,35 @@ static void *tv_scratch(size_t n, size_t size)
     return posix_memalign(&p, 64, n * size + 64) == 0 ? p : NULL;
 }
 
+/* The fused sweeps mask a row's first and last differences inside loops over whole rows; GCC
+ * would split such a loop at the mask (-fsplit-loops, part of -O3) into one loop of W - 1
+ * values and a scalar remainder, which costs more than the mask on short rows. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define TV_WHOLE_ROWS __attribute__((optimize("no-split-loops")))
+#else
+#define TV_WHOLE_ROWS
+#endif
+
 #define TV_T float
 #define TV_NAME(name) name##_f32
 #define TV_SQRT sqrtf
 #define TV_POW powf
+#define TV_FABS fabsf
+#define TV_COPYSIGN copysignf
 #include __FILE__
 #undef TV_T
 #undef TV_NAME
 #undef TV_SQRT
 #undef TV_POW
+#undef TV_FABS
+#undef TV_COPYSIGN
 
 #define TV_T double
 #define TV_NAME(name) name##_f64
 #define TV_SQRT sqrt
 #define TV_POW pow
+#define TV_FABS fabs
+#define TV_COPYSIGN copysign
 #include __FILE__
 
 #else /* the body, once per type */
@@ -343,7 +358,8 @@ static void TV_NAME(psi_of_steps)(const TV_T *restrict from, const TV_T *restric
 #undef TV_PSI_LOOP
 }
 
-/* The one-sweep loop of the anisotropic kind on one channel. */
+/* The one-sweep loops of the common cases: the anisotropic kind on one channel, the
+ * isotropic kind on one or three channels. */
 #include "_tv_runs.c"
 
 /* Sum of the terms of slab a over the slab, and their map when `map` is given. */
@@ -529,9 +545,9 @@ void TV_NAME(tv_gradient)(const TV_T *x, long images, long channels, long slabs,
         /* Rolling coefficient planes: forward stencil of the previous and current slab (3
          * directions each for the anisotropic kind), backward stencil of the current and next
          * slab; then c_k of the current slab (4 planes, with c_0 of the previous slab); last,
-         * the terms of one plane when the value is wanted. The anisotropic kind on one
-         * channel uses less, with rows that start on a vector. */
-        TV_T *buffer = (TV_T *)tv_scratch((size_t)(13 * P + 3 * TV_NAME(padded)(W) + 64),
+         * the terms of one plane when the value is wanted. The fast paths use less, or, for
+         * the isotropic kind, up to 3 * (P + 5 W + 3). */
+        TV_T *buffer = (TV_T *)tv_scratch((size_t)(13 * P + 3 * P + 15 * TV_NAME(padded)(W) + 64),
                                             sizeof(TV_T));
         TV_T *zeros = (TV_T *)calloc((size_t)W, sizeof(TV_T));
         TV_T *fwd_prev[3] = {buffer, buffer + P, buffer + 2 * P};
@@ -557,10 +573,22 @@ void TV_NAME(tv_gradient)(const TV_T *x, long images, long channels, long slabs,
                 TV_T *pcol = buffer + Pa + Wa + 16;
                 pcol[-1] = 0;
                 const TV_T *end = x + images * channels * s.volume;
-                const double sum = TV_NAME(direct_run)(&s, image, end, grad + n * s.volume, first,
-                                                       last, mode, eps2, half, b, dir_weight,
-                                                       weight, skip_last, buffer, buffer + Pa,
-                                                       pcol, pcol + Wa);
+                const double sum =
+                    mode == 0 || mode == 2
+                        ? TV_NAME(direct_run_fast)(&s, image, x, end, grad + n * s.volume,
+                                                   first, last, mode, eps2, dir_weight, weight,
+                                                   skip_last, buffer)
+                        : TV_NAME(direct_run)(&s, image, end, grad + n * s.volume, first, last,
+                                              mode, eps2, half, b, dir_weight, weight,
+                                              skip_last, buffer, buffer + Pa, pcol,
+                                              pcol + Wa);
+                if (partial) partial[u] = sum;
+                continue;
+            }
+            if (kind == 0 && (channels == 1 || channels == 3) && !gmap) {
+                const double sum = TV_NAME(isotropic_run)(
+                    &s, image, x, x + images * channels * s.volume, grad + n * channels * s.volume,
+                    first, last, beta, eps2, weight, buffer);
                 if (partial) partial[u] = sum;
                 continue;
             }

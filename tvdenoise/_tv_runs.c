@@ -1,9 +1,9 @@
-/* The value-and-gradient sweep of the case TVLoss meets most, two loops per row: the
- * anisotropic kind on one channel (channelwise colour, or grey). Part of _tv_kernel.c, which
- * includes it once per type (TV_T, TV_NAME, ...) after the helpers it uses (shape_t, phi_d,
- * psi_d, psi_of_steps, lanes_add); tv_gradient dispatches to it, the other cases to its
- * coefficient planes. The differences, boundaries and terms are those of _tv_kernel.c's
- * header. */
+/* The value-and-gradient sweeps of the cases TVLoss meets most, one loop (or two) per row:
+ * the anisotropic kind on one channel (channelwise colour, or grey) and the isotropic kind on
+ * one or three channels. Part of _tv_kernel.c, which includes it once per type (TV_T,
+ * TV_NAME, ...) after the helpers it uses (shape_t, phi_d, psi_d, psi_of_steps, lanes_add,
+ * padded, TV_WHOLE_ROWS); tv_gradient dispatches to these, the other cases to its coefficient
+ * planes. The differences, boundaries and terms are those of _tv_kernel.c's header. */
 
 /* psi(d) from d and its term phi = phi_d(d): no second root or power. */
 static inline TV_T TV_NAME(psi_of_phi)(TV_T d, TV_T phi, int mode, TV_T eps2, TV_T beta)
@@ -25,7 +25,7 @@ static inline TV_T TV_NAME(psi_of_phi)(TV_T d, TV_T phi, int mode, TV_T eps2, TV
  * row) psi along rows, pcol (a row, with a 0 before it) along the row's columns; t (a row)
  * is scratch. `end` is the end of x: a row's last column reads the next row's first value
  * (its difference is then set to 0) except at the end, so the loops run over whole rows. */
-static double TV_NAME(direct_run)(const TV_NAME(shape_t) *s, const TV_T *image,
+TV_WHOLE_ROWS static double TV_NAME(direct_run)(const TV_NAME(shape_t) *s, const TV_T *image,
                                                 const TV_T *end, TV_T *gimage, long first,
                                                 long last, int mode, TV_T eps2, TV_T half,
                                                 TV_T beta, const double *dir_weight,
@@ -115,4 +115,274 @@ static double TV_NAME(direct_run)(const TV_NAME(shape_t) *s, const TV_T *image,
         }
     }
     return TV_NAME(lanes_total)(acc);
+}
+
+/* direct_run for beta 1 without smoothing (mode 0, psi = sign d) and beta 2 (mode 2,
+ * psi = 2 d), whose psi costs less than keeping it: each row is one loop that recomputes every
+ * difference from x, and spacing and the factor 2 are folded into the weights. The boundary's
+ * terms are 0, or eps^2 (mode 2), added by count. `begin` and `end` bound x: the loop reads a
+ * row's neighbours left of its first and right of its last value (their differences then
+ * masked to 0), so a row at either end of x is read from a copy in pad (W + 2 values). */
+TV_WHOLE_ROWS static double TV_NAME(direct_run_fast)(const TV_NAME(shape_t) *s, const TV_T *image,
+                                       const TV_T *begin, const TV_T *end, TV_T *gimage,
+                                       long first, long last, int mode, TV_T eps2,
+                                       const double *dir_weight, TV_T weight, int skip_last,
+                                       TV_T *restrict pad)
+{
+    const long W = s->width, R = s->rows, P = s->plane, A = s->slabs;
+    const int w = (int)W;
+    TV_T c[3];
+    for (int k = 0; k < 3; ++k) {
+        const TV_T wk = (TV_T)(weight * dir_weight[k]);
+        c[k] = mode == 0 ? wk * s->ih[k] : 2 * wk * s->ih2[k];
+    }
+    const TV_T c0 = c[0], c1 = c[1], c2 = c[2];
+    double sums[3] = {0.0, 0.0, 0.0};
+    for (long a = first; a < last; ++a) {
+        const TV_T *slab = image + a * P;
+        const TV_T *pslab = a > 0 ? slab - P : slab, *nslab = a < A - 1 ? slab + P : slab;
+        for (long r = 0; r < R; ++r) {
+            const long o = r * W;
+            const TV_T *x = slab + o;
+            const TV_T *restrict xp = pslab + o, *restrict xa = nslab + o;
+            const TV_T *restrict yp = s->nd == 3 && r > 0 ? x - W : x;
+            const TV_T *restrict ya = s->nd == 3 && r < R - 1 ? x + W : x;
+            const TV_T *restrict xc = x;
+            if (x == begin || x + W == end) {
+                memcpy(pad + 1, x, sizeof(TV_T) * (size_t)W);
+                pad[0] = pad[W + 1] = 0;
+                xc = pad + 1;
+            }
+            TV_T *restrict g = gimage + a * P + o;
+            TV_T sz = 0, sy = 0, sx = 0;
+#define TV_SIGN(d) ((d) != 0 ? TV_COPYSIGN((TV_T)1, d) : (TV_T)0)
+#define TV_SAME(d) (d)
+#define TV_ABS(d) TV_FABS(d)
+#define TV_SQUARE(d) ((d) * (d))
+/* The differences at p: to the next value along slabs (dz), rows (dy) and columns (dr), and
+ * from the previous one (dp, dq, dl); grad = c_k (psi(from) - psi(to)) summed over k. */
+#define TV_FAST_COMMON                                                                       \
+    const TV_T v = xc[j], dz = xa[j] - v, dp = v - xp[j];                                    \
+    const TV_T right = xc[j + 1] - v, left = v - xc[j - 1];                                  \
+    const TV_T dr = j < w - 1 ? right : 0, dl = j > 0 ? left : 0;
+#define TV_FAST_IMAGE(PSI, PHI)                                                              \
+    _Pragma("omp simd reduction(+:sz, sx)") for (int j = 0; j < w; ++j)                      \
+    {                                                                                        \
+        TV_FAST_COMMON                                                                       \
+        g[j] = c0 * (PSI(dp) - PSI(dz)) + c2 * (PSI(dl) - PSI(dr));                          \
+        sz += PHI(dz);                                                                       \
+        sx += PHI(dr);                                                                       \
+    }
+#define TV_FAST_VOLUME(PSI, PHI)                                                             \
+    _Pragma("omp simd reduction(+:sz, sy, sx)") for (int j = 0; j < w; ++j)                  \
+    {                                                                                        \
+        TV_FAST_COMMON                                                                       \
+        const TV_T dy = ya[j] - v, dq = v - yp[j];                                           \
+        g[j] = c0 * (PSI(dp) - PSI(dz)) + c1 * (PSI(dq) - PSI(dy)) +                         \
+               c2 * (PSI(dl) - PSI(dr));                                                     \
+        sz += PHI(dz);                                                                       \
+        sy += PHI(dy);                                                                       \
+        sx += PHI(dr);                                                                       \
+    }
+            if (mode == 0 && s->nd == 3) {
+                TV_FAST_VOLUME(TV_SIGN, TV_ABS)
+            } else if (mode == 0) {
+                TV_FAST_IMAGE(TV_SIGN, TV_ABS)
+            } else if (s->nd == 3) {
+                TV_FAST_VOLUME(TV_SAME, TV_SQUARE)
+            } else {
+                TV_FAST_IMAGE(TV_SAME, TV_SQUARE)
+            }
+#undef TV_FAST_VOLUME
+#undef TV_FAST_IMAGE
+#undef TV_FAST_COMMON
+#undef TV_SQUARE
+#undef TV_ABS
+#undef TV_SAME
+#undef TV_SIGN
+            sums[0] += (double)sz;
+            sums[1] += (double)sy;
+            sums[2] += (double)sx;
+        }
+    }
+    double total = 0.0;
+    for (int k = 0; k < 3; ++k) {
+        if (k == 1 && s->nd != 3) continue;
+        const double ih = s->ih[k], n_k = k == 0 ? (double)A : k == 1 ? (double)R : (double)W;
+        total += dir_weight[k] * (mode == 0 ? ih : ih * ih) * sums[k];
+        if (mode == 2 && eps2 > 0) {
+            /* eps^2 for each term of the run: one per value, the boundary's left out with
+             * skip_last (the slab axis: only where the run holds the last slab). */
+            double terms = (double)(last - first) * (double)P;
+            if (skip_last && k == 0 && last == A) terms -= (double)P;
+            if (skip_last && k != 0) terms -= terms / n_k;
+            total += dir_weight[k] * (double)eps2 * terms;
+        }
+    }
+    return total;
+}
+
+/* The isotropic kind's fluxes of row r of slab a (C channels, 1 or 3), and the sum of the
+ * row's terms, in one loop: with D_k the differences (times ih_k) and a the coefficient of the
+ * row's terms, beta (s + eps^2)^(beta/2 - 1) times weight, F_k = a D_k for each channel, into
+ * fz, fy and fx (channel c at c * zstride in fz, c * stride in the others; fy only for
+ * volumes). The gradient is then sum_k ih_k (F_k(p - e_k) - F_k(p)). Rows at either end of x
+ * are read from copies in pad (C rows of W + 2). */
+TV_WHOLE_ROWS static double TV_NAME(isotropic_fluxes)(const TV_NAME(shape_t) *s,
+                                                      const TV_T *image, const TV_T *begin,
+                                                      const TV_T *end, long a, long r,
+                                                      double beta, TV_T eps2, TV_T weight,
+                                                      TV_T *restrict fz, TV_T *restrict fy,
+                                                      TV_T *restrict fx, long zstride,
+                                                      long stride, TV_T *restrict pad)
+{
+    const long W = s->width, V = s->volume, C = s->channels;
+    const int w = (int)W;
+    const TV_T ih0 = s->ih[0], ih1 = s->ih[1], ih2 = s->ih[2], half = (TV_T)(beta / 2);
+    const TV_T bw = (TV_T)beta * weight;
+    const long o = a * s->plane + r * W;
+    const long next_slab = a < s->slabs - 1 ? s->plane : 0;
+    const long next_row = s->nd == 3 && r < s->rows - 1 ? W : 0;
+    const TV_T *xs[3] = {NULL, NULL, NULL}, *zs[3] = {NULL, NULL, NULL};
+    const TV_T *ys[3] = {NULL, NULL, NULL};
+    for (long c = 0; c < C; ++c) {
+        const TV_T *x = image + c * V + o;
+        zs[c] = x + next_slab;
+        ys[c] = x + next_row;
+        xs[c] = x;
+        if (x == begin || x + W == end) {
+            TV_T *copy = pad + c * (W + 2) + 1;
+            memcpy(copy, x, sizeof(TV_T) * (size_t)W);
+            copy[-1] = copy[W] = 0;
+            xs[c] = copy;
+        }
+    }
+    const TV_T *restrict x0 = xs[0], *restrict x1 = xs[1], *restrict x2 = xs[2];
+    const TV_T *restrict z0 = zs[0], *restrict z1 = zs[1], *restrict z2 = zs[2];
+    const TV_T *restrict y0 = ys[0], *restrict y1 = ys[1], *restrict y2 = ys[2];
+    TV_T total = 0;
+/* Channel X's differences (dz, dy, dr), added to the squared magnitude sq. */
+#define TV_ISO_DIFFS(X, Z, Y, n, ROWS)                                                       \
+    const TV_T v##n = X[j], dz##n = (Z[j] - v##n) * ih0, right##n = X[j + 1] - v##n;         \
+    const TV_T dr##n = j < w - 1 ? right##n * ih2 : 0;                                       \
+    const TV_T dy##n = ROWS ? (Y[j] - v##n) * ih1 : 0;                                       \
+    sq += dz##n * dz##n + dr##n * dr##n + (ROWS ? dy##n * dy##n : 0);
+#define TV_ISO_FLUX(n, ROWS)                                                                 \
+    fz[n * zstride + j] = k * dz##n;                                                         \
+    fx[n * stride + j] = k * dr##n;                                                          \
+    if (ROWS) fy[n * stride + j] = k * dy##n;
+#define TV_ISO_CHANNELS_1(STEP, ROWS) STEP(x0, z0, y0, 0, ROWS)
+#define TV_ISO_CHANNELS_3(STEP, ROWS)                                                        \
+    STEP(x0, z0, y0, 0, ROWS) STEP(x1, z1, y1, 1, ROWS) STEP(x2, z2, y2, 2, ROWS)
+#define TV_ISO_FLUX_OF(X, Z, Y, n, ROWS) TV_ISO_FLUX(n, ROWS)
+#define TV_ISO_LOOP(CHANNELS, ROWS, PHI_COEF)                                                \
+    _Pragma("omp simd reduction(+:total)") for (int j = 0; j < w; ++j)                       \
+    {                                                                                        \
+        TV_T sq = 0;                                                                         \
+        CHANNELS(TV_ISO_DIFFS, ROWS)                                                         \
+        const TV_T q = sq + eps2;                                                            \
+        PHI_COEF                                                                             \
+        CHANNELS(TV_ISO_FLUX_OF, ROWS)                                                       \
+    }
+/* phi(q) into total and the coefficient k, by beta: 1 (a root), 2, or any (a power). */
+#define TV_ISO_BETA1                                                                         \
+    const TV_T root = TV_SQRT(q);                                                            \
+    total += root;                                                                           \
+    const TV_T k = q > 0 ? weight / (q > 0 ? root : 1) : 0;
+#define TV_ISO_BETA2                                                                         \
+    total += q;                                                                              \
+    const TV_T k = bw;
+#define TV_ISO_POWER                                                                         \
+    const TV_T safe = q > 0 ? q : 1, p = TV_POW(safe, half);                                 \
+    total += q > 0 ? p : 0;                                                                  \
+    const TV_T k = q > 0 ? bw * p / safe : 0;
+#define TV_ISO_BY_BETA(CHANNELS, ROWS)                                                       \
+    if (beta == 1.0) {                                                                       \
+        TV_ISO_LOOP(CHANNELS, ROWS, TV_ISO_BETA1)                                            \
+    } else if (beta == 2.0) {                                                                \
+        TV_ISO_LOOP(CHANNELS, ROWS, TV_ISO_BETA2)                                            \
+    } else {                                                                                 \
+        TV_ISO_LOOP(CHANNELS, ROWS, TV_ISO_POWER)                                            \
+    }
+    if (C == 1 && s->nd == 2) {
+        TV_ISO_BY_BETA(TV_ISO_CHANNELS_1, 0)
+    } else if (C == 1) {
+        TV_ISO_BY_BETA(TV_ISO_CHANNELS_1, 1)
+    } else if (s->nd == 2) {
+        TV_ISO_BY_BETA(TV_ISO_CHANNELS_3, 0)
+    } else {
+        TV_ISO_BY_BETA(TV_ISO_CHANNELS_3, 1)
+    }
+#undef TV_ISO_BY_BETA
+#undef TV_ISO_POWER
+#undef TV_ISO_BETA2
+#undef TV_ISO_BETA1
+#undef TV_ISO_LOOP
+#undef TV_ISO_FLUX_OF
+#undef TV_ISO_CHANNELS_3
+#undef TV_ISO_CHANNELS_1
+#undef TV_ISO_FLUX
+#undef TV_ISO_DIFFS
+    return (double)total;
+}
+
+/* The isotropic kind, one run of slabs [first, last) of one image of 1 or 3 channels, in one
+ * sweep: the gradient into gimage and the sum of the terms (returned). Per channel, pz (a
+ * plane) holds the fluxes along the slab axis of the previous slab, replaced row by row; zr,
+ * the current row's; yp and yc the fluxes along rows of the previous and the current row; xr
+ * (with a 0 before it) along the row's columns; each row and plane starts on a vector.
+ * buffer holds C * (padded(P) + 5 padded(W)) + 16 values. */
+TV_WHOLE_ROWS static double TV_NAME(isotropic_run)(const TV_NAME(shape_t) *s, const TV_T *image,
+                                                   const TV_T *begin, const TV_T *end,
+                                                   TV_T *gimage, long first, long last,
+                                                   double beta, TV_T eps2, TV_T weight,
+                                                   TV_T *buffer)
+{
+    const long W = s->width, R = s->rows, P = s->plane, V = s->volume, C = s->channels;
+    const long Wa = TV_NAME(padded)(W), Pa = TV_NAME(padded)(P);
+    const int w = (int)W, nd3 = s->nd == 3;
+    const TV_T ih0 = s->ih[0], ih1 = s->ih[1], ih2 = s->ih[2];
+    TV_T *pz = buffer, *zr = pz + C * Pa, *yp = zr + C * Wa, *yc = yp + C * Wa;
+    TV_T *xr = yc + C * Wa + 16, *pad = xr + C * Wa;
+    for (long c = 0; c < C; ++c) xr[c * Wa - 1] = 0;
+    if (first > 0) {
+        for (long r = 0; r < R; ++r)
+            TV_NAME(isotropic_fluxes)(s, image, begin, end, first - 1, r, beta, eps2, weight,
+                                      pz + r * W, yc, xr, Pa, Wa, pad);
+    } else {
+        memset(pz, 0, sizeof(TV_T) * (size_t)(C * Pa));
+    }
+    double total = 0.0;
+    for (long a = first; a < last; ++a) {
+        memset(yp, 0, sizeof(TV_T) * (size_t)(C * Wa));
+        for (long r = 0; r < R; ++r) {
+            total += TV_NAME(isotropic_fluxes)(s, image, begin, end, a, r, beta, eps2, weight,
+                                               zr, yc, xr, Wa, Wa, pad);
+            for (long c = 0; c < C; ++c) {
+                TV_T *restrict g = gimage + c * V + a * P + r * W;
+                TV_T *restrict bz = pz + c * Pa + r * W;
+                const TV_T *restrict fz = zr + c * Wa, *restrict fx = xr + c * Wa;
+                const TV_T *restrict by = yp + c * Wa, *restrict fy = yc + c * Wa;
+/* grad = sum_k ih_k (F_k(p - e_k) - F_k(p)); the slab axis's F(p - e_k) is replaced by F(p). */
+#define TV_ISO_GRADIENT(ROWS)                                                                \
+    _Pragma("omp simd") for (int j = 0; j < w; ++j)                                          \
+    {                                                                                        \
+        TV_T out = ih0 * (bz[j] - fz[j]) + ih2 * (fx[j - 1] - fx[j]);                        \
+        if (ROWS) out += ih1 * (by[j] - fy[j]);                                              \
+        g[j] = out;                                                                          \
+        bz[j] = fz[j];                                                                       \
+    }
+                if (nd3) {
+                    TV_ISO_GRADIENT(1)
+                } else {
+                    TV_ISO_GRADIENT(0)
+                }
+#undef TV_ISO_GRADIENT
+            }
+            TV_T *t = yp;
+            yp = yc;
+            yc = t;
+        }
+    }
+    return total;
 }
