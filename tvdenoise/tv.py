@@ -46,13 +46,14 @@ def as_batch(x: torch.Tensor, name: str = "x", volume: bool = False) -> torch.Te
                 f"{name} as a volume must have 3 (D, H, W), 4 (C, D, H, W) or 5 (N, C, D, H, W) "
                 f"dimensions, got shape {tuple(x.shape)}"
             )
-        return x.reshape((1,) * (5 - x.dim()) + tuple(x.shape))
+        return x if x.dim() == 5 else x.reshape((1,) * (5 - x.dim()) + tuple(x.shape))
     if x.dim() not in (2, 3, 4):
         raise InvalidParameterError(
             f"{name} must have 2 (H, W), 3 (C, H, W), 4 (N, C, H, W) or 5 (N, C, D, H, W) "
             f"dimensions, got shape {tuple(x.shape)}"
         )
-    return x.reshape((1,) * (4 - x.dim()) + tuple(x.shape))
+    # A batch is returned as it is: a reshape to its own shape would add a node to the graph.
+    return x if x.dim() == 4 else x.reshape((1,) * (4 - x.dim()) + tuple(x.shape))
 
 
 def tv_map(
