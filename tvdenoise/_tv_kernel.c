@@ -538,6 +538,10 @@ void TV_NAME(tv_gradient)(const TV_T *x, long images, long channels, long slabs,
     const long run = TV_NAME(run_length)(images, slabs, threads);
     const long runs_per_image = (slabs + run - 1) / run, units = images * runs_per_image;
     const long P = s.plane, W = s.width, R = s.rows;
+    /* Scratch per thread: the coefficient planes below (13 P), or what isotropic_run takes for
+     * three channels (with their padded copies of rows), direct_run less. */
+    const long Pa = TV_NAME(padded)(P), Wa = TV_NAME(padded)(W);
+    const long scratch = 13 * P > 6 * Pa + 15 * Wa + 32 ? 13 * P : 6 * Pa + 15 * Wa + 32;
     double *partial = out ? (double *)calloc((size_t)(units > 0 ? units : 1), sizeof(double))
                           : NULL;
 #pragma omp parallel num_threads(threads)
@@ -545,10 +549,8 @@ void TV_NAME(tv_gradient)(const TV_T *x, long images, long channels, long slabs,
         /* Rolling coefficient planes: forward stencil of the previous and current slab (3
          * directions each for the anisotropic kind), backward stencil of the current and next
          * slab; then c_k of the current slab (4 planes, with c_0 of the previous slab); last,
-         * the terms of one plane when the value is wanted. The fast paths use less, or, for
-         * the isotropic kind, up to 3 * (P + 5 W + 3). */
-        TV_T *buffer = (TV_T *)tv_scratch((size_t)(13 * P + 3 * P + 15 * TV_NAME(padded)(W) + 64),
-                                            sizeof(TV_T));
+         * the terms of one plane when the value is wanted. */
+        TV_T *buffer = (TV_T *)tv_scratch((size_t)scratch, sizeof(TV_T));
         TV_T *zeros = (TV_T *)calloc((size_t)W, sizeof(TV_T));
         TV_T *fwd_prev[3] = {buffer, buffer + P, buffer + 2 * P};
         TV_T *fwd_cur[3] = {buffer + 3 * P, buffer + 4 * P, buffer + 5 * P};
@@ -569,7 +571,6 @@ void TV_NAME(tv_gradient)(const TV_T *x, long images, long channels, long slabs,
                 const TV_T half = (TV_T)(beta / 2), b = (TV_T)beta;
                 /* Planes from the coefficient buffer: psi along the slab axis, along rows,
                  * one row (with a leading 0) along columns, and the terms, each on a vector. */
-                const long Wa = TV_NAME(padded)(W), Pa = TV_NAME(padded)(P);
                 TV_T *pcol = buffer + Pa + Wa + 16;
                 pcol[-1] = 0;
                 const TV_T *end = x + images * channels * s.volume;

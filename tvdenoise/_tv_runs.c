@@ -327,11 +327,11 @@ TV_WHOLE_ROWS static double TV_NAME(isotropic_fluxes)(const TV_NAME(shape_t) *s,
 }
 
 /* The isotropic kind, one run of slabs [first, last) of one image of 1 or 3 channels, in one
- * sweep: the gradient into gimage and the sum of the terms (returned). Per channel, pz (a
- * plane) holds the fluxes along the slab axis of the previous slab, replaced row by row; zr,
- * the current row's; yp and yc the fluxes along rows of the previous and the current row; xr
- * (with a 0 before it) along the row's columns; each row and plane starts on a vector.
- * buffer holds C * (padded(P) + 5 padded(W)) + 16 values. */
+ * sweep: the gradient into gimage and the sum of the terms (returned). Per channel, pz and zc
+ * (planes) hold the fluxes along the slab axis of the previous and the current slab; yp and
+ * yc (rows) along rows, of the previous and the current row; xr (a row, with a 0 before it)
+ * along the row's columns; each plane and row starts on a vector. buffer holds
+ * C * (2 padded(P) + 4 padded(W)) + 16 values. */
 TV_WHOLE_ROWS static double TV_NAME(isotropic_run)(const TV_NAME(shape_t) *s, const TV_T *image,
                                                    const TV_T *begin, const TV_T *end,
                                                    TV_T *gimage, long first, long last,
@@ -342,7 +342,7 @@ TV_WHOLE_ROWS static double TV_NAME(isotropic_run)(const TV_NAME(shape_t) *s, co
     const long Wa = TV_NAME(padded)(W), Pa = TV_NAME(padded)(P);
     const int w = (int)W, nd3 = s->nd == 3;
     const TV_T ih0 = s->ih[0], ih1 = s->ih[1], ih2 = s->ih[2];
-    TV_T *pz = buffer, *zr = pz + C * Pa, *yp = zr + C * Wa, *yc = yp + C * Wa;
+    TV_T *pz = buffer, *zc = pz + C * Pa, *yp = zc + C * Pa, *yc = yp + C * Wa;
     TV_T *xr = yc + C * Wa + 16, *pad = xr + C * Wa;
     for (long c = 0; c < C; ++c) xr[c * Wa - 1] = 0;
     if (first > 0) {
@@ -354,23 +354,22 @@ TV_WHOLE_ROWS static double TV_NAME(isotropic_run)(const TV_NAME(shape_t) *s, co
     }
     double total = 0.0;
     for (long a = first; a < last; ++a) {
-        memset(yp, 0, sizeof(TV_T) * (size_t)(C * Wa));
+        if (nd3) memset(yp, 0, sizeof(TV_T) * (size_t)(C * Wa)); /* no row before the first */
         for (long r = 0; r < R; ++r) {
             total += TV_NAME(isotropic_fluxes)(s, image, begin, end, a, r, beta, eps2, weight,
-                                               zr, yc, xr, Wa, Wa, pad);
+                                               zc + r * W, yc, xr, Pa, Wa, pad);
             for (long c = 0; c < C; ++c) {
                 TV_T *restrict g = gimage + c * V + a * P + r * W;
-                TV_T *restrict bz = pz + c * Pa + r * W;
-                const TV_T *restrict fz = zr + c * Wa, *restrict fx = xr + c * Wa;
+                const TV_T *restrict bz = pz + c * Pa + r * W, *restrict fz = zc + c * Pa + r * W;
+                const TV_T *restrict fx = xr + c * Wa;
                 const TV_T *restrict by = yp + c * Wa, *restrict fy = yc + c * Wa;
-/* grad = sum_k ih_k (F_k(p - e_k) - F_k(p)); the slab axis's F(p - e_k) is replaced by F(p). */
+/* grad = sum_k ih_k (F_k(p - e_k) - F_k(p)). */
 #define TV_ISO_GRADIENT(ROWS)                                                                \
     _Pragma("omp simd") for (int j = 0; j < w; ++j)                                          \
     {                                                                                        \
         TV_T out = ih0 * (bz[j] - fz[j]) + ih2 * (fx[j - 1] - fx[j]);                        \
         if (ROWS) out += ih1 * (by[j] - fy[j]);                                              \
         g[j] = out;                                                                          \
-        bz[j] = fz[j];                                                                       \
     }
                 if (nd3) {
                     TV_ISO_GRADIENT(1)
@@ -383,6 +382,9 @@ TV_WHOLE_ROWS static double TV_NAME(isotropic_run)(const TV_NAME(shape_t) *s, co
             yp = yc;
             yc = t;
         }
+        TV_T *t = pz;
+        pz = zc;
+        zc = t;
     }
     return total;
 }
