@@ -470,13 +470,22 @@ def test_without_grad_only_the_value_is_computed() -> None:
 
 @needs_kernel
 @pytest.mark.parametrize(
-    "shape", [(3, 3, 97, 131), (2, 1, 150, 131), (2, 1, 37, 29, 31), (1, 3, 9, 40, 33)]
+    "shape",
+    [
+        (3, 3, 97, 131),
+        (2, 1, 150, 131),
+        (2, 1, 37, 29, 31),
+        (1, 3, 9, 40, 33),
+        (1, 3, 12, 1100),  # rows wider than the kernel's blocks of 512 columns
+        (1, 1, 3, 4, 600),
+    ],
 )
 @pytest.mark.parametrize("tv", KINDS)
 @pytest.mark.parametrize("beta", [1.0, 2.0, 1.5])
 def test_threaded_runs_of_slabs_match_on_grey_and_colour_batches(shape, tv, beta) -> None:
     # Big enough for several runs of slabs per image on both threads, on the shapes that take
-    # the kernel's specialised loops (one or three channels, beta 1 and 2, eps 0 or not).
+    # the kernel's specialised loops (one or three channels, beta 1 and 2, eps 0 or not), and
+    # rows the kernel takes in several blocks of columns.
     x = torch.rand(shape, dtype=torch.float64)
     for color in COLORS:
         for eps in (0.0, 1e-3):

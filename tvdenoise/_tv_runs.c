@@ -3,7 +3,15 @@
  * one or three channels. Part of _tv_kernel.c, which includes it once per type (TV_T,
  * TV_NAME, ...) after the helpers it uses (shape_t, phi_d, psi_d, psi_of_steps, lanes_add,
  * padded, TV_WHOLE_ROWS); tv_gradient dispatches to these, the other cases to its coefficient
- * planes. The differences, boundaries and terms are those of _tv_kernel.c's header. */
+ * planes. The differences, boundaries and terms are those of _tv_kernel.c's header.
+ *
+ * Rows wider than TV_COLUMNS values are taken in blocks of columns, so that the rows a loop
+ * reads and writes (up to six) stay in the first-level cache (32-48 KB). Measured, one thread:
+ * 2048-wide rows 0.60 -> 0.54 ns per value for the isotropic sweep, which still takes about
+ * twice as long per value on 2048- or 4096-wide rows as on rows of 1024 or less. */
+#ifndef TV_COLUMNS
+#define TV_COLUMNS 512
+#endif
 
 /* psi(d) from d and its term phi = phi_d(d): no second root or power. */
 static inline TV_T TV_NAME(psi_of_phi)(TV_T d, TV_T phi, int mode, TV_T eps2, TV_T beta)
@@ -166,7 +174,7 @@ TV_WHOLE_ROWS static double TV_NAME(direct_run_fast)(const TV_NAME(shape_t) *s, 
     const TV_T right = xc[j + 1] - v, left = v - xc[j - 1];                                  \
     const TV_T dr = j < w - 1 ? right : 0, dl = j > 0 ? left : 0;
 #define TV_FAST_IMAGE(PSI, PHI)                                                              \
-    _Pragma("omp simd reduction(+:sz, sx)") for (int j = 0; j < w; ++j)                      \
+    _Pragma("omp simd reduction(+:sz, sx)") for (int j = j0; j < j1; ++j)                    \
     {                                                                                        \
         TV_FAST_COMMON                                                                       \
         g[j] = c0 * (PSI(dp) - PSI(dz)) + c2 * (PSI(dl) - PSI(dr));                          \
@@ -174,7 +182,7 @@ TV_WHOLE_ROWS static double TV_NAME(direct_run_fast)(const TV_NAME(shape_t) *s, 
         sx += PHI(dr);                                                                       \
     }
 #define TV_FAST_VOLUME(PSI, PHI)                                                             \
-    _Pragma("omp simd reduction(+:sz, sy, sx)") for (int j = 0; j < w; ++j)                  \
+    _Pragma("omp simd reduction(+:sz, sy, sx)") for (int j = j0; j < j1; ++j)                \
     {                                                                                        \
         TV_FAST_COMMON                                                                       \
         const TV_T dy = ya[j] - v, dq = v - yp[j];                                           \
@@ -184,14 +192,17 @@ TV_WHOLE_ROWS static double TV_NAME(direct_run_fast)(const TV_NAME(shape_t) *s, 
         sy += PHI(dy);                                                                       \
         sx += PHI(dr);                                                                       \
     }
-            if (mode == 0 && s->nd == 3) {
-                TV_FAST_VOLUME(TV_SIGN, TV_ABS)
-            } else if (mode == 0) {
-                TV_FAST_IMAGE(TV_SIGN, TV_ABS)
-            } else if (s->nd == 3) {
-                TV_FAST_VOLUME(TV_SAME, TV_SQUARE)
-            } else {
-                TV_FAST_IMAGE(TV_SAME, TV_SQUARE)
+            for (int j0 = 0; j0 < w; j0 += TV_COLUMNS) {
+                const int j1 = j0 + TV_COLUMNS < w ? j0 + TV_COLUMNS : w;
+                if (mode == 0 && s->nd == 3) {
+                    TV_FAST_VOLUME(TV_SIGN, TV_ABS)
+                } else if (mode == 0) {
+                    TV_FAST_IMAGE(TV_SIGN, TV_ABS)
+                } else if (s->nd == 3) {
+                    TV_FAST_VOLUME(TV_SAME, TV_SQUARE)
+                } else {
+                    TV_FAST_IMAGE(TV_SAME, TV_SQUARE)
+                }
             }
 #undef TV_FAST_VOLUME
 #undef TV_FAST_IMAGE
@@ -222,19 +233,21 @@ TV_WHOLE_ROWS static double TV_NAME(direct_run_fast)(const TV_NAME(shape_t) *s, 
     return total;
 }
 
-/* The isotropic kind's fluxes of row r of slab a (C channels, 1 or 3), and the sum of the
- * row's terms, in one loop: with D_k the differences (times ih_k) and a the coefficient of the
- * row's terms, beta (s + eps^2)^(beta/2 - 1) times weight, F_k = a D_k for each channel, into
- * fz, fy and fx (channel c at c * zstride in fz, c * stride in the others; fy only for
- * volumes). The gradient is then sum_k ih_k (F_k(p - e_k) - F_k(p)). Rows at either end of x
- * are read from copies in pad (C rows of W + 2). */
+/* The isotropic kind's fluxes of columns [j0, j1) of row r of slab a (C channels, 1 or 3), and
+ * the sum of their terms, in one loop: with D_k the differences (times ih_k) and a the
+ * coefficient of the terms, beta (s + eps^2)^(beta/2 - 1) times weight, F_k = a D_k for each
+ * channel, into fz, fy and fx (channel c at c * zstride in fz, c * stride in the others; fy
+ * only for volumes). The gradient is then sum_k ih_k (F_k(p - e_k) - F_k(p)). Rows at either
+ * end of x are read from copies in pad (C rows of W + 2), made when j0 is 0, so a row's
+ * blocks are taken in order. */
 TV_WHOLE_ROWS static double TV_NAME(isotropic_fluxes)(const TV_NAME(shape_t) *s,
                                                       const TV_T *image, const TV_T *begin,
                                                       const TV_T *end, long a, long r,
                                                       double beta, TV_T eps2, TV_T weight,
                                                       TV_T *restrict fz, TV_T *restrict fy,
                                                       TV_T *restrict fx, long zstride,
-                                                      long stride, TV_T *restrict pad)
+                                                      long stride, TV_T *restrict pad, int j0,
+                                                      int j1)
 {
     const long W = s->width, V = s->volume, C = s->channels;
     const int w = (int)W;
@@ -252,8 +265,10 @@ TV_WHOLE_ROWS static double TV_NAME(isotropic_fluxes)(const TV_NAME(shape_t) *s,
         xs[c] = x;
         if (x == begin || x + W == end) {
             TV_T *copy = pad + c * (W + 2) + 1;
-            memcpy(copy, x, sizeof(TV_T) * (size_t)W);
-            copy[-1] = copy[W] = 0;
+            if (j0 == 0) {
+                memcpy(copy, x, sizeof(TV_T) * (size_t)W);
+                copy[-1] = copy[W] = 0;
+            }
             xs[c] = copy;
         }
     }
@@ -276,7 +291,7 @@ TV_WHOLE_ROWS static double TV_NAME(isotropic_fluxes)(const TV_NAME(shape_t) *s,
     STEP(x0, z0, y0, 0, ROWS) STEP(x1, z1, y1, 1, ROWS) STEP(x2, z2, y2, 2, ROWS)
 #define TV_ISO_FLUX_OF(X, Z, Y, n, ROWS) TV_ISO_FLUX(n, ROWS)
 #define TV_ISO_LOOP(CHANNELS, ROWS, PHI_COEF)                                                \
-    _Pragma("omp simd reduction(+:total)") for (int j = 0; j < w; ++j)                       \
+    _Pragma("omp simd reduction(+:total)") for (int j = j0; j < j1; ++j)                     \
     {                                                                                        \
         TV_T sq = 0;                                                                         \
         CHANNELS(TV_ISO_DIFFS, ROWS)                                                         \
@@ -348,7 +363,7 @@ TV_WHOLE_ROWS static double TV_NAME(isotropic_run)(const TV_NAME(shape_t) *s, co
     if (first > 0) {
         for (long r = 0; r < R; ++r)
             TV_NAME(isotropic_fluxes)(s, image, begin, end, first - 1, r, beta, eps2, weight,
-                                      pz + r * W, yc, xr, Pa, Wa, pad);
+                                      pz + r * W, yc, xr, Pa, Wa, pad, 0, w);
     } else {
         memset(pz, 0, sizeof(TV_T) * (size_t)(C * Pa));
     }
@@ -356,27 +371,31 @@ TV_WHOLE_ROWS static double TV_NAME(isotropic_run)(const TV_NAME(shape_t) *s, co
     for (long a = first; a < last; ++a) {
         if (nd3) memset(yp, 0, sizeof(TV_T) * (size_t)(C * Wa)); /* no row before the first */
         for (long r = 0; r < R; ++r) {
-            total += TV_NAME(isotropic_fluxes)(s, image, begin, end, a, r, beta, eps2, weight,
-                                               zc + r * W, yc, xr, Pa, Wa, pad);
-            for (long c = 0; c < C; ++c) {
-                TV_T *restrict g = gimage + c * V + a * P + r * W;
-                const TV_T *restrict bz = pz + c * Pa + r * W, *restrict fz = zc + c * Pa + r * W;
-                const TV_T *restrict fx = xr + c * Wa;
-                const TV_T *restrict by = yp + c * Wa, *restrict fy = yc + c * Wa;
+            for (int j0 = 0; j0 < w; j0 += TV_COLUMNS) {
+                const int j1 = j0 + TV_COLUMNS < w ? j0 + TV_COLUMNS : w;
+                total += TV_NAME(isotropic_fluxes)(s, image, begin, end, a, r, beta, eps2,
+                                                   weight, zc + r * W, yc, xr, Pa, Wa, pad, j0,
+                                                   j1);
+                for (long c = 0; c < C; ++c) {
+                    TV_T *restrict g = gimage + c * V + a * P + r * W;
+                    const TV_T *restrict bz = pz + c * Pa + r * W;
+                    const TV_T *restrict fz = zc + c * Pa + r * W, *restrict fx = xr + c * Wa;
+                    const TV_T *restrict by = yp + c * Wa, *restrict fy = yc + c * Wa;
 /* grad = sum_k ih_k (F_k(p - e_k) - F_k(p)). */
 #define TV_ISO_GRADIENT(ROWS)                                                                \
-    _Pragma("omp simd") for (int j = 0; j < w; ++j)                                          \
+    _Pragma("omp simd") for (int j = j0; j < j1; ++j)                                        \
     {                                                                                        \
         TV_T out = ih0 * (bz[j] - fz[j]) + ih2 * (fx[j - 1] - fx[j]);                        \
         if (ROWS) out += ih1 * (by[j] - fy[j]);                                              \
         g[j] = out;                                                                          \
     }
-                if (nd3) {
-                    TV_ISO_GRADIENT(1)
-                } else {
-                    TV_ISO_GRADIENT(0)
-                }
+                    if (nd3) {
+                        TV_ISO_GRADIENT(1)
+                    } else {
+                        TV_ISO_GRADIENT(0)
+                    }
 #undef TV_ISO_GRADIENT
+                }
             }
             TV_T *t = yp;
             yp = yc;
