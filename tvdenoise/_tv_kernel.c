@@ -48,6 +48,12 @@ static void *tv_scratch(size_t n, size_t size)
 #else
 #define TV_WHOLE_ROWS
 #endif
+/* Inlined where called, so that a call with constant column bounds gets loops with them. */
+#if defined(__GNUC__)
+#define TV_INLINE static inline __attribute__((always_inline))
+#else
+#define TV_INLINE static inline
+#endif
 
 #define TV_T float
 #define TV_NAME(name) name##_f32

@@ -192,18 +192,28 @@ TV_WHOLE_ROWS static double TV_NAME(direct_run_fast)(const TV_NAME(shape_t) *s, 
         sy += PHI(dy);                                                                       \
         sx += PHI(dr);                                                                       \
     }
-            for (int j0 = 0; j0 < w; j0 += TV_COLUMNS) {
-                const int j1 = j0 + TV_COLUMNS < w ? j0 + TV_COLUMNS : w;
-                if (mode == 0 && s->nd == 3) {
-                    TV_FAST_VOLUME(TV_SIGN, TV_ABS)
-                } else if (mode == 0) {
-                    TV_FAST_IMAGE(TV_SIGN, TV_ABS)
-                } else if (s->nd == 3) {
-                    TV_FAST_VOLUME(TV_SAME, TV_SQUARE)
-                } else {
-                    TV_FAST_IMAGE(TV_SAME, TV_SQUARE)
+#define TV_FAST_BLOCK                                                                        \
+    if (mode == 0 && s->nd == 3) {                                                           \
+        TV_FAST_VOLUME(TV_SIGN, TV_ABS)                                                      \
+    } else if (mode == 0) {                                                                  \
+        TV_FAST_IMAGE(TV_SIGN, TV_ABS)                                                       \
+    } else if (s->nd == 3) {                                                                 \
+        TV_FAST_VOLUME(TV_SAME, TV_SQUARE)                                                   \
+    } else {                                                                                 \
+        TV_FAST_IMAGE(TV_SAME, TV_SQUARE)                                                    \
+    }
+            /* A row of one block keeps constant bounds: a loop from a variable start cost
+             * a third more on the 128-wide rows of volumes. */
+            if (w <= TV_COLUMNS) {
+                const int j0 = 0, j1 = w;
+                TV_FAST_BLOCK
+            } else {
+                for (int j0 = 0; j0 < w; j0 += TV_COLUMNS) {
+                    const int j1 = j0 + TV_COLUMNS < w ? j0 + TV_COLUMNS : w;
+                    TV_FAST_BLOCK
                 }
             }
+#undef TV_FAST_BLOCK
 #undef TV_FAST_VOLUME
 #undef TV_FAST_IMAGE
 #undef TV_FAST_COMMON
@@ -240,7 +250,7 @@ TV_WHOLE_ROWS static double TV_NAME(direct_run_fast)(const TV_NAME(shape_t) *s, 
  * only for volumes). The gradient is then sum_k ih_k (F_k(p - e_k) - F_k(p)). Rows at either
  * end of x are read from copies in pad (C rows of W + 2), made when j0 is 0, so a row's
  * blocks are taken in order. */
-TV_WHOLE_ROWS static double TV_NAME(isotropic_fluxes)(const TV_NAME(shape_t) *s,
+TV_WHOLE_ROWS TV_INLINE double TV_NAME(isotropic_fluxes)(const TV_NAME(shape_t) *s,
                                                       const TV_T *image, const TV_T *begin,
                                                       const TV_T *end, long a, long r,
                                                       double beta, TV_T eps2, TV_T weight,
@@ -341,11 +351,52 @@ TV_WHOLE_ROWS static double TV_NAME(isotropic_fluxes)(const TV_NAME(shape_t) *s,
     return (double)total;
 }
 
+/* Columns [j0, j1) of row r of slab a for isotropic_run: the fluxes (fz into zc, channel c at
+ * c * zstride), then the gradient from them and those kept of the slab and row before (pz,
+ * yp); for volumes the slab's fluxes are copied into pz as they are used. */
+TV_WHOLE_ROWS TV_INLINE double TV_NAME(isotropic_block)(
+    const TV_NAME(shape_t) *s, const TV_T *image, const TV_T *begin, const TV_T *end,
+    TV_T *gimage, long a, long r, double beta, TV_T eps2, TV_T weight, TV_T *restrict pz,
+    TV_T *restrict zc, long zstride, const TV_T *restrict yp, TV_T *restrict yc,
+    TV_T *restrict xr, TV_T *restrict pad, int j0, int j1)
+{
+    const long W = s->width, P = s->plane, V = s->volume, C = s->channels;
+    const long Wa = TV_NAME(padded)(W), Pa = TV_NAME(padded)(P);
+    const TV_T ih0 = s->ih[0], ih1 = s->ih[1], ih2 = s->ih[2];
+    const double total = TV_NAME(isotropic_fluxes)(s, image, begin, end, a, r, beta, eps2,
+                                                   weight, zc, yc, xr, zstride, Wa, pad, j0, j1);
+    for (long c = 0; c < C; ++c) {
+        TV_T *restrict g = gimage + c * V + a * P + r * W, *restrict bz = pz + c * Pa + r * W;
+        const TV_T *restrict fz = zc + c * zstride, *restrict fx = xr + c * Wa;
+        const TV_T *restrict by = yp + c * Wa, *restrict fy = yc + c * Wa;
+/* grad = sum_k ih_k (F_k(p - e_k) - F_k(p)). */
+#define TV_ISO_GRADIENT(ROWS)                                                                \
+    _Pragma("omp simd") for (int j = j0; j < j1; ++j)                                        \
+    {                                                                                        \
+        TV_T out = ih0 * (bz[j] - fz[j]) + ih2 * (fx[j - 1] - fx[j]);                        \
+        if (ROWS) {                                                                          \
+            out += ih1 * (by[j] - fy[j]);                                                    \
+            bz[j] = fz[j];                                                                   \
+        }                                                                                    \
+        g[j] = out;                                                                          \
+    }
+        if (s->nd == 3) {
+            TV_ISO_GRADIENT(1)
+        } else {
+            TV_ISO_GRADIENT(0)
+        }
+#undef TV_ISO_GRADIENT
+    }
+    return total;
+}
+
 /* The isotropic kind, one run of slabs [first, last) of one image of 1 or 3 channels, in one
- * sweep: the gradient into gimage and the sum of the terms (returned). Per channel, pz and zc
- * (planes) hold the fluxes along the slab axis of the previous and the current slab; yp and
- * yc (rows) along rows, of the previous and the current row; xr (a row, with a 0 before it)
- * along the row's columns; each plane and row starts on a vector. buffer holds
+ * sweep: the gradient into gimage and the sum of the terms (returned). Per channel, pz (a
+ * plane) holds the fluxes along the slab axis of the previous slab; zc those of the current
+ * row, for volumes (copied into pz as they are used), or of the current slab, for images
+ * (whose slabs are rows: pz and zc then trade places, no copy); yp and yc (rows) the fluxes
+ * along rows, of the previous and the current row; xr (a row, with a 0 before it) along the
+ * row's columns; each plane and row starts on a vector. buffer holds
  * C * (2 padded(P) + 4 padded(W)) + 16 values. */
 TV_WHOLE_ROWS static double TV_NAME(isotropic_run)(const TV_NAME(shape_t) *s, const TV_T *image,
                                                    const TV_T *begin, const TV_T *end,
@@ -353,10 +404,10 @@ TV_WHOLE_ROWS static double TV_NAME(isotropic_run)(const TV_NAME(shape_t) *s, co
                                                    double beta, TV_T eps2, TV_T weight,
                                                    TV_T *buffer)
 {
-    const long W = s->width, R = s->rows, P = s->plane, V = s->volume, C = s->channels;
+    const long W = s->width, R = s->rows, P = s->plane, C = s->channels;
     const long Wa = TV_NAME(padded)(W), Pa = TV_NAME(padded)(P);
     const int w = (int)W, nd3 = s->nd == 3;
-    const TV_T ih0 = s->ih[0], ih1 = s->ih[1], ih2 = s->ih[2];
+    const long zstride = nd3 ? Wa : Pa;
     TV_T *pz = buffer, *zc = pz + C * Pa, *yp = zc + C * Pa, *yc = yp + C * Wa;
     TV_T *xr = yc + C * Wa + 16, *pad = xr + C * Wa;
     for (long c = 0; c < C; ++c) xr[c * Wa - 1] = 0;
@@ -371,39 +422,27 @@ TV_WHOLE_ROWS static double TV_NAME(isotropic_run)(const TV_NAME(shape_t) *s, co
     for (long a = first; a < last; ++a) {
         if (nd3) memset(yp, 0, sizeof(TV_T) * (size_t)(C * Wa)); /* no row before the first */
         for (long r = 0; r < R; ++r) {
-            for (int j0 = 0; j0 < w; j0 += TV_COLUMNS) {
-                const int j1 = j0 + TV_COLUMNS < w ? j0 + TV_COLUMNS : w;
-                total += TV_NAME(isotropic_fluxes)(s, image, begin, end, a, r, beta, eps2,
-                                                   weight, zc + r * W, yc, xr, Pa, Wa, pad, j0,
-                                                   j1);
-                for (long c = 0; c < C; ++c) {
-                    TV_T *restrict g = gimage + c * V + a * P + r * W;
-                    const TV_T *restrict bz = pz + c * Pa + r * W;
-                    const TV_T *restrict fz = zc + c * Pa + r * W, *restrict fx = xr + c * Wa;
-                    const TV_T *restrict by = yp + c * Wa, *restrict fy = yc + c * Wa;
-/* grad = sum_k ih_k (F_k(p - e_k) - F_k(p)). */
-#define TV_ISO_GRADIENT(ROWS)                                                                \
-    _Pragma("omp simd") for (int j = j0; j < j1; ++j)                                        \
-    {                                                                                        \
-        TV_T out = ih0 * (bz[j] - fz[j]) + ih2 * (fx[j - 1] - fx[j]);                        \
-        if (ROWS) out += ih1 * (by[j] - fy[j]);                                              \
-        g[j] = out;                                                                          \
-    }
-                    if (nd3) {
-                        TV_ISO_GRADIENT(1)
-                    } else {
-                        TV_ISO_GRADIENT(0)
-                    }
-#undef TV_ISO_GRADIENT
+            /* As in direct_run_fast, a row of one block keeps constant bounds. */
+            if (w <= TV_COLUMNS) {
+                total += TV_NAME(isotropic_block)(s, image, begin, end, gimage, a, r, beta, eps2,
+                                                  weight, pz, zc, zstride, yp, yc, xr, pad, 0, w);
+            } else {
+                for (int j0 = 0; j0 < w; j0 += TV_COLUMNS) {
+                    const int j1 = j0 + TV_COLUMNS < w ? j0 + TV_COLUMNS : w;
+                    total += TV_NAME(isotropic_block)(s, image, begin, end, gimage, a, r, beta,
+                                                      eps2, weight, pz, zc, zstride, yp, yc, xr,
+                                                      pad, j0, j1);
                 }
             }
             TV_T *t = yp;
             yp = yc;
             yc = t;
         }
-        TV_T *t = pz;
-        pz = zc;
-        zc = t;
+        if (!nd3) {
+            TV_T *t = pz;
+            pz = zc;
+            zc = t;
+        }
     }
     return total;
 }
