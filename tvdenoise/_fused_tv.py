@@ -3,13 +3,20 @@
 TV and its gradient are stencils: read x once, write the gradient once. Written with PyTorch
 operations they take tens of elementwise passes (differences, squares, sums, the power, then
 the same again in reverse for autograd, each holding a full-size temporary). ``_tv_kernel.c``
-computes the value in one sweep over x and the gradient in one more, so a forward and backward
-cost about three passes over the image (read, read, write) and no temporaries.
+computes the value in one sweep over x (:func:`value`, when no gradient is wanted), or the
+value and the gradient together in one sweep (read x, write the gradient) and no temporaries.
 
-:class:`FusedTotalVariation` is the ``torch.autograd.Function``; its backward is the analytic
+:class:`FusedTotalVariation` is the ``torch.autograd.Function``; its gradient is the analytic
 (sub)gradient (zero where a magnitude is 0, as :func:`tvdenoise.ops.safe_power` defines it).
-A backward that itself records a graph (``create_graph=True``, for double backward) is
-computed by the PyTorch path on the saved input instead, so higher derivatives stay exact.
+Its forward computes the gradient of the output's sum along with the value and keeps it (one
+tensor of the input's size, the memory the gradient takes anyway); backward scales it by
+``grad_output`` in place (nothing at all when ``grad_output`` is 1, as for ``loss.backward()``
+on the scalar that :class:`tvdenoise.TVLoss` returns) and hands that tensor over, so a forward
+and backward cost one sweep. The per-pixel map (``reduction="none"``) has a gradient that
+depends on every value of ``grad_output``: its backward is a second sweep, as is a second
+backward of the same graph (``retain_graph=True``). A backward that itself records a graph
+(``create_graph=True``, for double backward) is computed by the PyTorch path on the saved
+input instead, so higher derivatives stay exact.
 
 Used for float32 and float64 CPU tensors where the kernel compiles (see :mod:`tvdenoise.native`);
 everything else (other devices, half precision, no compiler, ``TVDENOISE_NO_NATIVE=1``) takes
@@ -30,9 +37,11 @@ import torch
 from . import native
 from .ops import TV_STENCIL_WEIGHT
 
-__all__ = ["FusedTotalVariation", "Options", "kernel", "usable"]
+__all__ = ["FusedTotalVariation", "Options", "kernel", "usable", "value"]
 
 SOURCE = Path(__file__).with_name("_tv_kernel.c")
+#: The file SOURCE includes.
+INCLUDES = (Path(__file__).with_name("_tv_runs.c"),)
 _KINDS = {"isotropic": 0, "anisotropic": 1, "symmetric": 2}
 #: No trapping maths: lets the compiler vectorise the guarded divisions and roots (the kernel
 #: never relies on floating-point exceptions).
@@ -42,7 +51,8 @@ _PARALLEL_MIN = 1 << 15
 
 
 class Options(NamedTuple):
-    """What :func:`tvdenoise.total_variation` was asked for (already validated)."""
+    """What :func:`tvdenoise.total_variation` was asked for (already validated), with the
+    factor and the combination over the batch that :class:`tvdenoise.TVLoss` adds."""
 
     beta: float
     tv: str
@@ -50,6 +60,11 @@ class Options(NamedTuple):
     eps: float
     reduction: str
     spacing: tuple[float, ...] | None
+    #: Factor on every term.
+    weight: float = 1.0
+    #: "none": one value per sample ``(N,)``; "sum" or "mean" over the samples: a scalar.
+    #: Ignored for ``reduction="none"``.
+    batch_reduction: str = "none"
 
 
 class _Kernel:
@@ -61,13 +76,13 @@ class _Kernel:
             value = getattr(library, f"tv_value_{suffix}")
             value.restype = None
             # x, images, channels, slabs, rows, width, nd, kind, inv_h, beta, eps, scale,
-            # dir_weight, skip_last, out, map, threads
-            value.argtypes = [p, n, n, n, n, n, i, i, p, d, d, d, p, i, p, p, i]
+            # dir_weight, skip_last, out, group, map, threads
+            value.argtypes = [p, n, n, n, n, n, i, i, p, d, d, d, p, i, p, n, p, i]
             gradient = getattr(library, f"tv_gradient_{suffix}")
             gradient.restype = None
             # x, images, channels, slabs, rows, width, nd, kind, inv_h, beta, eps, scale,
-            # dir_weight, image_weight, gmap, grad, threads
-            gradient.argtypes = [p, n, n, n, n, n, i, i, p, d, d, d, p, p, p, p, i]
+            # dir_weight, skip_last, out, group, image_weight, gmap, grad, threads
+            gradient.argtypes = [p, n, n, n, n, n, i, i, p, d, d, d, p, i, p, n, p, p, p, i]
             self.value[dtype] = value
             self.gradient[dtype] = gradient
 
@@ -75,7 +90,7 @@ class _Kernel:
 @functools.cache
 def kernel() -> _Kernel | None:
     """The compiled TV kernel, compiling it on first use; None where it cannot be had."""
-    built = native.build(SOURCE, "tv_kernel", _FLAGS, isa=True)
+    built = native.build(SOURCE, "tv_kernel", _FLAGS, isa=True, includes=INCLUDES)
     return None if built is None else _Kernel(built.library)
 
 
@@ -91,13 +106,13 @@ def usable(u: torch.Tensor) -> bool:
 
 class _Plan(NamedTuple):
     images: int
-    channels: int
-    dims: tuple[int, int, int]  # slabs, rows, width
-    nd: int
-    inv_h: tuple[float, float, float]
-    scale: float
-    dir_weight: tuple[float, float, float]
-    skip_last: bool
+    #: The arguments after x that tv_value and tv_gradient share: the layout, the kind, the
+    #: weights (the ctypes arrays live as long as the plan) and skip_last.
+    arguments: tuple[Any, ...]
+    #: The shape of the output for reductions "sum" and "mean": () or (N,); and how many
+    #: consecutive images the kernel adds into each of its values.
+    shape: tuple[int, ...]
+    group: int
 
 
 def direction_counts(values: int, spatial: Sequence[int]) -> list[int]:
@@ -107,7 +122,10 @@ def direction_counts(values: int, spatial: Sequence[int]) -> list[int]:
     return [max(values * (n - 1) // n, 1) for n in spatial]
 
 
-def _plan(shape: torch.Size, options: Options) -> _Plan:
+@functools.lru_cache(maxsize=256)
+def _plan(shape: tuple[int, ...], options: Options) -> _Plan:
+    """The kernel's arguments for a batch of this shape: computed once per shape and options
+    (a training loop calls with the same ones every step)."""
     n, c, *spatial = shape
     channelwise = options.color == "channelwise"
     images, channels = (n * c, 1) if channelwise else (n, c)
@@ -118,7 +136,9 @@ def _plan(shape: torch.Size, options: Options) -> _Plan:
     else:
         dims, nd = (spatial[0], spatial[1], spatial[2]), 3
         inv_h = (1.0 / spacing[0], 1.0 / spacing[1], 1.0 / spacing[2])
-    scale = TV_STENCIL_WEIGHT[options.tv]
+    scale = TV_STENCIL_WEIGHT[options.tv] * options.weight
+    if options.batch_reduction == "mean" and options.reduction != "none":
+        scale /= n
     dir_weight, skip_last = (1.0, 1.0, 1.0), False
     if options.reduction == "mean":
         per_sample_values = (c if channelwise else 1) * math.prod(spatial)
@@ -130,76 +150,69 @@ def _plan(shape: torch.Size, options: Options) -> _Plan:
             skip_last = True
         else:
             scale /= per_sample_values
-    return _Plan(images, channels, dims, nd, inv_h, scale, dir_weight, skip_last)
+    arguments = (
+        images,
+        channels,
+        *dims,
+        nd,
+        _KINDS[options.tv],
+        _doubles(inv_h),
+        options.beta,
+        options.eps,
+        scale,
+        _doubles(dir_weight),
+        int(skip_last),
+    )
+    out_shape: tuple[int, ...] = () if options.batch_reduction != "none" else (n,)
+    return _Plan(images, arguments, out_shape, images // n if out_shape else images)
 
 
 def _doubles(values: tuple[float, ...]) -> Any:
     return (ctypes.c_double * len(values))(*values)
 
 
-def _common_arguments(x: torch.Tensor, plan: _Plan, options: Options) -> tuple[Any, ...]:
-    """The arguments tv_value and tv_gradient share: x, its layout, the kind and the weights."""
-    return (
-        x.data_ptr(),
-        plan.images,
-        plan.channels,
-        *plan.dims,
-        plan.nd,
-        _KINDS[options.tv],
-        _doubles(plan.inv_h),
-        options.beta,
-        options.eps,
-        plan.scale,
-        _doubles(plan.dir_weight),
-    )
-
-
 def _threads(u: torch.Tensor) -> int:
     return torch.get_num_threads() if u.numel() >= _PARALLEL_MIN else 1
 
 
-def _value(u: torch.Tensor, options: Options) -> torch.Tensor:
+def value(u: torch.Tensor, options: Options) -> torch.Tensor:
+    """The output of :class:`FusedTotalVariation` by the value sweep alone, with no graph."""
     found = kernel()
     assert found is not None
     plan = _plan(u.shape, options)
     x = u.contiguous()
-    per_image = torch.empty(plan.images, dtype=torch.float64)
-    terms = None
     if options.reduction == "none":
-        terms = torch.empty((plan.images, 1, *u.shape[2:]), dtype=u.dtype)
+        out = torch.empty((plan.images, 1, *u.shape[2:]), dtype=u.dtype)
+        found.value[u.dtype](x.data_ptr(), *plan.arguments, None, 1, out.data_ptr(), _threads(x))
+        n, c = u.shape[:2]  # channelwise: each channel was an image of one channel
+        return out.view(n, c if options.color == "channelwise" else 1, *u.shape[2:])
+    out = torch.empty(plan.shape, dtype=u.dtype)
     found.value[u.dtype](
-        *_common_arguments(x, plan, options),
-        int(plan.skip_last),
-        per_image.data_ptr(),
-        None if terms is None else terms.data_ptr(),
-        _threads(x),
+        x.data_ptr(), *plan.arguments, out.data_ptr(), plan.group, None, _threads(x)
     )
-    n, c = u.shape[:2]
-    if terms is not None:  # channelwise: each channel was an image of one channel
-        return terms.view(n, c if options.color == "channelwise" else 1, *u.shape[2:])
-    per_sample = per_image.view(n, -1).sum(dim=1) if options.color == "channelwise" else per_image
-    return per_sample.to(u.dtype)
+    return out
 
 
-def _gradient(u: torch.Tensor, options: Options, grad_output: torch.Tensor) -> torch.Tensor:
+def _sweep(
+    u: torch.Tensor,
+    options: Options,
+    image_weight: torch.Tensor | None,
+    gmap: torch.Tensor | None,
+    out: torch.Tensor | None,
+) -> torch.Tensor:
+    """One tv_gradient sweep: the gradient of sum_n image_weight[n] * term sum (all 1 when
+    None) or of sum_p gmap[p] term(p); the output into ``out`` when given."""
     found = kernel()
     assert found is not None
     plan = _plan(u.shape, options)
     x = u.contiguous()
-    c = u.shape[1]
-    gmap = None
-    if options.reduction == "none":
-        gmap = grad_output.to(u.dtype).contiguous()
-        image_weight = torch.ones(plan.images, dtype=torch.float64)
-    else:
-        image_weight = grad_output.to(torch.float64)
-        if options.color == "channelwise":
-            image_weight = image_weight.repeat_interleave(c)
-        image_weight = image_weight.contiguous()
     grad = torch.empty_like(x)
     found.gradient[u.dtype](
-        *_common_arguments(x, plan, options),
-        image_weight.data_ptr(),
+        x.data_ptr(),
+        *plan.arguments,
+        None if out is None else out.data_ptr(),
+        plan.group,
+        None if image_weight is None else image_weight.data_ptr(),
         None if gmap is None else gmap.data_ptr(),
         grad.data_ptr(),
         _threads(x),
@@ -207,12 +220,43 @@ def _gradient(u: torch.Tensor, options: Options, grad_output: torch.Tensor) -> t
     return grad
 
 
+def value_and_gradient(u: torch.Tensor, options: Options) -> tuple[torch.Tensor, torch.Tensor]:
+    """The output for reductions "sum" and "mean" and the gradient of its sum, in one sweep."""
+    out = torch.empty(_plan(u.shape, options).shape, dtype=u.dtype)
+    return out, _sweep(u, options, None, None, out)
+
+
+def _gradient(u: torch.Tensor, options: Options, grad_output: torch.Tensor) -> torch.Tensor:
+    """The gradient sweep alone: the backward of an output whose gradient was not kept."""
+    if options.reduction == "none":
+        return _sweep(u, options, None, grad_output.to(u.dtype).contiguous(), None)
+    images = _plan(u.shape, options).images
+    image_weight = grad_output.to(torch.float64)
+    if image_weight.dim() == 0:  # reduced over the batch
+        image_weight = image_weight.expand(images)
+    elif options.color == "channelwise":
+        image_weight = image_weight.repeat_interleave(u.shape[1])
+    return _sweep(u, options, image_weight.contiguous(), None, None)
+
+
+def _scaled(gradient: torch.Tensor, grad_output: torch.Tensor) -> torch.Tensor:
+    """The kept gradient of the output's sum times ``grad_output`` (per sample), in place."""
+    if grad_output.dim() == 0:
+        if grad_output.item() != 1.0:
+            gradient.mul_(grad_output)
+    elif not bool(grad_output.eq(1.0).all()):
+        gradient.view(grad_output.shape[0], -1).mul_(grad_output.view(-1, 1))
+    return gradient
+
+
 class FusedTotalVariation(torch.autograd.Function):
     """``total_variation`` of a batch ``u`` (``(N, C, *spatial)``) by the fused kernel.
 
-    Returns the per-sample values ``(N,)``, or for ``reduction="none"`` the term map
-    ``(N, C or 1, *spatial)``; ``reference`` is the PyTorch path giving the same result, used
-    for backward passes that record a graph.
+    Returns the per-sample values ``(N,)`` (a scalar when ``options.batch_reduction`` combines
+    them), or for ``reduction="none"`` the term map ``(N, C or 1, *spatial)``; ``reference`` is
+    the PyTorch path giving the same result, used for backward passes that record a graph.
+    Call it only where a gradient is wanted (grad mode on, ``u`` requiring grad): its forward
+    computes the gradient too; :func:`value` is the output alone.
     """
 
     @staticmethod
@@ -225,17 +269,26 @@ class FusedTotalVariation(torch.autograd.Function):
         ctx.options = options
         ctx.reference = reference
         ctx.save_for_backward(u)
-        return _value(u, options)
+        ctx.gradient = None
+        if options.reduction == "none":
+            return value(u, options)
+        out, ctx.gradient = value_and_gradient(u, options)
+        return out
 
     @staticmethod
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:
         (u,) = ctx.saved_tensors
+        # Handed over, not kept: autograd then takes the tensor itself as u's gradient, and a
+        # second backward of the graph (retain_graph=True) sweeps again.
+        gradient, ctx.gradient = ctx.gradient, None
         if not ctx.needs_input_grad[0]:
             return None, None, None
         if torch.is_grad_enabled():
             # create_graph=True: differentiate the PyTorch path so the result has a graph.
             with torch.enable_grad():
-                value = ctx.reference(u, ctx.options)
-                (grad,) = torch.autograd.grad(value, u, grad_output, create_graph=True)
+                out = ctx.reference(u, ctx.options)
+                (grad,) = torch.autograd.grad(out, u, grad_output, create_graph=True)
             return grad, None, None
-        return _gradient(u.detach(), ctx.options, grad_output), None, None
+        if gradient is None:
+            return _gradient(u.detach(), ctx.options, grad_output), None, None
+        return _scaled(gradient, grad_output), None, None

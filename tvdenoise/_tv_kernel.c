@@ -1,4 +1,5 @@
-/* Fused total variation: its value and its gradient, one sweep each, for float and double.
+/* Fused total variation: its value in one sweep, or its value and gradient in one sweep, for
+ * float and double.
  *
  * Compiled at run time by tvdenoise/native.py (plain C99, OpenMP when available) and called
  * through ctypes by tvdenoise/_fused_tv.py on contiguous CPU tensors; tvdenoise/tv.py holds the
@@ -26,24 +27,54 @@
  * sweep; the work is split into runs of slabs, each run recomputing the slab before it.
  */
 #ifndef TV_T
+#define _POSIX_C_SOURCE 200112L /* posix_memalign */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Scratch for n values of `size` bytes, aligned to a vector (64 bytes) so whole-vector loads
+ * and stores of its rows do not straddle cache lines; NULL when out of memory. */
+static void *tv_scratch(size_t n, size_t size)
+{
+    void *p = NULL;
+    return posix_memalign(&p, 64, n * size + 64) == 0 ? p : NULL;
+}
+
+/* The fused sweeps mask a row's first and last differences inside loops over whole rows; GCC
+ * would split such a loop at the mask (-fsplit-loops, part of -O3) into one loop of W - 1
+ * values and a scalar remainder, which costs more than the mask on short rows. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define TV_WHOLE_ROWS __attribute__((optimize("no-split-loops")))
+#else
+#define TV_WHOLE_ROWS
+#endif
+/* Inlined where called, so that a call with constant column bounds gets loops with them. */
+#if defined(__GNUC__)
+#define TV_INLINE static inline __attribute__((always_inline))
+#else
+#define TV_INLINE static inline
+#endif
 
 #define TV_T float
 #define TV_NAME(name) name##_f32
 #define TV_SQRT sqrtf
 #define TV_POW powf
+#define TV_FABS fabsf
+#define TV_COPYSIGN copysignf
 #include __FILE__
 #undef TV_T
 #undef TV_NAME
 #undef TV_SQRT
 #undef TV_POW
+#undef TV_FABS
+#undef TV_COPYSIGN
 
 #define TV_T double
 #define TV_NAME(name) name##_f64
 #define TV_SQRT sqrt
 #define TV_POW pow
+#define TV_FABS fabs
+#define TV_COPYSIGN copysign
 #include __FILE__
 
 #else /* the body, once per type */
@@ -135,11 +166,32 @@ static void TV_NAME(squares)(const TV_NAME(shape_t) *s, const TV_T *image, long 
 }
 
 /* phi(s) in place of s (value), or its coefficient times `weight` (and times gmap[p] when
- * given) (derivative: beta (s + eps^2)^(beta / 2 - 1)), over n values. */
+ * given) (derivative: beta (s + eps^2)^(beta / 2 - 1)), over n values; with `values` (derivative
+ * only) also phi(s) into values[i], for the sweep that computes the value and the gradient. */
 static void TV_NAME(phi)(TV_T *restrict v, long n, double beta, TV_T eps2, int derivative,
-                         TV_T weight, const TV_T *restrict gmap)
+                         TV_T weight, const TV_T *restrict gmap, TV_T *restrict values)
 {
-    if (beta == 1.0) {
+    if (derivative && values) {
+        if (beta == 1.0) {
+            for (long i = 0; i < n; ++i) {
+                const TV_T q = v[i] + eps2, r = TV_SQRT(q), safe = q > 0 ? r : 1;
+                values[i] = r;
+                v[i] = q > 0 ? weight / safe : 0;
+            }
+        } else if (beta == 2.0) {
+            for (long i = 0; i < n; ++i) {
+                values[i] = v[i] + eps2;
+                v[i] = 2 * weight;
+            }
+        } else {
+            const TV_T half = (TV_T)(beta / 2), b = (TV_T)beta;
+            for (long i = 0; i < n; ++i) {
+                const TV_T q = v[i] + eps2, safe = q > 0 ? q : 1, p = TV_POW(safe, half);
+                values[i] = q > 0 ? p : 0;
+                v[i] = q > 0 ? b * weight * p / safe : 0;
+            }
+        }
+    } else if (beta == 1.0) {
         if (!derivative) {
             for (long i = 0; i < n; ++i) v[i] = TV_SQRT(v[i] + eps2);
         } else {
@@ -179,6 +231,28 @@ static double TV_NAME(row_sum)(const TV_T *restrict v, long n)
     for (int l = 0; l < 16; ++l) total += acc[l];
     return total;
 }
+
+/* Adds n values to 16 running sums in double: each call's values go to 16 lanes of TV_T first
+ * (one vector register), so the loop is one add per value, and the lanes to acc. */
+static void TV_NAME(lanes_add)(const TV_T *restrict v, long n, double *restrict acc)
+{
+    TV_T lane[16] = {0};
+    long j = 0;
+    for (; j + 16 <= n; j += 16)
+        for (int l = 0; l < 16; ++l) lane[l] += v[j + l];
+    for (; j < n; ++j) lane[j & 15] += v[j];
+    for (int l = 0; l < 16; ++l) acc[l] += (double)lane[l];
+}
+
+static double TV_NAME(lanes_total)(const double *acc)
+{
+    double total = 0.0;
+    for (int l = 0; l < 16; ++l) total += acc[l];
+    return total;
+}
+
+/* n rounded up to a whole number of vectors (16 values), so rows laid end to end stay aligned. */
+static long TV_NAME(padded)(long n) { return (n + 15) / 16 * 16; }
 
 static long TV_NAME(run_length)(long images, long slabs, int threads)
 {
@@ -290,64 +364,9 @@ static void TV_NAME(psi_of_steps)(const TV_T *restrict from, const TV_T *restric
 #undef TV_PSI_LOOP
 }
 
-/* psi of the differences along the slab axis between slab a and a + 1 (0 past the last). */
-static void TV_NAME(direct_slab_psi)(const TV_NAME(shape_t) *s, const TV_T *image, long a,
-                                     int mode, TV_T eps2, TV_T half, TV_T beta,
-                                     TV_T *restrict out)
-{
-    const long P = s->plane;
-    if (a < 0 || a >= s->slabs - 1) {
-        memset(out, 0, sizeof(TV_T) * P);
-        return;
-    }
-    const TV_T *x = image + a * P;
-    TV_NAME(psi_of_steps)(x, x + P, P, s->ih[0], mode, eps2, half, beta, out);
-}
-
-/* The gradient of slab a of the anisotropic terms, one channel, times w[k] per direction:
- * grad = sum_k w_k ih_k (psi_k(p - e_k) - psi_k(p)). ps_prev and ps_cur hold psi along the
- * slab axis at slabs a - 1 and a; prow (a plane) and pcol (a row, with a 0 before it) are
- * scratch for the other two axes, so each difference's psi is evaluated once. */
-static void TV_NAME(direct_slab_gradient)(const TV_NAME(shape_t) *s, const TV_T *image,
-                                          TV_T *gimage, long a, int mode, TV_T eps2, TV_T half,
-                                          TV_T beta, const TV_T w[3],
-                                          const TV_T *restrict ps_prev,
-                                          const TV_T *restrict ps_cur, TV_T *restrict prow,
-                                          TV_T *restrict pcol)
-{
-    const long W = s->width, R = s->rows, P = s->plane;
-    const TV_T *slab = image + a * P;
-    const TV_T c0 = w[0] * s->ih[0], c1 = w[1] * s->ih[1], c2 = w[2] * s->ih[2];
-    const TV_T ih1 = s->ih[1], ih2 = s->ih[2];
-    for (long r = 0; r < R; ++r) {
-        const long o = r * W;
-        const TV_T *restrict x = slab + o;
-        TV_T *restrict g = gimage + a * P + o;
-        TV_NAME(psi_of_steps)(x, x + 1, W - 1, ih2, mode, eps2, half, beta, pcol);
-        pcol[W - 1] = 0;
-        const TV_T *restrict sp = ps_prev + o, *restrict sc = ps_cur + o;
-        if (s->nd == 3) {
-            TV_T *restrict rc = prow + o;
-            if (r < R - 1) {
-                TV_NAME(psi_of_steps)(x, x + W, W, ih1, mode, eps2, half, beta, rc);
-            } else {
-                memset(rc, 0, sizeof(TV_T) * W);
-            }
-            if (r > 0) {
-                const TV_T *restrict ru = rc - W;
-                for (long j = 0; j < W; ++j)
-                    g[j] = c0 * (sp[j] - sc[j]) + c1 * (ru[j] - rc[j]) +
-                           c2 * (pcol[j - 1] - pcol[j]);
-            } else {
-                for (long j = 0; j < W; ++j)
-                    g[j] = c0 * (sp[j] - sc[j]) - c1 * rc[j] + c2 * (pcol[j - 1] - pcol[j]);
-            }
-        } else {
-            for (long j = 0; j < W; ++j)
-                g[j] = c0 * (sp[j] - sc[j]) + c2 * (pcol[j - 1] - pcol[j]);
-        }
-    }
-}
+/* The one-sweep loops of the common cases: the anisotropic kind on one channel, the
+ * isotropic kind on one or three channels. */
+#include "_tv_runs.c"
 
 /* Sum of the terms of slab a over the slab, and their map when `map` is given. */
 static double TV_NAME(slab_value)(const TV_NAME(shape_t) *s, const TV_T *image, long a,
@@ -361,7 +380,7 @@ static double TV_NAME(slab_value)(const TV_NAME(shape_t) *s, const TV_T *image, 
         TV_NAME(squares)(s, image, a, 0, 1, sq);
         for (int k = 0; k < 3; ++k) {
             if (k == 1 && s->nd != 3) continue;
-            TV_NAME(phi)(sq[k], plane, beta, eps2, 0, 1, NULL);
+            TV_NAME(phi)(sq[k], plane, beta, eps2, 0, 1, NULL, NULL);
             if (map) {
                 const TV_T wk = (TV_T)(dir_weight[k] * scale);
                 if (k == 0) {
@@ -383,11 +402,11 @@ static double TV_NAME(slab_value)(const TV_NAME(shape_t) *s, const TV_T *image, 
     }
     TV_T *const one[3] = {sq[0], sq[0], sq[0]};
     TV_NAME(squares)(s, image, a, 0, 0, one);
-    TV_NAME(phi)(sq[0], plane, beta, eps2, 0, 1, NULL);
+    TV_NAME(phi)(sq[0], plane, beta, eps2, 0, 1, NULL, NULL);
     if (s->kind == 2) {
         TV_T *const back[3] = {sq_back, sq_back, sq_back};
         TV_NAME(squares)(s, image, a, 1, 0, back);
-        TV_NAME(phi)(sq_back, plane, beta, eps2, 0, 1, NULL);
+        TV_NAME(phi)(sq_back, plane, beta, eps2, 0, 1, NULL, NULL);
         for (long i = 0; i < plane; ++i) sq[0][i] += sq_back[i];
     }
     double part = 0.0;
@@ -399,12 +418,26 @@ static double TV_NAME(slab_value)(const TV_NAME(shape_t) *s, const TV_T *image, 
     return scale * part;
 }
 
-/* Per-image sums of the terms into out[images]; with `map` (images, A * R * W) also the
- * terms themselves. */
+/* out[i] = scale times the sum of the partial sums (runs_per_image each, in order) of the
+ * `group` images i * group to (i + 1) * group - 1, for i < images / group: the value per
+ * image, per sample (channelwise: a sample's channels are consecutive images) or in total. */
+static void TV_NAME(gather)(const double *partial, long images, long runs_per_image, long group,
+                            double scale, TV_T *out)
+{
+    const long per_out = group * runs_per_image;
+    for (long i = 0; i < images / group; ++i) {
+        double total = 0.0;
+        for (long q = 0; q < per_out; ++q) total += partial[i * per_out + q];
+        out[i] = (TV_T)(scale * total);
+    }
+}
+
+/* The sums of the terms of each `group` consecutive images into out[images / group] (see
+ * gather; none when out is NULL); with `map` (images, A * R * W) also the terms themselves. */
 void TV_NAME(tv_value)(const TV_T *x, long images, long channels, long slabs, long rows,
                        long width, int nd, int kind, const double *inv_h, double beta,
                        double eps, double scale, const double *dir_weight, int skip_last,
-                       double *out, TV_T *map, int threads)
+                       TV_T *out, long group, TV_T *map, int threads)
 {
     const TV_NAME(shape_t) s = TV_NAME(make_shape)(channels, slabs, rows, width, nd, kind, inv_h);
     const TV_T eps2 = (TV_T)(eps * eps);
@@ -417,7 +450,7 @@ void TV_NAME(tv_value)(const TV_T *x, long images, long channels, long slabs, lo
                        (TV_T)(scale * dir_weight[2])};
 #pragma omp parallel num_threads(threads)
     {
-        TV_T *buffer = (TV_T *)malloc(sizeof(TV_T) * (size_t)(4 * s.plane));
+        TV_T *buffer = (TV_T *)tv_scratch((size_t)(4 * s.plane), sizeof(TV_T));
         TV_T *const sq[3] = {buffer, buffer + s.plane, buffer + 2 * s.plane};
 #pragma omp for schedule(dynamic)
         for (long u = 0; u < units; ++u) {
@@ -439,111 +472,145 @@ void TV_NAME(tv_value)(const TV_T *x, long images, long channels, long slabs, lo
         }
         free(buffer);
     }
-    for (long n = 0; n < images; ++n) {
-        double sum = 0.0;
-        for (long q = 0; q < runs_per_image; ++q) sum += partial[n * runs_per_image + q];
-        out[n] = sum;
-    }
+    if (out) TV_NAME(gather)(partial, images, runs_per_image, group, 1.0, out);
     free(partial);
 }
 
-/* Forward-stencil coefficients of slab a into fwd[k] (one shared plane unless anisotropic). */
-static void TV_NAME(forward_coefficients)(const TV_NAME(shape_t) *s, const TV_T *image, long a,
-                                          double beta, TV_T eps2, TV_T weight,
-                                          const double *dir_weight, const TV_T *gmap_image,
-                                          TV_T *const fwd[3])
+/* The sum of a plane of terms (R rows of W) without, for the mean of the anisotropic kind
+ * (skip_last), the last row (skip_row) or each row's last value (skip_column). */
+static double TV_NAME(plane_sum)(const TV_T *v, long R, long W, int skip_row, int skip_column)
 {
-    if (a < 0 || a >= s->slabs) return;
+    if (!skip_column) return TV_NAME(row_sum)(v, (R - (skip_row ? 1 : 0)) * W);
+    double total = 0.0;
+    for (long r = 0; r < R - (skip_row ? 1 : 0); ++r) total += TV_NAME(row_sum)(v + r * W, W - 1);
+    return total;
+}
+
+/* Forward-stencil coefficients of slab a into fwd[k] (one shared plane unless anisotropic).
+ * With `values` (scratch for a plane), returns the slab's forward terms (times dir_weight[k],
+ * the boundary's left out with skip_last), else 0. */
+static double TV_NAME(forward_coefficients)(const TV_NAME(shape_t) *s, const TV_T *image,
+                                            long a, double beta, TV_T eps2, TV_T weight,
+                                            const double *dir_weight, const TV_T *gmap_image,
+                                            TV_T *const fwd[3], TV_T *values, int skip_last)
+{
+    if (a < 0 || a >= s->slabs) return 0.0;
     const TV_T *g = gmap_image ? gmap_image + a * s->plane : NULL;
+    const long P = s->plane, R = s->rows, W = s->width;
+    double total = 0.0;
     if (s->kind == 1) {
         TV_NAME(squares)(s, image, a, 0, 1, fwd);
         for (int k = 0; k < 3; ++k) {
             if (k == 1 && s->nd != 3) continue;
-            TV_NAME(phi)(fwd[k], s->plane, beta, eps2, 1, (TV_T)(weight * dir_weight[k]), g);
+            TV_NAME(phi)(fwd[k], P, beta, eps2, 1, (TV_T)(weight * dir_weight[k]), g, values);
+            if (!values || (k == 0 && skip_last && a == s->slabs - 1)) continue;
+            total += dir_weight[k] *
+                     TV_NAME(plane_sum)(values, R, W, k == 1 && skip_last, k == 2 && skip_last);
         }
-        return;
+        return total;
     }
     TV_T *const one[3] = {fwd[0], fwd[0], fwd[0]};
     TV_NAME(squares)(s, image, a, 0, 0, one);
-    TV_NAME(phi)(fwd[0], s->plane, beta, eps2, 1, weight, g);
+    TV_NAME(phi)(fwd[0], P, beta, eps2, 1, weight, g, values);
+    return values ? TV_NAME(row_sum)(values, P) : 0.0;
 }
 
-/* Backward-stencil coefficients of slab a into back (symmetric kind). */
-static void TV_NAME(backward_coefficients)(const TV_NAME(shape_t) *s, const TV_T *image, long a,
-                                           double beta, TV_T eps2, TV_T weight,
-                                           const TV_T *gmap_image, TV_T *back)
+/* Backward-stencil coefficients of slab a into back (symmetric kind); with `values`, returns
+ * the slab's backward terms. */
+static double TV_NAME(backward_coefficients)(const TV_NAME(shape_t) *s, const TV_T *image,
+                                             long a, double beta, TV_T eps2, TV_T weight,
+                                             const TV_T *gmap_image, TV_T *back, TV_T *values)
 {
-    if (a < 0 || a >= s->slabs) return;
+    if (a < 0 || a >= s->slabs) return 0.0;
     const TV_T *g = gmap_image ? gmap_image + a * s->plane : NULL;
     TV_T *const b3[3] = {back, back, back};
     TV_NAME(squares)(s, image, a, 1, 0, b3);
-    TV_NAME(phi)(back, s->plane, beta, eps2, 1, weight, g);
+    TV_NAME(phi)(back, s->plane, beta, eps2, 1, weight, g, values);
+    return values ? TV_NAME(row_sum)(values, s->plane) : 0.0;
 }
 
-/* grad = d/dx of sum_n image_weight[n] * (the image's term sum), or with gmap (images, A * R *
- * W) of sum_p gmap[p] term(p): the backward pass of tv_value (dir_weight as there). */
+/* grad = d/dx of sum_n image_weight[n] * (the image's term sum) (image_weight NULL: all 1),
+ * or with gmap (images, A * R * W) of sum_p gmap[p] term(p): the backward pass of tv_value
+ * (dir_weight as there). With `out`, the same sweep also writes tv_value's sums there
+ * (skip_last and group as there): the value and the gradient in one pass over x. */
 void TV_NAME(tv_gradient)(const TV_T *x, long images, long channels, long slabs, long rows,
                           long width, int nd, int kind, const double *inv_h, double beta,
-                          double eps, double scale, const double *dir_weight,
-                          const double *image_weight, const TV_T *gmap, TV_T *grad,
-                          int threads)
+                          double eps, double scale, const double *dir_weight, int skip_last,
+                          TV_T *out, long group, const double *image_weight, const TV_T *gmap,
+                          TV_T *grad, int threads)
 {
     const TV_NAME(shape_t) s = TV_NAME(make_shape)(channels, slabs, rows, width, nd, kind, inv_h);
     const TV_T eps2 = (TV_T)(eps * eps);
     const long run = TV_NAME(run_length)(images, slabs, threads);
     const long runs_per_image = (slabs + run - 1) / run, units = images * runs_per_image;
     const long P = s.plane, W = s.width, R = s.rows;
+    /* Scratch per thread: the coefficient planes below (13 P), or what isotropic_run takes for
+     * three channels (with their padded copies of rows), direct_run less. */
+    const long Pa = TV_NAME(padded)(P), Wa = TV_NAME(padded)(W);
+    const long scratch = 13 * P > 6 * Pa + 15 * Wa + 32 ? 13 * P : 6 * Pa + 15 * Wa + 32;
+    double *partial = out ? (double *)calloc((size_t)(units > 0 ? units : 1), sizeof(double))
+                          : NULL;
 #pragma omp parallel num_threads(threads)
     {
         /* Rolling coefficient planes: forward stencil of the previous and current slab (3
          * directions each for the anisotropic kind), backward stencil of the current and next
-         * slab; then c_k of the current slab (4 planes, with c_0 of the previous slab). */
-        TV_T *buffer = (TV_T *)malloc(sizeof(TV_T) * (size_t)(12 * P));
+         * slab; then c_k of the current slab (4 planes, with c_0 of the previous slab); last,
+         * the terms of one plane when the value is wanted. */
+        TV_T *buffer = (TV_T *)tv_scratch((size_t)scratch, sizeof(TV_T));
         TV_T *zeros = (TV_T *)calloc((size_t)W, sizeof(TV_T));
         TV_T *fwd_prev[3] = {buffer, buffer + P, buffer + 2 * P};
         TV_T *fwd_cur[3] = {buffer + 3 * P, buffer + 4 * P, buffer + 5 * P};
         TV_T *back_cur = buffer + 6 * P, *back_next = buffer + 7 * P;
         TV_T *c_prev = buffer + 8 * P, *c0 = buffer + 9 * P, *c1 = buffer + 10 * P,
              *c2 = buffer + 11 * P;
+        TV_T *values = out ? buffer + 12 * P : NULL;
 #pragma omp for schedule(dynamic)
         for (long u = 0; u < units; ++u) {
             const long n = u / runs_per_image, first = (u % runs_per_image) * run;
             const long last = first + run < slabs ? first + run : slabs;
             const TV_T *image = x + n * channels * s.volume;
             const TV_T *gm = gmap ? gmap + n * s.volume : NULL;
-            const TV_T weight = (TV_T)(image_weight[n] * scale);
+            const TV_T weight = (TV_T)((image_weight ? image_weight[n] : 1.0) * scale);
+            double sum = 0.0;
             if (kind == 1 && channels == 1 && !gmap) {
-                const TV_T w[3] = {(TV_T)(weight * dir_weight[0]), (TV_T)(weight * dir_weight[1]),
-                                   (TV_T)(weight * dir_weight[2])};
                 const int mode = TV_NAME(direct_mode)(beta, eps);
                 const TV_T half = (TV_T)(beta / 2), b = (TV_T)beta;
-                /* Planes from the coefficient buffer: psi along the slab axis at a - 1 and a,
-                 * psi along rows, and one row (with a leading 0) along columns. */
-                TV_T *ps_prev = buffer, *ps_cur = buffer + P, *prow = buffer + 2 * P;
-                TV_T *pcol = buffer + 3 * P + 1;
+                /* Planes from the coefficient buffer: psi along the slab axis, along rows,
+                 * one row (with a leading 0) along columns, and the terms, each on a vector. */
+                TV_T *pcol = buffer + Pa + Wa + 16;
                 pcol[-1] = 0;
-                TV_NAME(direct_slab_psi)(&s, image, first - 1, mode, eps2, half, b, ps_prev);
-                for (long a = first; a < last; ++a) {
-                    TV_NAME(direct_slab_psi)(&s, image, a, mode, eps2, half, b, ps_cur);
-                    TV_NAME(direct_slab_gradient)(&s, image, grad + n * s.volume, a, mode, eps2,
-                                                  half, b, w, ps_prev, ps_cur, prow, pcol);
-                    TV_T *t = ps_prev;
-                    ps_prev = ps_cur;
-                    ps_cur = t;
-                }
+                const TV_T *end = x + images * channels * s.volume;
+                const double sum =
+                    mode == 0 || mode == 2
+                        ? TV_NAME(direct_run_fast)(&s, image, x, end, grad + n * s.volume,
+                                                   first, last, mode, eps2, dir_weight, weight,
+                                                   skip_last, buffer)
+                        : TV_NAME(direct_run)(&s, image, end, grad + n * s.volume, first, last,
+                                              mode, eps2, half, b, dir_weight, weight,
+                                              skip_last, buffer, buffer + Pa, pcol,
+                                              pcol + Wa);
+                if (partial) partial[u] = sum;
+                continue;
+            }
+            if (kind == 0 && (channels == 1 || channels == 3) && !gmap) {
+                const double sum = TV_NAME(isotropic_run)(
+                    &s, image, x, x + images * channels * s.volume, grad + n * channels * s.volume,
+                    first, last, beta, eps2, weight, buffer);
+                if (partial) partial[u] = sum;
                 continue;
             }
             TV_NAME(forward_coefficients)(&s, image, first - 1, beta, eps2, weight,
-                                          dir_weight, gm, fwd_prev);
-            TV_NAME(forward_coefficients)(&s, image, first, beta, eps2, weight, dir_weight, gm,
-                                          fwd_cur);
+                                          dir_weight, gm, fwd_prev, NULL, skip_last);
+            sum += TV_NAME(forward_coefficients)(&s, image, first, beta, eps2, weight,
+                                                 dir_weight, gm, fwd_cur, values, skip_last);
             if (kind == 2)
-                TV_NAME(backward_coefficients)(&s, image, first, beta, eps2, weight, gm,
-                                               back_cur);
+                sum += TV_NAME(backward_coefficients)(&s, image, first, beta, eps2, weight, gm,
+                                                      back_cur, values);
             for (long a = first; a < last; ++a) {
                 if (kind == 2)
-                    TV_NAME(backward_coefficients)(&s, image, a + 1, beta, eps2, weight, gm,
-                                                   back_next);
+                    sum += TV_NAME(backward_coefficients)(&s, image, a + 1, beta, eps2, weight,
+                                                          gm, back_next,
+                                                          a + 1 < last ? values : NULL);
                 /* c_k for this slab. */
                 const TV_T *cp, *k0, *k1, *k2;
                 if (kind == 0) {
@@ -623,13 +690,19 @@ void TV_NAME(tv_gradient)(const TV_T *x, long images, long channels, long slabs,
                     TV_T *t = back_cur;
                     back_cur = back_next;
                     back_next = t;
-                    TV_NAME(forward_coefficients)(&s, image, a + 1, beta, eps2, weight,
-                                                  dir_weight, gm, fwd_cur);
+                    sum += TV_NAME(forward_coefficients)(&s, image, a + 1, beta, eps2, weight,
+                                                         dir_weight, gm, fwd_cur, values,
+                                                         skip_last);
                 }
             }
+            if (partial) partial[u] = sum;
         }
         free(buffer);
         free(zeros);
+    }
+    if (out) {
+        TV_NAME(gather)(partial, images, runs_per_image, group, scale, out);
+        free(partial);
     }
 }
 

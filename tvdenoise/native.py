@@ -110,14 +110,19 @@ def _compile(command: str, flags: tuple[str, ...], source: Path, target: Path) -
 
 
 def build(
-    source: Path, stem: str, extra_flags: tuple[str, ...] = (), isa: bool = False
+    source: Path,
+    stem: str,
+    extra_flags: tuple[str, ...] = (),
+    isa: bool = False,
+    includes: tuple[Path, ...] = (),
 ) -> Library | None:
     """Compile ``source`` (or reuse the cached build) and load it; None where it cannot be had.
 
     ``stem`` names the cached file (``{stem}_{hash}.so``); ``extra_flags`` are added to the
     compiler's options; with ``isa`` the best :func:`isa_levels` the compiler accepts is
-    targeted. OpenMP is used where the compiler has it; otherwise the kernel is built without
-    it and runs on one thread.
+    targeted. ``includes`` are the files ``source`` includes: part of the hash, so editing
+    one builds anew. OpenMP is used where the compiler has it; otherwise the kernel is built
+    without it and runs on one thread.
     """
     if os.environ.get("TVDENOISE_NO_NATIVE", "") not in ("", "0"):
         return None
@@ -126,7 +131,7 @@ def build(
     command = compiler()
     if command is None:
         return None
-    text = source.read_bytes()
+    text = b"".join(path.read_bytes() for path in (source, *includes))
     started = time.perf_counter()
     levels = [(f"-march={level}",) for level in isa_levels()] if isa else []
     candidates = [

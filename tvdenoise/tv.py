@@ -46,13 +46,14 @@ def as_batch(x: torch.Tensor, name: str = "x", volume: bool = False) -> torch.Te
                 f"{name} as a volume must have 3 (D, H, W), 4 (C, D, H, W) or 5 (N, C, D, H, W) "
                 f"dimensions, got shape {tuple(x.shape)}"
             )
-        return x.reshape((1,) * (5 - x.dim()) + tuple(x.shape))
+        return x if x.dim() == 5 else x.reshape((1,) * (5 - x.dim()) + tuple(x.shape))
     if x.dim() not in (2, 3, 4):
         raise InvalidParameterError(
             f"{name} must have 2 (H, W), 3 (C, H, W), 4 (N, C, H, W) or 5 (N, C, D, H, W) "
             f"dimensions, got shape {tuple(x.shape)}"
         )
-    return x.reshape((1,) * (4 - x.dim()) + tuple(x.shape))
+    # A batch is returned as it is: a reshape to its own shape would add a node to the graph.
+    return x if x.dim() == 4 else x.reshape((1,) * (4 - x.dim()) + tuple(x.shape))
 
 
 def tv_map(
@@ -148,9 +149,35 @@ def total_variation(
     eps = _validate.non_negative("eps", eps)
     reduction = _validate.choice("reduction", reduction, _validate.REDUCTIONS)
     backend = _validate.choice("backend", backend, BACKENDS)
+    return _evaluate(x, beta, tv, color, eps, reduction, spacing, backend)
+
+
+def _evaluate(
+    x: torch.Tensor,
+    beta: float,
+    tv: str,
+    color: str,
+    eps: float,
+    reduction: str,
+    spacing: tuple[float, ...] | None,
+    backend: str,
+    weight: float = 1.0,
+    batch_reduction: str = "none",
+) -> torch.Tensor:
+    """``weight * total_variation(x, ...)`` with the samples of a 4-D or 5-D batch combined by
+    ``batch_reduction`` (validated options): TVLoss's forward, in one call to the kernel."""
     u = as_batch(x)
+    if x.dim() < 4:  # one sample: its value is the scalar to return
+        batch_reduction = "sum"
     options = _fused_tv.Options(
-        beta, tv, color, eps, reduction, _validate.spacing("spacing", spacing, u.dim() - 2)
+        beta,
+        tv,
+        color,
+        eps,
+        reduction,
+        _validate.spacing("spacing", spacing, u.dim() - 2),
+        weight,
+        batch_reduction,
     )
     fused = backend != "torch" and _fused_tv.usable(u)
     if backend == "native" and not fused:
@@ -159,19 +186,39 @@ def total_variation(
             f"(got a {u.dtype} tensor on {u.device.type}"
             + (")" if _fused_tv.kernel() is not None else ", and the kernel is unavailable)")
         )
-    if fused:
-        out = _fused_tv.FusedTotalVariation.apply(u, options, _total_variation_torch)
-    else:
+    if not fused:
         out = _total_variation_torch(u, options)
-    if x.dim() >= 4:
+    elif torch.is_grad_enabled() and u.requires_grad:
+        out = _fused_tv.FusedTotalVariation.apply(u, options, _total_variation_torch)
+    else:  # no gradient wanted: the value sweep alone
+        out = _fused_tv.value(u, options)
+    if x.dim() >= 4 or reduction != "none":
         return out
-    return out[0] if reduction != "none" or x.dim() == 3 else out[0, 0]
+    return out[0] if x.dim() == 3 else out[0, 0]
 
 
 def _total_variation_torch(u: torch.Tensor, options: _fused_tv.Options) -> torch.Tensor:
-    """The PyTorch path of :func:`total_variation` on a batch: per-sample values ``(N,)``, or
-    the term map ``(N, C or 1, *spatial)`` for ``reduction="none"``."""
-    beta, tv, color, eps, reduction, spacing = options
+    """The PyTorch path of :func:`_evaluate` on a batch: per-sample values ``(N,)`` (or their
+    sum or mean over the batch), or the term map ``(N, C or 1, *spatial)`` for
+    ``reduction="none"``, each times ``options.weight``."""
+    beta, tv, color, eps, reduction, spacing, weight, batch_reduction = options
+    out = _per_sample_torch(u, beta, tv, color, eps, reduction, spacing)
+    if weight != 1.0:
+        out = weight * out
+    if reduction == "none" or batch_reduction == "none":
+        return out
+    return out.sum() if batch_reduction == "sum" else out.mean()
+
+
+def _per_sample_torch(
+    u: torch.Tensor,
+    beta: float,
+    tv: str,
+    color: str,
+    eps: float,
+    reduction: str,
+    spacing: tuple[float, ...] | None,
+) -> torch.Tensor:
     spatial = tuple(u.shape[2:])
     terms = tv_map(u, beta, tv, color, eps, spacing)  # (N, C or 1, 1 or ndim or 2, *spatial)
     all_dims = tuple(range(1, terms.dim()))
@@ -249,7 +296,9 @@ class TVLoss(nn.Module):
         self.backend = _validate.choice("backend", backend, BACKENDS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        value = self.weight * total_variation(
+        # Factor and batch combination inside the one call: on the fused path the scalar
+        # loss comes straight from the kernel, and loss.backward() costs no further pass.
+        return _evaluate(
             x,
             self.beta,
             self.tv,
@@ -258,13 +307,9 @@ class TVLoss(nn.Module):
             self.reduction,
             self.spacing,
             self.backend,
+            self.weight,
+            self.batch_reduction,
         )
-        if x.dim() >= 4 and self.reduction != "none":
-            if self.batch_reduction == "mean":
-                return value.mean()
-            if self.batch_reduction == "sum":
-                return value.sum()
-        return value
 
     def extra_repr(self) -> str:
         return (
