@@ -1,9 +1,10 @@
 /* The value-and-gradient sweeps of the cases TVLoss meets most, one loop (or two) per row:
  * the anisotropic kind on one channel (channelwise colour, or grey) and the isotropic kind on
  * one or three channels. Part of _tv_kernel.c, which includes it once per type (TV_T,
- * TV_NAME, ...) after the helpers it uses (shape_t, phi_d, psi_d, psi_of_steps, lanes_add,
- * padded, TV_WHOLE_ROWS); tv_gradient dispatches to these, the other cases to its coefficient
- * planes. The differences, boundaries and terms are those of _tv_kernel.c's header.
+ * TV_NAME, ...) after the helpers and macros it uses (shape_t, phi_d, psi_d, psi_of_steps,
+ * lanes_add, padded, TV_WHOLE_ROWS, TV_INLINE); tv_gradient dispatches to these, the other
+ * cases to its coefficient planes. The differences, boundaries and terms are those of
+ * _tv_kernel.c's header.
  *
  * Rows wider than TV_COLUMNS values are taken in blocks of columns, so that the rows a loop
  * reads and writes (up to six) stay in the first-level cache (32-48 KB). Measured, one thread:

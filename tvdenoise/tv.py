@@ -201,24 +201,18 @@ def _total_variation_torch(u: torch.Tensor, options: _fused_tv.Options) -> torch
     """The PyTorch path of :func:`_evaluate` on a batch: per-sample values ``(N,)`` (or their
     sum or mean over the batch), or the term map ``(N, C or 1, *spatial)`` for
     ``reduction="none"``, each times ``options.weight``."""
-    beta, tv, color, eps, reduction, spacing, weight, batch_reduction = options
-    out = _per_sample_torch(u, beta, tv, color, eps, reduction, spacing)
-    if weight != 1.0:
-        out = weight * out
-    if reduction == "none" or batch_reduction == "none":
+    out = _per_sample_torch(u, options)
+    if options.weight != 1.0:
+        out = options.weight * out
+    if options.reduction == "none" or options.batch_reduction == "none":
         return out
-    return out.sum() if batch_reduction == "sum" else out.mean()
+    return out.sum() if options.batch_reduction == "sum" else out.mean()
 
 
-def _per_sample_torch(
-    u: torch.Tensor,
-    beta: float,
-    tv: str,
-    color: str,
-    eps: float,
-    reduction: str,
-    spacing: tuple[float, ...] | None,
-) -> torch.Tensor:
+def _per_sample_torch(u: torch.Tensor, options: _fused_tv.Options) -> torch.Tensor:
+    """total_variation's values per sample, or its term map (``options.weight`` and
+    ``options.batch_reduction`` left to the caller)."""
+    beta, tv, color, eps, reduction, spacing = options[:6]
     spatial = tuple(u.shape[2:])
     terms = tv_map(u, beta, tv, color, eps, spacing)  # (N, C or 1, 1 or ndim or 2, *spatial)
     all_dims = tuple(range(1, terms.dim()))
