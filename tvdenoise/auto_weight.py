@@ -365,12 +365,18 @@ def take_windows(values: torch.Tensor, windows: list[tuple[int, int, int]]) -> t
     )
 
 
+def central_window(height: int, width: int, side: int) -> tuple[slice, slice]:
+    """The rows and columns of the central ``side`` x ``side`` window of a ``height x width``
+    image (or less, where the image is smaller)."""
+    top, left = max((height - side) // 2, 0), max((width - side) // 2, 0)
+    return slice(top, top + side), slice(left, left + side)
+
+
 def central_crop(values: Any, side: int) -> Any:
     """The central ``side`` x ``side`` window (or less, where the image is smaller) of the
     last two axes of an array or tensor."""
-    h, w = values.shape[-2:]
-    top, left = max((h - side) // 2, 0), max((w - side) // 2, 0)
-    return values[..., top : top + side, left : left + side]
+    rows, columns = central_window(values.shape[-2], values.shape[-1], side)
+    return values[..., rows, columns]
 
 
 def _lowest(risks: dict[float, float]) -> tuple[float, float]:

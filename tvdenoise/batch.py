@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import ImageWriteError, TVDenoiseError
 from .io import claims
+from .native import usable_cores
 from .planning import Job
 from .progress import READING, SOLVING, WRITING, SolveMeter, Stage
 from .solving import mask_file, output_step, solve_pixels, tile_size
@@ -107,14 +108,6 @@ class JobResult:
 #: Keys of :meth:`JobResult.as_dict` that say what ran, from the solve record alone.
 _RAN = ("weight", "solver")
 _NOT_IN_LINE = ("data", "settings", "record", "metrics", "history", "pictures")
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on (the affinity mask, which SLURM and taskset set)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - macOS, Windows
-        return max(1, os.cpu_count() or 1)
 
 
 def describe_error(label: str, error: BaseException, *also: str) -> str:

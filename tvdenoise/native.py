@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Library", "build", "cache_dir", "compiler", "isa_levels"]
+__all__ = ["Library", "build", "cache_dir", "compiler", "isa_levels", "usable_cores"]
 
 _FLAGS = ("-O3", "-fno-math-errno", "-std=c99", "-shared", "-fPIC")
 _OPENMP = ("-fopenmp",)
@@ -48,6 +48,14 @@ class Library:
     path: Path
     #: Seconds spent compiling in this process (0.0 when the cached library was used).
     compile_seconds: float
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (the affinity mask, which SLURM and taskset set)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return max(1, os.cpu_count() or 1)
 
 
 def cache_dir() -> Path:

@@ -343,7 +343,7 @@ def _choose_weight(
 
     import torch
 
-    from .auto_weight import SIGMA_SIDE, search_windows
+    from .auto_weight import SIGMA_SIDE, central_window, search_windows
     from .conversion import to_batch
     from .denoising import _fill_masked, _mask_weights, denoise
     from .noise import estimate_sigma
@@ -358,28 +358,28 @@ def _choose_weight(
 
     options = {**options, "on_stage": tell}
 
-    def region(top: int, left: int, rows: int, columns: int) -> tuple[torch.Tensor, Any]:
-        """A window as a batch of one and its mask (None without one)."""
-        window = (slice(top, top + rows), slice(left, left + columns))
+    def region(window: tuple[slice, slice]) -> tuple[torch.Tensor, Any]:
+        """A window (rows, columns) as a batch of one and its mask (None without one)."""
         batch = to_batch(span.normalise(to_float(pixels[window])), False)[0]
         return batch, None if mask is None else _mask_weights(mask[window], batch)
 
     windows = search_windows(height, width)
     if windows is None:  # small enough to be searched whole
-        batch, weights = region(0, 0, height, width)
+        batch, weights = region((slice(None), slice(None)))
         _, record = denoise(batch, **{**options, "mask": weights}, return_record=True)
         return record.weight_choice
     start = time.perf_counter()
     sigma, estimated = options.get("sigma"), False
     if sigma is None:
         tell(Stage(ESTIMATING))
-        top, left = max((height - SIGMA_SIDE) // 2, 0), max((width - SIGMA_SIDE) // 2, 0)
-        crop, weights = region(top, left, SIGMA_SIDE, SIGMA_SIDE)
+        crop, weights = region(central_window(height, width, SIGMA_SIDE))
         if weights is not None:
             crop = _fill_masked(crop, weights)
         sigma, estimated = float(estimate_sigma(crop)), True
     sigma_seconds = time.perf_counter() - start if estimated else 0.0
-    tiles = [region(top, left, side, side) for top, left, side in windows]
+    tiles = [
+        region((slice(top, top + side), slice(left, left + side))) for top, left, side in windows
+    ]
     batch = torch.cat([tile for tile, _ in tiles])
     weights = None if mask is None else torch.cat([tile_mask for _, tile_mask in tiles])
     _, record = denoise(batch, **{**options, "mask": weights, "sigma": sigma}, return_record=True)

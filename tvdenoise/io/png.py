@@ -8,7 +8,6 @@ its end chunk is refused as truncated even where the decoder would accept it.
 from __future__ import annotations
 
 import io
-import os
 import struct
 import zlib
 from collections.abc import Mapping
@@ -21,6 +20,7 @@ from tvdenoise.io import pillow_formats
 from tvdenoise.io.common import Decoded, first, quieten, with_alpha
 from tvdenoise.io.limits import check_size, pillow_limit
 from tvdenoise.io.metadata import EXIF_PREFIX, dpi_of, pillow_metadata, pillow_options
+from tvdenoise.native import usable_cores
 
 PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the IEND chunk, always these 12 bytes
 
@@ -140,7 +140,7 @@ def _encode_png8(array: np.ndarray, metadata: Mapping[str, Any]) -> bytes:
         )
         return data, zlib.adler32(raw), len(raw)
 
-    workers = min(len(parts), _cores())
+    workers = min(len(parts), usable_cores())
     if workers > 1:
         from concurrent.futures import ThreadPoolExecutor
 
@@ -192,13 +192,6 @@ def _adler32_combine(first: int, second: int, length: int) -> int:
     low = (low + (second & 0xFFFF) + _ADLER_BASE - 1) % _ADLER_BASE
     high = (high + (first >> 16) + (second >> 16) + _ADLER_BASE - remainder) % _ADLER_BASE
     return low | (high << 16)
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def _png_chunk(chunk_type: bytes, payload: bytes) -> bytes:
