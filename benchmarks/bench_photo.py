@@ -54,6 +54,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np
 import torch
 from common import RESULTS, write_section
+from common import commit as current_commit
 
 SECTION = "bench_photo.py"
 README = Path(__file__).parents[1] / "README.md"
@@ -369,7 +370,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(table([row])[-1], flush=True)
     import tvdenoise
 
-    commit = os.popen("git rev-parse --short HEAD 2>/dev/null").read().strip() or "?"
+    commit = current_commit()
     lines = [
         f"## Photos: the default command against scikit-image (bench_photo.py, "
         f"{time.strftime('%Y-%m-%d')}, commit {commit})",

@@ -35,12 +35,22 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import RESULTS, central_crop, noisy_image, write_section
+from common import RESULTS, central_crop, commit, noisy_image, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "bench_scale.py"
 OVERLAP_IMAGES = ["camera", "coins", "astronaut", "coffee"]
 OVERLAPS = (16, 32, 48, 64, 96, 128)
+
+
+def default_model() -> str:
+    """What every part solves: ``denoise``'s defaults (the command's too), as read from it."""
+    import inspect
+
+    from tvdenoise import denoise
+
+    defaults = inspect.signature(denoise).parameters
+    return f"tv={defaults['tv'].default}, {defaults['color'].default} colour"
 
 
 def part_overlap(args: argparse.Namespace) -> list[str]:
@@ -155,9 +165,9 @@ def part_sizes(args: argparse.Namespace) -> list[str]:
     return [
         "### Cost against size",
         "",
-        'Grey, beta 1, weight 0.1, tol 1e-4, `solver="auto"`, 2 threads, one fresh process a '
-        "size. Peak RSS includes Python, torch and the input image; the growth is the peak "
-        "during the solve (VmHWM reset just before it) over the RSS before it.",
+        f'Grey, {default_model()}, beta 1, weight 0.1, tol 1e-4, `solver="auto"`, 2 threads, '
+        "one fresh process a size. Peak RSS includes Python, torch and the input image; the "
+        "growth is the peak during the solve (VmHWM reset just before it) over the RSS before it.",
         "",
         *rows,
         "",
@@ -247,9 +257,10 @@ def main() -> None:
     parts = args.part or ["overlap", "sizes", "big"]
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     lines = [
-        f"## Scale (`benchmarks/{SECTION}`, {time.strftime('%Y-%m-%d')})",
+        f"## Scale (`benchmarks/{SECTION}`, {time.strftime('%Y-%m-%d')}, commit {commit()})",
         "",
-        f"Load average at start: {load} (2 cores).",
+        f"`python benchmarks/{SECTION}{' --part ' + ' --part '.join(parts) if args.part else ''}`"
+        f"; the default model ({default_model()}); load average at start: {load} (2 cores).",
         "",
     ]
     for part in parts:

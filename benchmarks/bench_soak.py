@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from common import commit as current_commit
 from common import write_section
 
 SECTION = "bench_soak.py"
@@ -276,7 +277,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(line, flush=True)
         lines.append(line)
 
-    commit = os.popen("git rev-parse --short HEAD 2>/dev/null").read().strip() or "?"
+    commit = current_commit()
     say(
         f"## Soak: many images through `tvdenoise -j 2` ({SECTION}, "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {commit})"

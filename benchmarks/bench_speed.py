@@ -44,7 +44,7 @@ import numpy as np
 # must be set before torch loads the OpenMP runtime.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch
-from common import write_section
+from common import commit, write_section
 
 from tvdenoise.fidelity import L2Fidelity
 from tvdenoise.ops import divergence, gradient
@@ -56,10 +56,6 @@ WEIGHT = 0.1
 TARGET = 1e-4
 RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "bench_speed.py"
-
-
-def _commit() -> str:
-    return os.popen("git rev-parse --short HEAD 2>/dev/null").read().strip() or "?"
 
 
 def load_average() -> str:
@@ -526,7 +522,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     write_section(
         SECTION,
-        [f"## Speed ({SECTION}, {time.strftime('%Y-%m-%d')}, commit {_commit()})", "", *lines],
+        [f"## Speed ({SECTION}, {time.strftime('%Y-%m-%d')}, commit {commit()})", "", *lines],
         args.output,
     )
     return results

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 from common import RESULTS, noisy_image, write_section
+from common import commit as current_commit
 
 SECTION = "bench_startup.py"
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,12 +94,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 def table(
     floor: dict[str, Any], rows: dict[str, Any], repeats: int, load_start: float, load_end: float
 ) -> list[str]:
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
+    commit = current_commit()
     lines = [
         f"## A 512x512 image through the whole command ({SECTION}, "
-        f"{time.strftime('%Y-%m-%d')}, commit {commit or 'unknown'})",
+        f"{time.strftime('%Y-%m-%d')}, commit {commit})",
         "",
         f"`python benchmarks/{SECTION}`: camera 512x512 grey 8-bit PNG, sigma 25; each command "
         f"in a fresh process, median of {repeats} (after one uncounted run); load "

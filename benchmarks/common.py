@@ -4,11 +4,13 @@ script owns."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import numpy as np
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
+ROOT = Path(__file__).resolve().parents[1]
 #: PROTOCOL.md's images in their protocol order (the noise seed is 1234 + position).
 PROTOCOL_IMAGES = (
     "camera",
@@ -54,3 +56,14 @@ def write_section(section: str, text: str | list[str], path: Path = RESULTS) -> 
     else:
         new = old.rstrip("\n") + "\n\n" + block + "\n"
     path.write_text(new)
+
+
+def commit() -> str:
+    """The checkout's short commit, "?" outside a git checkout: every section names it."""
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+        )
+    except OSError:
+        return "?"
+    return done.stdout.strip() or "?"
