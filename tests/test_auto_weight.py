@@ -169,6 +169,27 @@ def _small_tiles(monkeypatch, tiles: int = 4, side: int = 16) -> None:
     monkeypatch.setattr(auto_weight, "TILED_FROM", 2 * tiles * side * side)
 
 
+def test_choose_weight_skips_the_final_solve(camera_crop, monkeypatch) -> None:
+    # choose_weight is denoise's choice without the solve at the chosen weight: with that
+    # solve made impossible it still answers, the same weight and trials as denoise's record.
+    import tvdenoise.denoising as denoising
+
+    _, noisy = camera_crop
+    image = np.ascontiguousarray(noisy[:48, :40])
+    _, record = tvd.denoise(image, weight="auto", sigma=25 / 255, return_record=True)
+
+    def no_final_solve(*args, **kwargs):
+        raise AssertionError("choose_weight ran the final solve")
+
+    monkeypatch.setattr(denoising, "solve", no_final_solve)
+    choice = tvd.choose_weight(image, sigma=25 / 255)
+    assert choice.weight == record.weight_choice.weight
+    assert choice.trials == record.weight_choice.trials
+    # Outside choose_weight, denoise solves again (here: into the patched solve).
+    with pytest.raises(AssertionError, match="final solve"):
+        tvd.denoise(image, weight="auto", sigma=25 / 255)
+
+
 def test_large_images_are_searched_on_tiles_spread_over_them(camera_crop, monkeypatch) -> None:
     # With 4 tiles of 16 pixels from 2 * 4 * 16^2 = 2,048 pixels, a 64x48 image (3,072) is
     # searched on a 2 x 2 grid of tiles centred in their cells: tops round(48 (i + 1/2) / 2)

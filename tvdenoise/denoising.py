@@ -4,6 +4,7 @@ input conversion is in :mod:`tvdenoise.conversion`)."""
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -28,6 +29,9 @@ __all__ = ["PRECISION_FRACTION", "choose_weight", "denoise", "output_step", "res
 #: With ``precision``, stop when the certified RMS distance to the minimiser is at most this
 #: fraction of the output's step (rounding to the step itself adds 0.29 of a step, RMS).
 PRECISION_FRACTION = 0.5
+# Set by :func:`choice_only`: ``denoise(weight="auto")`` then returns the weight choice and
+# skips the final solve (a caller that wants the weight alone does not pay for the image).
+_CHOICE_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("choice_only", default=False)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -310,6 +314,8 @@ def denoise(
                 seconds=choice.seconds + pilot_choice.seconds,
                 sigma_seconds=pilot_choice.sigma_seconds,
             )
+        if _CHOICE_ONLY.get():
+            return choice
         problem = replace(problem, weight=choice.weight)
     if weights is not None:
         problem = replace(
@@ -408,9 +414,8 @@ def choose_weight(
 ) -> WeightChoice:
     """Choose the TV weight for ``image`` by minimising SURE.
 
-    The same as ``denoise(image, weight="auto", return_record=True)[1].weight_choice``: it
-    runs the final solve too, so when the denoised image is wanted as well, call
-    :func:`tvdenoise.denoise` instead. One weight is chosen for a whole batch.
+    The same as ``denoise(image, weight="auto", return_record=True)[1].weight_choice``,
+    without the final solve at the chosen weight. One weight is chosen for a whole batch.
 
     Parameters
     ----------
@@ -443,25 +448,35 @@ def choose_weight(
     >>> 0.03 < choice.weight < 0.3
     True
     """
-    _, record = denoise(
-        image,
-        weight="auto",
-        sigma=sigma,
-        beta=beta,
-        tv=tv,
-        color=color,
-        fidelity=fidelity,
-        solver=solver,
-        max_iter=max_iter,
-        tol=tol,
-        eps=eps,
-        seed=seed,
-        device=device,
-        dtype=dtype,
-        return_record=True,
-    )
-    choice: WeightChoice = record.weight_choice
+    with choice_only():
+        choice: WeightChoice = denoise(
+            image,
+            weight="auto",
+            sigma=sigma,
+            beta=beta,
+            tv=tv,
+            color=color,
+            fidelity=fidelity,
+            solver=solver,
+            max_iter=max_iter,
+            tol=tol,
+            eps=eps,
+            seed=seed,
+            device=device,
+            dtype=dtype,
+        )
     return choice
+
+
+@contextlib.contextmanager
+def choice_only() -> Any:
+    """Within it, ``denoise(..., weight="auto")`` returns its :class:`WeightChoice` and skips
+    the final solve (in this thread or task)."""
+    token = _CHOICE_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _CHOICE_ONLY.reset(token)
 
 
 def _mask_weights(mask: Any, batch: torch.Tensor) -> torch.Tensor:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidParameterError
-from .progress import CHOOSING, ESTIMATING, SOLVING, Stage
+from .progress import ESTIMATING, SOLVING, Stage
 
 if TYPE_CHECKING:
     import numpy as np
@@ -336,8 +336,8 @@ def _choose_weight(
 ) -> Any:
     """The SURE weight of the image, found as :func:`tvdenoise.denoise` finds it for a whole
     image (:func:`tvdenoise.auto_weight.search_windows`): on tiles spread over it, sigma
-    estimated on its central crop; only those parts are read from ``pixels``. The search's
-    own solve at the weight it chose is part of choosing, for ``on_stage``."""
+    estimated on its central crop; only those parts are read from ``pixels``, and nothing is
+    solved at the chosen weight (:func:`tvdenoise.denoising.choice_only`)."""
     import dataclasses
     import time
 
@@ -345,18 +345,14 @@ def _choose_weight(
 
     from .auto_weight import SIGMA_SIDE, central_window, search_windows
     from .conversion import to_batch
-    from .denoising import _fill_masked, _mask_weights, denoise
+    from .denoising import _fill_masked, _mask_weights, choice_only, denoise
     from .noise import estimate_sigma
     from .values import to_float
 
     height, width = pixels.shape[:2]
     mask = options.get("mask")
 
-    def tell(stage: Stage) -> None:
-        if on_stage is not None:
-            on_stage(Stage(CHOOSING, "at its weight") if stage.name == SOLVING else stage)
-
-    options = {**options, "on_stage": tell}
+    options = {**options, "on_stage": on_stage}
 
     def region(window: tuple[slice, slice]) -> tuple[torch.Tensor, Any]:
         """A window (rows, columns) as a batch of one and its mask (None without one)."""
@@ -366,12 +362,13 @@ def _choose_weight(
     windows = search_windows(height, width)
     if windows is None:  # small enough to be searched whole
         batch, weights = region((slice(None), slice(None)))
-        _, record = denoise(batch, **{**options, "mask": weights}, return_record=True)
-        return record.weight_choice
+        with choice_only():
+            return denoise(batch, **{**options, "mask": weights})
     start = time.perf_counter()
     sigma, estimated = options.get("sigma"), False
     if sigma is None:
-        tell(Stage(ESTIMATING))
+        if on_stage is not None:
+            on_stage(Stage(ESTIMATING))
         crop, weights = region(central_window(height, width, SIGMA_SIDE))
         if weights is not None:
             crop = _fill_masked(crop, weights)
@@ -382,8 +379,8 @@ def _choose_weight(
     ]
     batch = torch.cat([tile for tile, _ in tiles])
     weights = None if mask is None else torch.cat([tile_mask for _, tile_mask in tiles])
-    _, record = denoise(batch, **{**options, "mask": weights, "sigma": sigma}, return_record=True)
-    choice = record.weight_choice
+    with choice_only():
+        choice = denoise(batch, **{**options, "mask": weights, "sigma": sigma})
     return dataclasses.replace(
         choice,
         sigma_estimated=estimated,
