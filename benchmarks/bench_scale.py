@@ -266,6 +266,7 @@ def main() -> None:
     for part in parts:
         lines += {"overlap": part_overlap, "sizes": part_sizes, "big": part_big}[part](args)
         lines.append("")
+    lines.append(f"Load average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())}.")
     print("\n".join(lines))
     if args.write:
         section = (
