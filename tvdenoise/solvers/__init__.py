@@ -1,7 +1,9 @@
 """Solvers for ``min_u fidelity(u, f) + weight * TV_beta(u)``, registered by name.
 
 - ``rof``: exact solver for the L2 fidelity, beta = 1 (eps = 0) on images (N, C, H, W):
-  Chambolle-Pock specialised, with a fused C kernel on CPU (PyTorch operations elsewhere).
+  Chambolle-Pock specialised, with a fused C kernel on CPU (PyTorch operations elsewhere);
+  on CPU volumes (N, C, D, H, W) through its own fused kernel
+  (:mod:`tvdenoise.solvers.rof_volume`).
 - ``chambolle_pock``: exact primal-dual method for beta = 1 (eps = 0), stopped on the gap;
   any fidelity with a prox (L2, L1, Poisson), images or volumes.
 - ``accelerated``: monotone accelerated gradient descent on the smoothed energy, any beta.
@@ -35,6 +37,8 @@ from .multiscale import levels_for as multiscale_levels
 from .nonlocal_tv import solve_nonlocal
 from .primal_dual import solve_primal_dual
 from .rof import fused_available, solve_rof
+from .rof_volume import available as volume_kernel_available
+from .rof_volume import solve_rof_volume
 from .tgv import solve_tgv
 
 __all__ = [
@@ -147,7 +151,9 @@ def solve(
             return solve_tgv(problem, **model_options)
         return solve_nonlocal(problem, distance=distance, **model_options)
     if check_every is None:
-        fused = solver in ("auto", "rof") and fused_available(problem)
+        fused = solver in ("auto", "rof") and (
+            fused_available(problem) or volume_kernel_available(problem)
+        )
         check_every = FUSED_CHECK_EVERY if fused else 10
     coarse_work = 0.0
     if multiscale and init is None and dual is None and multiscale_applies(problem, solver):
@@ -191,6 +197,8 @@ def solve(
     if solver in ("gd", "adam"):
         return SOLVERS[solver](problem, init=init, **options)
     options["pooled"] = pooled
+    if solver in ("auto", "rof") and volume_kernel_available(problem):
+        return solve_rof_volume(problem, init=init, dual=dual, distance=distance, **options)
     if solver in ("rof", "chambolle_pock"):
         return SOLVERS[solver](problem, init=init, dual=dual, distance=distance, **options)
     if solver != "auto":
