@@ -32,182 +32,102 @@
 #endif
 
 #define DEFINE_KERNELS(T, SUFFIX, SQRT)                                                              \
-    static void dual_sweep_##SUFFIX(const T *ubar, T *p, long images, long channels, long h,   \
-                                    long w, int kind, T weight, T sigma, int threads)          \
+    /* Helpers of one row: restrict-qualified parameters and `omp simd`, so that the loops     \
+     * vectorise without run-time alias checks (too many planes for the compiler's limit).     \
+     * Forward TV (kinds 0, 1) on columns [a, b): the dual update of one channel and its       \
+     * squares; `below` is the row itself on the last row (no y difference there). */          \
+    static void forward_dual_##SUFFIX(const T *restrict ub, const T *restrict below,           \
+                                      T *restrict py, T *restrict px, T *restrict norm_y,      \
+                                      T *restrict norm_x, long a, long b, long w, T sigma)     \
     {                                                                                          \
-        const long plane = h * w, pairs = kind == 2 ? 2 : 1;                                   \
-        _Pragma("omp parallel num_threads(threads)")                                           \
-        {                                                                                      \
-            T *norm_y = (T *)malloc(sizeof(T) * (size_t)(2 * w));                             \
-            T *norm_x = norm_y + w;                                                            \
-            _Pragma("omp for schedule(static)")                                                \
-            for (long row = 0; row < images * h; ++row) {                                      \
-                const long n = row / h, i = row % h;                                           \
-                for (long j = 0; j < w; ++j) norm_y[j] = norm_x[j] = 0;                        \
-                for (long c = 0; c < channels; ++c) {                                          \
-                    const T *restrict ub = ubar + (n * channels + c) * plane + i * w;          \
-                    T *restrict py = p + ((n * channels + c) * 2 * pairs) * plane + i * w;     \
-                    T *restrict px = py + plane;                                               \
-                    if (i < h - 1) {                                                           \
-                        const T *below = ub + w;                                               \
-                        for (long j = 0; j < w; ++j) py[j] += sigma * (below[j] - ub[j]);      \
-                    }                                                                          \
-                    for (long j = 0; j < w - 1; ++j) px[j] += sigma * (ub[j + 1] - ub[j]);     \
-                    if (kind == 2) {                                                           \
-                        /* norm_y: the forward pair's squares, norm_x: the backward pair's. */ \
-                        T *restrict qy = px + plane;                                           \
-                        T *restrict qx = qy + plane;                                           \
-                        if (i > 0) {                                                           \
-                            const T *above = ub - w;                                           \
-                            for (long j = 0; j < w; ++j) qy[j] += sigma * (ub[j] - above[j]);  \
-                        }                                                                      \
-                        for (long j = 1; j < w; ++j) qx[j] += sigma * (ub[j] - ub[j - 1]);     \
-                        for (long j = 0; j < w; ++j) {                                         \
-                            norm_y[j] += py[j] * py[j] + px[j] * px[j];                        \
-                            norm_x[j] += qy[j] * qy[j] + qx[j] * qx[j];                        \
-                        }                                                                      \
-                    } else {                                                                   \
-                        for (long j = 0; j < w; ++j) {                                         \
-                            norm_y[j] += py[j] * py[j];                                        \
-                            norm_x[j] += px[j] * px[j];                                        \
-                        }                                                                      \
-                    }                                                                          \
-                }                                                                              \
-                /* Scale factors weight / max(|p|, weight): 1 inside the ball, branch-free so \
-                 * the loops vectorise (sqrt and division in the working precision); one       \
-                 * per pixel (isotropic), direction (anisotropic) or stencil (symmetric). */   \
-                if (kind == 0) {                                                               \
-                    for (long j = 0; j < w; ++j) {                                             \
-                        const T m = SQRT(norm_y[j] + norm_x[j]);                               \
-                        norm_y[j] = norm_x[j] = weight / (m > weight ? m : weight);            \
-                    }                                                                          \
-                } else {                                                                       \
-                    for (long j = 0; j < w; ++j) {                                             \
-                        const T my = SQRT(norm_y[j]), mx = SQRT(norm_x[j]);                    \
-                        norm_y[j] = weight / (my > weight ? my : weight);                      \
-                        norm_x[j] = weight / (mx > weight ? mx : weight);                      \
-                    }                                                                          \
-                }                                                                              \
-                for (long c = 0; c < channels; ++c) {                                          \
-                    T *py = p + ((n * channels + c) * 2 * pairs) * plane + i * w;              \
-                    T *px = py + plane;                                                        \
-                    if (kind == 2) {                                                           \
-                        T *qy = px + plane, *qx = qy + plane;                                  \
-                        for (long j = 0; j < w; ++j) {                                         \
-                            py[j] *= norm_y[j];                                                \
-                            px[j] *= norm_y[j];                                                \
-                            qy[j] *= norm_x[j];                                                \
-                            qx[j] *= norm_x[j];                                                \
-                        }                                                                      \
-                    } else {                                                                   \
-                        for (long j = 0; j < w; ++j) {                                         \
-                            py[j] *= norm_y[j];                                                \
-                            px[j] *= norm_x[j];                                                \
-                        }                                                                      \
-                    }                                                                          \
-                }                                                                              \
-            }                                                                                  \
-            free(norm_y);                                                                      \
+        const long last = b < w - 1 ? b : w - 1;                                               \
+        _Pragma("omp simd")                                                                    \
+        for (long j = a; j < last; ++j) {                                                      \
+            py[j] += sigma * (below[j] - ub[j]);                                               \
+            px[j] += sigma * (ub[j + 1] - ub[j]);                                              \
+            norm_y[j] += py[j] * py[j];                                                        \
+            norm_x[j] += px[j] * px[j];                                                        \
+        }                                                                                      \
+        if (a <= w - 1 && b == w) { /* the last column: no x difference, p_x stays 0 */        \
+            py[w - 1] += sigma * (below[w - 1] - ub[w - 1]);                                   \
+            norm_y[w - 1] += py[w - 1] * py[w - 1];                                            \
+            norm_x[w - 1] += px[w - 1] * px[w - 1];                                            \
         }                                                                                      \
     }                                                                                          \
                                                                                                \
-    static void primal_sweep_##SUFFIX(T *u, T *ubar, const T *p, const T *f, long images,      \
-                                      long channels, long h, long w, int kind, T tau,          \
-                                      T theta, int threads)                                    \
+    /* Symmetric TV on columns [a, b): both pairs of one channel and their squares in one      \
+     * pass over the row (one load of ubar's three rows for the four differences); `above`     \
+     * and `below` are the row itself on the first and last rows (no y difference there). */   \
+    static inline void symmetric_dual_at_##SUFFIX(long j, T dx, T bx, const T *ub,             \
+                                                  const T *above, const T *below, T *py,       \
+                                                  T *px, T *qy, T *qx, T *norm_f, T *norm_b,   \
+                                                  T sigma)                                     \
     {                                                                                          \
-        const long plane = h * w, pairs = kind == 2 ? 2 : 1;                                   \
-        const T scale = (T)1 / ((T)1 + tau);                                                   \
-        T *zeros = (T *)calloc((size_t)w, sizeof(T));                                          \
-        _Pragma("omp parallel num_threads(threads)")                                           \
-        {                                                                                      \
-        _Pragma("omp for schedule(static)")                                                    \
-        for (long row = 0; row < images * channels * h; ++row) {                               \
-            const long image = row / h, i = row % h;                                           \
-            const T *restrict py = p + image * 2 * pairs * plane + i * w;                      \
-            const T *restrict px = py + plane;                                                 \
-            /* Row -1 of p_y and column -1 of p_x count as 0: branch-free inner loop. */       \
-            const T *restrict above = i > 0 ? py - w : zeros;                                  \
-            /* The backward pair: row h of q_y counts as 0, and its row 0 and q_x's column 0   \
-             * hold 0; column w of q_x is handled at j = w - 1. */                             \
-            const T *restrict qy = kind == 2 ? px + plane : zeros;                             \
-            const T *restrict qx = kind == 2 ? px + 2 * plane : zeros;                         \
-            const T *restrict qy_below = kind == 2 && i < h - 1 ? qy + w : zeros;              \
-            const long qx_step = kind == 2 ? 1 : 0;                                            \
-            T *restrict uu = u + image * plane + i * w;                                        \
-            T *restrict ub = ubar + image * plane + i * w;                                     \
-            const T *restrict ff = f + image * plane + i * w;                                  \
-            for (long j = 0; j < w; j += w > 1 ? w - 1 : 1) {                                  \
-                T d = py[j] - above[j] + px[j] + qy_below[j] - qy[j] - qx[j * qx_step];        \
-                if (j > 0) d -= px[j - 1];                                                     \
-                if (j < w - 1) d += qx[(j + 1) * qx_step];                                     \
-                const T old = uu[j], new_u = (old + tau * (d + ff[j])) * scale;                \
-                uu[j] = new_u;                                                                 \
-                ub[j] = new_u + theta * (new_u - old);                                         \
-            }                                                                                  \
-            if (kind == 2) {                                                                   \
-                for (long j = 1; j < w - 1; ++j) {                                             \
-                    const T d = py[j] - above[j] + px[j] - px[j - 1] + qy_below[j] - qy[j]     \
-                                + qx[j + 1] - qx[j];                                           \
-                    const T old = uu[j], new_u = (old + tau * (d + ff[j])) * scale;            \
-                    uu[j] = new_u;                                                             \
-                    ub[j] = new_u + theta * (new_u - old);                                     \
-                }                                                                              \
-            } else {                                                                           \
-                for (long j = 1; j < w - 1; ++j) {                                             \
-                    const T d = py[j] - above[j] + px[j] - px[j - 1];                          \
-                    const T old = uu[j], new_u = (old + tau * (d + ff[j])) * scale;            \
-                    uu[j] = new_u;                                                             \
-                    ub[j] = new_u + theta * (new_u - old);                                     \
-                }                                                                              \
-            }                                                                                  \
-        }                                                                                      \
-        }                                                                                      \
-        free(zeros);                                                                           \
+        py[j] += sigma * (below[j] - ub[j]);                                                   \
+        px[j] += sigma * dx;                                                                   \
+        qy[j] += sigma * (ub[j] - above[j]);                                                   \
+        qx[j] += sigma * bx;                                                                   \
+        norm_f[j] += py[j] * py[j] + px[j] * px[j];                                            \
+        norm_b[j] += qy[j] * qy[j] + qx[j] * qx[j];                                            \
     }                                                                                          \
-    /* The wavefront: the same iterations, `depth` of them per sweep over the rows, so that   \
-     * each sweep reads and writes the image once and the rows in flight (about 2 depth + 3)   \
-     * stay in cache. Step r runs, for k = 0 .. depth - 1, the dual step of iteration k on row \
-     * r - 2k and then the primal step of iteration k on row r - 2k - 1: each reads only rows  \
-     * that iteration k - 1 has finished and that iteration k + 1 has not yet changed (the     \
-     * stencils reach one row up and down). Threads split the columns; a row's values at one   \
-     * iteration are written in one step and read by the neighbouring columns in later steps   \
-     * only, so one barrier per step orders them. Every value gets the same operations as in   \
-     * the two sweeps above. */                                                               \
+                                                                                               \
+    static void symmetric_dual_##SUFFIX(const T *restrict ub, const T *restrict above,         \
+                                        const T *restrict below, T *restrict py,               \
+                                        T *restrict px, T *restrict qy, T *restrict qx,        \
+                                        T *restrict norm_f, T *restrict norm_b, long a,        \
+                                        long b, long w, T sigma)                               \
+    {                                                                                          \
+        const long first = a > 1 ? a : 1, last = b < w - 1 ? b : w - 1;                        \
+        if (a == 0 && b > 0) /* column 0: no backward x difference */                          \
+            symmetric_dual_at_##SUFFIX(0, w > 1 ? ub[1] - ub[0] : (T)0, (T)0, ub, above,       \
+                                       below, py, px, qy, qx, norm_f, norm_b, sigma);          \
+        _Pragma("omp simd")                                                                    \
+        for (long j = first; j < last; ++j) {                                                  \
+            py[j] += sigma * (below[j] - ub[j]);                                               \
+            px[j] += sigma * (ub[j + 1] - ub[j]);                                              \
+            qy[j] += sigma * (ub[j] - above[j]);                                               \
+            qx[j] += sigma * (ub[j] - ub[j - 1]);                                              \
+            norm_f[j] += py[j] * py[j] + px[j] * px[j];                                        \
+            norm_b[j] += qy[j] * qy[j] + qx[j] * qx[j];                                        \
+        }                                                                                      \
+        if (w > 1 && a <= w - 1 && b == w) /* column w - 1: no forward x difference */         \
+            symmetric_dual_at_##SUFFIX(w - 1, (T)0, ub[w - 1] - ub[w - 2], ub, above, below,   \
+                                       py, px, qy, qx, norm_f, norm_b, sigma);                 \
+    }                                                                                          \
+                                                                                               \
+    static void scale_pair_##SUFFIX(T *restrict y, T *restrict x, const T *restrict scale_y,   \
+                                    const T *restrict scale_x, long a, long b)                 \
+    {                                                                                          \
+        _Pragma("omp simd")                                                                    \
+        for (long j = a; j < b; ++j) {                                                         \
+            y[j] *= scale_y[j];                                                                \
+            x[j] *= scale_x[j];                                                                \
+        }                                                                                      \
+    }                                                                                          \
+                                                                                               \
+    /* The dual step of row i of image n on columns [a, b): p + sigma D ubar, then the         \
+     * projection; norm_y and norm_x are row buffers (indexed by column). */                   \
     static void dual_row_##SUFFIX(const T *ubar, T *p, long n, long i, long a, long b,         \
                                   long channels, long h, long w, int kind, T weight, T sigma,  \
                                   T *norm_y, T *norm_x)                                        \
     {                                                                                          \
         const long plane = h * w, pairs = kind == 2 ? 2 : 1;                                   \
-        const long bx = b < w - 1 ? b : w - 1, a1 = a > 1 ? a : 1;                             \
         for (long j = a; j < b; ++j) norm_y[j] = norm_x[j] = 0;                                \
         for (long c = 0; c < channels; ++c) {                                                  \
-            const T *restrict ub = ubar + (n * channels + c) * plane + i * w;                  \
-            T *restrict py = p + ((n * channels + c) * 2 * pairs) * plane + i * w;             \
-            T *restrict px = py + plane;                                                       \
-            if (i < h - 1) {                                                                   \
-                const T *below = ub + w;                                                       \
-                for (long j = a; j < b; ++j) py[j] += sigma * (below[j] - ub[j]);              \
-            }                                                                                  \
-            for (long j = a; j < bx; ++j) px[j] += sigma * (ub[j + 1] - ub[j]);                \
-            if (kind == 2) {                                                                   \
-                T *restrict qy = px + plane;                                                   \
-                T *restrict qx = qy + plane;                                                   \
-                if (i > 0) {                                                                   \
-                    const T *above = ub - w;                                                   \
-                    for (long j = a; j < b; ++j) qy[j] += sigma * (ub[j] - above[j]);          \
-                }                                                                              \
-                for (long j = a1; j < b; ++j) qx[j] += sigma * (ub[j] - ub[j - 1]);            \
-                for (long j = a; j < b; ++j) {                                                 \
-                    norm_y[j] += py[j] * py[j] + px[j] * px[j];                                \
-                    norm_x[j] += qy[j] * qy[j] + qx[j] * qx[j];                                \
-                }                                                                              \
-            } else {                                                                           \
-                for (long j = a; j < b; ++j) {                                                 \
-                    norm_y[j] += py[j] * py[j];                                                \
-                    norm_x[j] += px[j] * px[j];                                                \
-                }                                                                              \
-            }                                                                                  \
+            const T *ub = ubar + (n * channels + c) * plane + i * w;                           \
+            const T *above = i > 0 ? ub - w : ub, *below = i < h - 1 ? ub + w : ub;            \
+            T *py = p + ((n * channels + c) * 2 * pairs) * plane + i * w;                      \
+            T *px = py + plane;                                                                \
+            /* norm_y: the forward pair's squares, norm_x: the backward pair's. */             \
+            if (kind == 2)                                                                     \
+                symmetric_dual_##SUFFIX(ub, above, below, py, px, px + plane, px + 2 * plane,  \
+                                        norm_y, norm_x, a, b, w, sigma);                       \
+            else                                                                               \
+                forward_dual_##SUFFIX(ub, below, py, px, norm_y, norm_x, a, b, w, sigma);      \
         }                                                                                      \
+        /* Scale factors weight / max(|p|, weight): 1 inside the ball, branch-free so the      \
+         * loops vectorise (sqrt and division in the working precision); one per pixel         \
+         * (isotropic), direction (anisotropic) or stencil (symmetric). */                     \
         if (kind == 0) {                                                                       \
             for (long j = a; j < b; ++j) {                                                     \
                 const T m = SQRT(norm_y[j] + norm_x[j]);                                       \
@@ -224,38 +144,62 @@
             T *py = p + ((n * channels + c) * 2 * pairs) * plane + i * w;                      \
             T *px = py + plane;                                                                \
             if (kind == 2) {                                                                   \
-                T *qy = px + plane, *qx = qy + plane;                                          \
-                for (long j = a; j < b; ++j) {                                                 \
-                    py[j] *= norm_y[j];                                                        \
-                    px[j] *= norm_y[j];                                                        \
-                    qy[j] *= norm_x[j];                                                        \
-                    qx[j] *= norm_x[j];                                                        \
-                }                                                                              \
+                scale_pair_##SUFFIX(py, px, norm_y, norm_y, a, b);                             \
+                scale_pair_##SUFFIX(px + plane, px + 2 * plane, norm_x, norm_x, a, b);         \
             } else {                                                                           \
-                for (long j = a; j < b; ++j) {                                                 \
-                    py[j] *= norm_y[j];                                                        \
-                    px[j] *= norm_x[j];                                                        \
-                }                                                                              \
+                scale_pair_##SUFFIX(py, px, norm_y, norm_x, a, b);                             \
             }                                                                                  \
         }                                                                                      \
     }                                                                                          \
                                                                                                \
+    /* The primal step's interior columns [first, last) of one row of one channel. */          \
+    static void primal_interior_##SUFFIX(T *restrict uu, T *restrict ub, const T *restrict ff, \
+                                         const T *restrict py, const T *restrict above,        \
+                                         const T *restrict px, const T *restrict qy,           \
+                                         const T *restrict qy_below, const T *restrict qx,     \
+                                         long first, long last, int kind, T tau, T theta,      \
+                                         T scale)                                              \
+    {                                                                                          \
+        if (kind == 2) {                                                                       \
+            _Pragma("omp simd")                                                                \
+            for (long j = first; j < last; ++j) {                                              \
+                const T d = py[j] - above[j] + px[j] - px[j - 1] + qy_below[j] - qy[j]         \
+                            + qx[j + 1] - qx[j];                                               \
+                const T old = uu[j], new_u = (old + tau * (d + ff[j])) * scale;                \
+                uu[j] = new_u;                                                                 \
+                ub[j] = new_u + theta * (new_u - old);                                         \
+            }                                                                                  \
+        } else {                                                                               \
+            _Pragma("omp simd")                                                                \
+            for (long j = first; j < last; ++j) {                                              \
+                const T d = py[j] - above[j] + px[j] - px[j - 1];                              \
+                const T old = uu[j], new_u = (old + tau * (d + ff[j])) * scale;                \
+                uu[j] = new_u;                                                                 \
+                ub[j] = new_u + theta * (new_u - old);                                         \
+            }                                                                                  \
+        }                                                                                      \
+    }                                                                                          \
+                                                                                               \
+    /* The primal step of row i of one channel (image * channels + c) on columns [a, b). */    \
     static void primal_row_##SUFFIX(T *u, T *ubar, const T *p, const T *f, long image, long i, \
                                     long a, long b, long h, long w, int kind, T tau, T theta,  \
                                     const T *zeros)                                            \
     {                                                                                          \
         const long plane = h * w, pairs = kind == 2 ? 2 : 1;                                   \
         const T scale = (T)1 / ((T)1 + tau);                                                   \
-        const T *restrict py = p + image * 2 * pairs * plane + i * w;                          \
-        const T *restrict px = py + plane;                                                     \
-        const T *restrict above = i > 0 ? py - w : zeros;                                      \
-        const T *restrict qy = kind == 2 ? px + plane : zeros;                                 \
-        const T *restrict qx = kind == 2 ? px + 2 * plane : zeros;                             \
-        const T *restrict qy_below = kind == 2 && i < h - 1 ? qy + w : zeros;                  \
+        const T *py = p + image * 2 * pairs * plane + i * w;                                   \
+        const T *px = py + plane;                                                              \
+        /* Row -1 of p_y and column -1 of p_x count as 0: branch-free inner loop. */           \
+        const T *above = i > 0 ? py - w : zeros;                                               \
+        /* The backward pair: row h of q_y counts as 0, and its row 0 and q_x's column 0       \
+         * hold 0; column w of q_x is handled at j = w - 1. */                                 \
+        const T *qy = kind == 2 ? px + plane : zeros;                                          \
+        const T *qx = kind == 2 ? px + 2 * plane : zeros;                                      \
+        const T *qy_below = kind == 2 && i < h - 1 ? qy + w : zeros;                           \
         const long qx_step = kind == 2 ? 1 : 0;                                                \
-        T *restrict uu = u + image * plane + i * w;                                            \
-        T *restrict ub = ubar + image * plane + i * w;                                         \
-        const T *restrict ff = f + image * plane + i * w;                                      \
+        T *uu = u + image * plane + i * w;                                                     \
+        T *ub = ubar + image * plane + i * w;                                                  \
+        const T *ff = f + image * plane + i * w;                                               \
         for (long j = 0; j < w; j += w > 1 ? w - 1 : 1) {                                      \
             if (j < a || j >= b) continue;                                                     \
             T d = py[j] - above[j] + px[j] + qy_below[j] - qy[j] - qx[j * qx_step];            \
@@ -266,24 +210,46 @@
             ub[j] = new_u + theta * (new_u - old);                                             \
         }                                                                                      \
         const long first = a > 1 ? a : 1, last = b < w - 1 ? b : w - 1;                        \
-        if (kind == 2) {                                                                       \
-            for (long j = first; j < last; ++j) {                                              \
-                const T d = py[j] - above[j] + px[j] - px[j - 1] + qy_below[j] - qy[j]         \
-                            + qx[j + 1] - qx[j];                                               \
-                const T old = uu[j], new_u = (old + tau * (d + ff[j])) * scale;                \
-                uu[j] = new_u;                                                                 \
-                ub[j] = new_u + theta * (new_u - old);                                         \
-            }                                                                                  \
-        } else {                                                                               \
-            for (long j = first; j < last; ++j) {                                              \
-                const T d = py[j] - above[j] + px[j] - px[j - 1];                              \
-                const T old = uu[j], new_u = (old + tau * (d + ff[j])) * scale;                \
-                uu[j] = new_u;                                                                 \
-                ub[j] = new_u + theta * (new_u - old);                                         \
-            }                                                                                  \
+        primal_interior_##SUFFIX(uu, ub, ff, py, above, px, qy, qy_below, qx, first, last,     \
+                                 kind, tau, theta, scale);                                     \
+    }                                                                                          \
+                                                                                               \
+    /* The two sweeps of one iteration, each parallel over rows. */                            \
+    static void dual_sweep_##SUFFIX(const T *ubar, T *p, long images, long channels, long h,   \
+                                    long w, int kind, T weight, T sigma, int threads)          \
+    {                                                                                          \
+        _Pragma("omp parallel num_threads(threads)")                                           \
+        {                                                                                      \
+            T *norm_y = (T *)malloc(sizeof(T) * (size_t)(2 * w));                              \
+            T *norm_x = norm_y + w;                                                            \
+            _Pragma("omp for schedule(static)")                                                \
+            for (long row = 0; row < images * h; ++row)                                        \
+                dual_row_##SUFFIX(ubar, p, row / h, row % h, 0, w, channels, h, w, kind,       \
+                                  weight, sigma, norm_y, norm_x);                              \
+            free(norm_y);                                                                      \
         }                                                                                      \
     }                                                                                          \
                                                                                                \
+    static void primal_sweep_##SUFFIX(T *u, T *ubar, const T *p, const T *f, long images,      \
+                                      long channels, long h, long w, int kind, T tau,          \
+                                      T theta, int threads)                                    \
+    {                                                                                          \
+        T *zeros = (T *)calloc((size_t)w + 1, sizeof(T));                                      \
+        _Pragma("omp parallel for num_threads(threads) schedule(static)")                      \
+        for (long row = 0; row < images * channels * h; ++row)                                 \
+            primal_row_##SUFFIX(u, ubar, p, f, row / h, row % h, 0, w, h, w, kind, tau, theta, \
+                                zeros);                                                        \
+        free(zeros);                                                                           \
+    }                                                                                          \
+    /* The wavefront: the same iterations, `depth` of them per sweep over the rows, so that   \
+     * each sweep reads and writes the image once and the rows in flight (about 2 depth + 3)   \
+     * stay in cache. Step r runs, for k = 0 .. depth - 1, the dual step of iteration k on row \
+     * r - 2k and then the primal step of iteration k on row r - 2k - 1: each reads only rows  \
+     * that iteration k - 1 has finished and that iteration k + 1 has not yet changed (the     \
+     * stencils reach one row up and down). Threads split the columns; a row's values at one   \
+     * iteration are written in one step and read by the neighbouring columns in later steps   \
+     * only, so one barrier per step orders them. Every value gets the same operations as in   \
+     * the two sweeps above. */                                                               \
     static void wavefront_##SUFFIX(T *u, T *ubar, T *p, const T *f, long images,               \
                                    long channels, long h, long w, int kind, T weight,          \
                                    const T *tau, const T *sigma, const T *theta, long depth,   \
@@ -368,94 +334,156 @@
         step[1] = sigma;                                                                       \
     }                                                                                          \
                                                                                                \
-    /* Per image n, in double, into out[4 n .. 4 n + 3]: the energy                           \
+    /* The measure's helpers, one row of one channel, restrict-qualified and `omp simd` so     \
+     * that they vectorise in double: the fidelity, step and norm sums (acc[0 .. 2]) and the   \
+     * squares of the differences of u into the row buffers; `below` and `upper` are the row   \
+     * itself on the last and first rows (no y difference there). */                           \
+    static void measure_primal_##SUFFIX(const T *restrict uu, const T *restrict ff,            \
+                                        const T *restrict ub, const T *restrict below,         \
+                                        const T *restrict upper, double *restrict sum_y,       \
+                                        double *restrict sum_x, double *restrict sum_back,     \
+                                        long w, int kind, double *acc)                         \
+    {                                                                                          \
+        double fid = 0, chg = 0, nrm = 0;                                                      \
+        _Pragma("omp simd reduction(+ : fid, chg, nrm)")                                       \
+        for (long j = 0; j < w; ++j) {                                                         \
+            const double uv = uu[j], r = uv - (double)ff[j];                                   \
+            const double step = (double)ub[j] - uv;                                            \
+            const double gy = (double)below[j] - uv;                                           \
+            fid += 0.5 * r * r;                                                                \
+            chg += step * step;                                                                \
+            nrm += uv * uv;                                                                    \
+            sum_y[j] += gy * gy;                                                               \
+        }                                                                                      \
+        _Pragma("omp simd")                                                                    \
+        for (long j = 0; j < w - 1; ++j) {                                                     \
+            const double gx = (double)uu[j + 1] - (double)uu[j];                               \
+            sum_x[j] += gx * gx;                                                               \
+        }                                                                                      \
+        if (kind == 2) {                                                                       \
+            const double by = (double)uu[0] - (double)upper[0];                                \
+            sum_back[0] += by * by; /* column 0: no backward x difference */                   \
+            _Pragma("omp simd")                                                                \
+            for (long j = 1; j < w; ++j) {                                                     \
+                const double by = (double)uu[j] - (double)upper[j];                            \
+                const double bx = (double)uu[j] - (double)uu[j - 1];                           \
+                sum_back[j] += by * by + bx * bx;                                              \
+            }                                                                                  \
+        }                                                                                      \
+        acc[0] += fid;                                                                         \
+        acc[1] += chg;                                                                         \
+        acc[2] += nrm;                                                                         \
+    }                                                                                          \
+                                                                                               \
+    /* The dual value's sum -1/2 (div p)^2 - f div p over one row of one channel: the edge     \
+     * columns, then the interior branch-free; qy, qy_below and qx are zeros for forward TV    \
+     * (and qy on the first row, qy_below on the last). */                                     \
+    static double measure_dual_##SUFFIX(const T *restrict py, const T *restrict above,         \
+                                        const T *restrict px, const T *restrict qy,            \
+                                        const T *restrict qy_below, const T *restrict qx,      \
+                                        const T *restrict ff, long w, int kind)                \
+    {                                                                                          \
+        const long qx_step = kind == 2 ? 1 : 0;                                                \
+        double dv = 0;                                                                         \
+        for (long j = 0; j < w; j += w > 1 ? w - 1 : 1) {                                      \
+            double d = (double)py[j] - (double)above[j] + (double)px[j] + (double)qy_below[j]  \
+                       - (double)qy[j];                                                        \
+            if (j > 0) d -= (double)px[j - 1] + (double)qx[j * qx_step];                       \
+            if (j < w - 1) d += (double)qx[(j + 1) * qx_step];                                 \
+            dv -= 0.5 * d * d + (double)ff[j] * d;                                             \
+        }                                                                                      \
+        if (kind == 2) {                                                                       \
+            _Pragma("omp simd reduction(+ : dv)")                                              \
+            for (long j = 1; j < w - 1; ++j) {                                                 \
+                const double d = (double)py[j] - (double)above[j] + (double)px[j]              \
+                                 - (double)px[j - 1] + (double)qy_below[j] - (double)qy[j]     \
+                                 + (double)qx[j + 1] - (double)qx[j];                          \
+                dv -= 0.5 * d * d + (double)ff[j] * d;                                         \
+            }                                                                                  \
+        } else {                                                                               \
+            _Pragma("omp simd reduction(+ : dv)")                                              \
+            for (long j = 1; j < w - 1; ++j) {                                                 \
+                const double d = (double)py[j] - (double)above[j] + (double)px[j]              \
+                                 - (double)px[j - 1];                                          \
+                dv -= 0.5 * d * d + (double)ff[j] * d;                                         \
+            }                                                                                  \
+        }                                                                                      \
+        return dv;                                                                             \
+    }                                                                                          \
+                                                                                               \
+    /* The TV of one row from the squares of its differences (summed over the channels). */    \
+    static double measure_tv_##SUFFIX(const double *restrict sum_y,                            \
+                                      const double *restrict sum_x,                            \
+                                      const double *restrict sum_back, long w, int kind)       \
+    {                                                                                          \
+        double row = 0;                                                                        \
+        if (kind == 0) {                                                                       \
+            _Pragma("omp simd reduction(+ : row)")                                             \
+            for (long j = 0; j < w; ++j) row += sqrt(sum_y[j] + sum_x[j]);                     \
+        } else if (kind == 1) {                                                                \
+            _Pragma("omp simd reduction(+ : row)")                                             \
+            for (long j = 0; j < w; ++j) row += sqrt(sum_y[j]) + sqrt(sum_x[j]);               \
+        } else {                                                                               \
+            _Pragma("omp simd reduction(+ : row)")                                             \
+            for (long j = 0; j < w; ++j)                                                       \
+                row += 0.5 * (sqrt(sum_y[j] + sum_x[j]) + sqrt(sum_back[j]));                  \
+        }                                                                                      \
+        return row;                                                                            \
+    }                                                                                          \
+                                                                                               \
+    /* Row i of image n: acc[0 .. 4] += the fidelity, step and norm sums, the dual value's     \
+     * sum and the row's TV; sum_y holds 3 w doubles (the squares of the differences, summed   \
+     * over the channels). A function of its own, so that its loop bounds are plain values     \
+     * (inside the parallel region they are shared variables, and the loops stay scalar). */   \
+    static void measure_row_##SUFFIX(const T *u, const T *ubar, const T *p, const T *f,        \
+                                     long n, long i, long channels, long h, long w, int kind,  \
+                                     const T *zeros, double *sum_y, double *acc)               \
+    {                                                                                          \
+        const long plane = h * w, pairs = kind == 2 ? 2 : 1;                                   \
+        double *sum_x = sum_y + w, *sum_back = sum_x + w;                                      \
+        for (long j = 0; j < w; ++j) sum_y[j] = sum_x[j] = sum_back[j] = 0;                    \
+        for (long c = 0; c < channels; ++c) {                                                  \
+            const long at = (n * channels + c) * plane + i * w;                                \
+            const T *uu = u + at;                                                              \
+            const T *py = p + ((n * channels + c) * 2 * pairs) * plane + i * w;                \
+            const T *px = py + plane;                                                          \
+            measure_primal_##SUFFIX(uu, f + at, ubar + at, i < h - 1 ? uu + w : uu,            \
+                                    i > 0 ? uu - w : uu, sum_y, sum_x, sum_back, w, kind,      \
+                                    acc);                                                      \
+            acc[3] += measure_dual_##SUFFIX(py, i > 0 ? py - w : zeros, px,                    \
+                                            kind == 2 && i > 0 ? px + plane : zeros,           \
+                                            kind == 2 && i < h - 1 ? px + plane + w : zeros,   \
+                                            kind == 2 ? px + 2 * plane : zeros, f + at, w,     \
+                                            kind);                                             \
+        }                                                                                      \
+        acc[4] += measure_tv_##SUFFIX(sum_y, sum_x, sum_back, w, kind);                        \
+    }                                                                                          \
+                                                                                               \
+    /* Per image n, in double, into out[4 n .. 4 n + 3]: the energy                            \
      * 1/2 ||u - f||^2 + weight TV(u), the dual value -1/2 ||div p||^2 - <f, div p>,           \
      * ||ubar - u||^2 and ||u||^2 (ubar - u = theta (u - u_previous) after an iteration).      \
-     * Row by row: per-pixel sums of squares over the channels go to row buffers, and each    \
+     * Row by row: per-pixel sums of squares over the channels go to row buffers, and each     \
      * sum over a row is an `omp simd` reduction, so the loops vectorise in double. */         \
-    void rof_measure_##SUFFIX(const T *u, const T *ubar, const T *p, const T *f, long images,   \
+    void rof_measure_##SUFFIX(const T *u, const T *ubar, const T *p, const T *f, long images,  \
                               long channels, long h, long w, int kind, double weight,          \
                               double *out, int threads)                                        \
     {                                                                                          \
-        const long plane = h * w, pairs = kind == 2 ? 2 : 1;                                   \
         T *zeros = (T *)calloc((size_t)w + 1, sizeof(T));                                      \
         for (long n = 0; n < images; ++n) {                                                    \
             double fidelity = 0, tv = 0, dual_value = 0, change = 0, norm = 0;                 \
             _Pragma("omp parallel num_threads(threads) reduction(+ : fidelity, tv, dual_value, change, norm)") \
             {                                                                                  \
-            double *sum_y = (double *)malloc(sizeof(double) * (size_t)(3 * w));               \
-            double *sum_x = sum_y + w, *sum_back = sum_x + w;                                  \
+            double *sum_y = (double *)malloc(sizeof(double) * (size_t)(3 * w));                \
             _Pragma("omp for schedule(static)")                                                \
             for (long i = 0; i < h; ++i) {                                                     \
-                for (long j = 0; j < w; ++j) sum_y[j] = sum_x[j] = sum_back[j] = 0;            \
-                for (long c = 0; c < channels; ++c) {                                          \
-                    const long at = (n * channels + c) * plane + i * w;                        \
-                    const T *uu = u + at, *ff = f + at, *ub = ubar + at;                       \
-                    const T *py = p + ((n * channels + c) * 2 * pairs) * plane + i * w;        \
-                    const T *px = py + plane;                                                  \
-                    const T *above = i > 0 ? py - w : zeros;                                   \
-                    const T *qy = kind == 2 && i > 0 ? px + plane : zeros;                     \
-                    const T *qy_below = kind == 2 && i < h - 1 ? px + plane + w : zeros;       \
-                    const T *qx = kind == 2 ? px + 2 * plane : zeros;                          \
-                    const long qx_step = kind == 2 ? 1 : 0;                                    \
-                    const T *below = i < h - 1 ? uu + w : uu;    /* gy = 0 on the last row */  \
-                    const T *upper = i > 0 ? uu - w : uu;        /* by = 0 on the first row */ \
-                    double fid = 0, chg = 0, nrm = 0, dv = 0;                                  \
-                    _Pragma("omp simd reduction(+ : fid, chg, nrm)")                           \
-                    for (long j = 0; j < w; ++j) {                                             \
-                        const double uv = uu[j], r = uv - (double)ff[j];                       \
-                        const double step = (double)ub[j] - uv;                                \
-                        const double gy = (double)below[j] - uv;                               \
-                        fid += 0.5 * r * r;                                                    \
-                        chg += step * step;                                                    \
-                        nrm += uv * uv;                                                        \
-                        sum_y[j] += gy * gy;                                                   \
-                    }                                                                          \
-                    for (long j = 0; j + 1 < w; ++j) {                                         \
-                        const double gx = (double)uu[j + 1] - (double)uu[j];                   \
-                        sum_x[j] += gx * gx;                                                   \
-                    }                                                                          \
-                    if (kind == 2) {                                                           \
-                        for (long j = 0; j < w; ++j) {                                         \
-                            const double by = (double)uu[j] - (double)upper[j];                \
-                            const double bx = j > 0 ? (double)uu[j] - (double)uu[j - 1] : 0.0; \
-                            sum_back[j] += by * by + bx * bx;                                  \
-                        }                                                                      \
-                    }                                                                          \
-                    /* The divergence at the edge columns, then the interior branch-free. */   \
-                    for (long j = 0; j < w; j += w > 1 ? w - 1 : 1) {                          \
-                        double d = (double)py[j] - (double)above[j] + (double)px[j]            \
-                                   + (double)qy_below[j] - (double)qy[j];                      \
-                        if (j > 0) d -= (double)px[j - 1] + (double)qx[j * qx_step];           \
-                        if (j < w - 1) d += (double)qx[(j + 1) * qx_step];                     \
-                        dv -= 0.5 * d * d + (double)ff[j] * d;                                 \
-                    }                                                                          \
-                    _Pragma("omp simd reduction(+ : dv)")                                      \
-                    for (long j = 1; j < w - 1; ++j) {                                         \
-                        const double d = (double)py[j] - (double)above[j] + (double)px[j]      \
-                                         - (double)px[j - 1] + (double)qy_below[j]             \
-                                         - (double)qy[j] + (double)qx[(j + 1) * qx_step]       \
-                                         - (double)qx[j * qx_step];                            \
-                        dv -= 0.5 * d * d + (double)ff[j] * d;                                 \
-                    }                                                                          \
-                    fidelity += fid;                                                           \
-                    change += chg;                                                             \
-                    norm += nrm;                                                               \
-                    dual_value += dv;                                                          \
-                }                                                                              \
-                double row = 0;                                                                \
-                if (kind == 0) {                                                               \
-                    _Pragma("omp simd reduction(+ : row)")                                     \
-                    for (long j = 0; j < w; ++j) row += sqrt(sum_y[j] + sum_x[j]);             \
-                } else if (kind == 1) {                                                        \
-                    _Pragma("omp simd reduction(+ : row)")                                     \
-                    for (long j = 0; j < w; ++j) row += sqrt(sum_y[j]) + sqrt(sum_x[j]);       \
-                } else {                                                                       \
-                    _Pragma("omp simd reduction(+ : row)")                                     \
-                    for (long j = 0; j < w; ++j)                                               \
-                        row += 0.5 * (sqrt(sum_y[j] + sum_x[j]) + sqrt(sum_back[j]));          \
-                }                                                                              \
-                tv += row;                                                                     \
+                double acc[5] = {0, 0, 0, 0, 0};                                               \
+                measure_row_##SUFFIX(u, ubar, p, f, n, i, channels, h, w, kind, zeros, sum_y,  \
+                                     acc);                                                     \
+                fidelity += acc[0];                                                            \
+                change += acc[1];                                                              \
+                norm += acc[2];                                                                \
+                dual_value += acc[3];                                                          \
+                tv += acc[4];                                                                  \
             }                                                                                  \
             free(sum_y);                                                                       \
             }                                                                                  \
