@@ -45,3 +45,24 @@ def test_peak_memory_counts_at_least_the_gradient() -> None:
     name = next(iter(bench.LOSSES))
     shape = (1, 1, 1024, 1024)  # 4 MiB of float32
     assert 3.5 <= bench.peak_memory(shape, name, "ours") < 4 * 4
+
+
+def test_parts_benchmark_prints_both_tables_on_tiny_shapes(capsys) -> None:
+    path = SCRIPT.with_name("bench_tvloss_parts.py")
+    spec = importlib.util.spec_from_file_location("bench_tvloss_parts", path)
+    assert spec is not None and spec.loader is not None
+    parts = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(parts)
+    parts.main(["--smoke", "--rounds", "2"])
+    parts.main(["paths", "--smoke", "--rounds", "2"])
+    lines = capsys.readouterr().out.splitlines()
+    rows = [line for line in lines if line.startswith("| (")]
+    assert len(rows) == 2 * len(parts.PICK)  # the two smoke shapes
+    for row in rows:
+        cells = [float(cell) for cell in row.split(" | ")[2:-1]]
+        assert all(cell >= 0 for cell in cells) and cells[0] > 0  # the pass took time
+    options = [line for line in lines if line.startswith("| ") and line.split(" | ")[0][2:] in
+               parts.PATHS]  # fmt: skip
+    assert len(options) == len(parts.PATHS)
+    for line in options:
+        assert line.rstrip(" |").endswith("x")

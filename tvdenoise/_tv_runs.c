@@ -1,9 +1,9 @@
 /* The value-and-gradient sweeps of the cases TVLoss meets most, one loop (or two) per row:
  * the anisotropic kind on one channel (channelwise colour, or grey) and the isotropic kind on
  * one or three channels. Part of _tv_kernel.c, which includes it once per type (TV_T,
- * TV_NAME, ...) after the helpers and macros it uses (shape_t, phi_d, psi_d, psi_of_steps,
- * lanes_add, padded, TV_WHOLE_ROWS, TV_INLINE); tv_gradient dispatches to these, the other
- * cases to its coefficient planes. The differences, boundaries and terms are those of
+ * TV_NAME, ...) after the helpers and macros it uses (shape_t, power_mode, power, phi_d, psi_d,
+ * psi_of_steps, lanes_add, padded, TV_WHOLE_ROWS, TV_INLINE); tv_gradient dispatches to these,
+ * the other cases to its coefficient planes. The differences, boundaries and terms are those of
  * _tv_kernel.c's header.
  *
  * Rows wider than TV_COLUMNS values are taken in blocks of columns, so that the rows a loop
@@ -114,6 +114,9 @@ TV_WHOLE_ROWS static double TV_NAME(direct_run)(const TV_NAME(shape_t) *s, const
             case 0: TV_DIRECT_ROW(0) break;
             case 1: TV_DIRECT_ROW(1) break;
             case 2: TV_DIRECT_ROW(2) break;
+            case 4: TV_DIRECT_ROW(4) break;
+            case 5: TV_DIRECT_ROW(5) break;
+            case 6: TV_DIRECT_ROW(6) break;
             default: TV_DIRECT_ROW(3) break;
             }
 #undef TV_DIRECT_ROW
@@ -287,6 +290,7 @@ TV_WHOLE_ROWS TV_INLINE double TV_NAME(isotropic_fluxes)(const TV_NAME(shape_t) 
     const TV_T *restrict z0 = zs[0], *restrict z1 = zs[1], *restrict z2 = zs[2];
     const TV_T *restrict y0 = ys[0], *restrict y1 = ys[1], *restrict y2 = ys[2];
     TV_T total = 0;
+    const int pmode = TV_NAME(power_mode)(beta);
 /* Channel X's differences (dz, dy, dr), added to the squared magnitude sq. */
 #define TV_ISO_DIFFS(X, Z, Y, n, ROWS)                                                       \
     const TV_T v##n = X[j], dz##n = (Z[j] - v##n) * ih0, right##n = X[j + 1] - v##n;         \
@@ -310,7 +314,8 @@ TV_WHOLE_ROWS TV_INLINE double TV_NAME(isotropic_fluxes)(const TV_NAME(shape_t) 
         PHI_COEF                                                                             \
         CHANNELS(TV_ISO_FLUX_OF, ROWS)                                                       \
     }
-/* phi(q) into total and the coefficient k, by beta: 1 (a root), 2, or any (a power). */
+/* phi(q) into total and the coefficient k, by beta: 1 (a root), 2, or any (a power, by
+ * power_mode's way). */
 #define TV_ISO_BETA1                                                                         \
     const TV_T root = TV_SQRT(q);                                                            \
     total += root;                                                                           \
@@ -318,8 +323,8 @@ TV_WHOLE_ROWS TV_INLINE double TV_NAME(isotropic_fluxes)(const TV_NAME(shape_t) 
 #define TV_ISO_BETA2                                                                         \
     total += q;                                                                              \
     const TV_T k = bw;
-#define TV_ISO_POWER                                                                         \
-    const TV_T safe = q > 0 ? q : 1, p = TV_POW(safe, half);                                 \
+#define TV_ISO_POWER(m)                                                                      \
+    const TV_T safe = q > 0 ? q : 1, p = TV_NAME(power)(safe, m, half);                      \
     total += q > 0 ? p : 0;                                                                  \
     const TV_T k = q > 0 ? bw * p / safe : 0;
 #define TV_ISO_BY_BETA(CHANNELS, ROWS)                                                       \
@@ -327,8 +332,14 @@ TV_WHOLE_ROWS TV_INLINE double TV_NAME(isotropic_fluxes)(const TV_NAME(shape_t) 
         TV_ISO_LOOP(CHANNELS, ROWS, TV_ISO_BETA1)                                            \
     } else if (beta == 2.0) {                                                                \
         TV_ISO_LOOP(CHANNELS, ROWS, TV_ISO_BETA2)                                            \
+    } else if (pmode == 4) {                                                                 \
+        TV_ISO_LOOP(CHANNELS, ROWS, TV_ISO_POWER(4))                                         \
+    } else if (pmode == 5) {                                                                 \
+        TV_ISO_LOOP(CHANNELS, ROWS, TV_ISO_POWER(5))                                         \
+    } else if (pmode == 6) {                                                                 \
+        TV_ISO_LOOP(CHANNELS, ROWS, TV_ISO_POWER(6))                                         \
     } else {                                                                                 \
-        TV_ISO_LOOP(CHANNELS, ROWS, TV_ISO_POWER)                                            \
+        TV_ISO_LOOP(CHANNELS, ROWS, TV_ISO_POWER(3))                                         \
     }
     if (C == 1 && s->nd == 2) {
         TV_ISO_BY_BETA(TV_ISO_CHANNELS_1, 0)
