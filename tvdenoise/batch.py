@@ -411,21 +411,25 @@ def _history(options: dict[str, Any], read: ReadSettings, weight: float | None) 
 
 
 def _streamed_clip(job: Job) -> str | None:
-    """The video format a job streams to, when its input and output are both clips (else the
-    clip is read whole, as any stack: for stdin, or to convert it to images)."""
+    """The video format a job streams to, when its input and output are both clips: a file,
+    or stdin spooled to one (``job.spooled``), to a file or stdout (else the clip is read
+    whole, as any stack: to convert it to images)."""
     from .io import formats
     from .io.video import is_video
 
-    if job.source is None or job.target is None:
+    if job.input_path is None:
         return None
     try:
-        with open(job.source, "rb") as stream:
+        with open(job.input_path, "rb") as stream:
             source = formats.sniff(stream.read(64))
     except OSError:
         return None  # reported by the image path
-    target = (
-        formats.by_option(job.format) if job.format else formats.by_extension(job.target.suffix)
-    )
+    if job.format:
+        target = formats.by_option(job.format)
+    elif job.target is None:
+        target = source  # stdout: the input's own format
+    else:
+        target = formats.by_extension(job.target.suffix)
     if source is None or target is None or not (is_video(source.name) and is_video(target.name)):
         return None
     return target.name
@@ -445,8 +449,13 @@ def process_clip(
     frame count, size and rate, and the audio (:class:`tvdenoise.io.video.VideoWriter`).
     Progress goes to ``on_progress`` as :class:`tvdenoise.progress.FrameProgress`. Under
     --skip-existing the output is claimed as :func:`process_job` claims an image's; the
-    space-time chunks fit ``settings.tiles.max_memory`` (:func:`tvdenoise.streaming.chunk_for`)."""
+    space-time chunks fit ``settings.tiles.max_memory`` (:func:`tvdenoise.streaming.chunk_for`).
+    A clip from stdin streams from its spooled copy (``job.spooled``); one for stdout is
+    encoded in a temporary folder and returned in ``result.data``."""
+    import tempfile
+
     from .denoising import resolve_device
+    from .io import formats
     from .io.video import VideoReader, VideoWriter
     from .streaming import chunk_for, denoise_clip
 
@@ -454,13 +463,20 @@ def process_clip(
     result = JobResult(job.label, job.target_label, "failed")
     options = settings.solve.denoise_options()
     result.settings = dict(options)
-    assert job.source is not None and job.target is not None
-    sharing = settings.output.skip_existing and not overwrite
+    source = job.input_path
+    assert source is not None
+    sharing = settings.output.skip_existing and not overwrite and job.target is not None
     claim = None
+    scratch = None  # for stdout: the folder the clip is encoded in before it is sent
     try:
         if stop is not None and stop.is_set():
             raise Interrupted
         claim = _claim_target(job, overwrite=overwrite, sharing=sharing)
+        target = job.target
+        if target is None:
+            scratch = tempfile.TemporaryDirectory(prefix="tvdenoise-stdout-")
+            extension = formats.by_name(clip_format).extensions[0]
+            target = Path(scratch.name) / f"stdout{extension}"
         device = resolve_device(settings.exec.device)
         result.device = str(device)
 
@@ -472,18 +488,18 @@ def process_clip(
         if on_progress is not None:
             volume = settings.read.stack == "volume"
             on_progress(Stage(SOLVING, "in chunks of frames" if volume else "frame by frame"))
-        with VideoReader(job.source, job.label, settings.read.pixel_limit) as reader:
+        with VideoReader(source, job.label, settings.read.pixel_limit) as reader:
             info = reader.info
             result.width, result.height, result.channels = info.width, info.height, 3
             result.dtype = "uint8"
-            _make_parent(job.target)
+            _make_parent(target)
             with VideoWriter(
-                job.target,
+                target,
                 clip_format,
                 info.fps,
                 quality=settings.output.quality,
                 overwrite=overwrite,
-                audio_from=job.source if info.audio else None,
+                audio_from=source if info.audio else None,
                 name=job.target_label,
             ) as writer:
                 chunk, overlap = chunk_for(
@@ -509,6 +525,8 @@ def process_clip(
                     callback=callback,
                 )
                 writer.finish()
+        if scratch is not None:  # the encoded clip (compressed: far smaller than its frames)
+            result.data = target.read_bytes()
         choice = getattr(record, "weight_choice", None)
         # "weight" and "solver" are what ran, as for an image (JobResult.as_dict).
         result.record = {
@@ -542,6 +560,8 @@ def process_clip(
         result.error = describe_error(job.label, error, job.target_label)
     finally:
         claims.release(claim)
+        if scratch is not None:
+            scratch.cleanup()
     result.seconds = time.perf_counter() - start
     return result
 
@@ -559,6 +579,8 @@ def _read(
     from .image_io import decode_image, decode_stack, load_image, load_stack
 
     limits: dict[str, Any] = {"max_pixels": max_pixels, "allow_nan": allow_nan}
+    if job.source is None and job.spooled is not None:  # a clip from stdin, to images
+        data = job.spooled.read_bytes()
     if stack_mode == "off":
         if job.source is None:
             return None, decode_image(data or b"", "<stdin>", **limits)

@@ -33,7 +33,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -52,6 +52,7 @@ __all__ = [
     "decode_pages",
     "encode",
     "is_video",
+    "spool_clip",
 ]
 
 #: The frame rate of a clip made from a stack that names none (TIFF pages, .npy arrays).
@@ -68,6 +69,60 @@ _CRF_SCALE = {"libx264": (0.51, 18), "libvpx-vp9": (0.63, 31)}
 def is_video(image_format: str) -> bool:
     """Whether the row ``image_format`` is a video container this module writes."""
     return image_format in _CONTAINERS
+
+
+#: The bytes of a stream read to sniff its format, and the piece copied at a time when spooling.
+_HEAD = 64
+_PIECE = 1 << 20
+
+
+def spool_clip(stream: BinaryIO, folder: Path | None, name: str) -> bytes | Path:
+    """Read ``stream`` (stdin) whole, or, when it starts as a video clip, copy it to a
+    temporary file and return that file's path, so that the clip streams from the file a
+    chunk of frames at a time instead of being held in memory (PyAV cannot stream an MP4
+    from a pipe: its index may come last). The file is created in ``folder`` (beside the
+    output, hidden and named as :func:`tvdenoise.io.atomic.temporary_name` names it for
+    ``name``, so a killed run's spool is cleaned as its other temporaries are) or, for None,
+    in the system's temporary folder (``$TMPDIR``); the caller removes it. Memory stays at one
+    piece of :data:`_PIECE` bytes whatever the clip's length.
+
+    Raises
+    ------
+    ImageReadError
+        When the temporary file cannot be written (disk full, no permission).
+    """
+    head = stream.read(_HEAD)
+    spec = formats.sniff(head)
+    if spec is None or not is_video(spec.name):
+        return head + stream.read()
+    import tempfile
+
+    where = Path(tempfile.gettempdir()) if folder is None else folder
+    try:
+        if folder is None:
+            descriptor, text = tempfile.mkstemp(prefix="tvdenoise-stdin-", suffix=".tmp")
+            path = Path(text)
+        else:
+            path = folder / atomic.temporary_name(Path(name))
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as error:
+        raise ImageReadError(
+            f"<stdin>: cannot copy the clip to {where} ({one_line(error)})"
+        ) from None
+    try:
+        with os.fdopen(descriptor, "wb") as spool:
+            spool.write(head)
+            while piece := stream.read(_PIECE):
+                spool.write(piece)
+    except BaseException as error:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        if isinstance(error, OSError):
+            raise ImageReadError(
+                f"<stdin>: cannot copy the clip to {where} ({one_line(error)})"
+            ) from None
+        raise
+    return path
 
 
 def _av(name: str, error: type[Exception]) -> Any:
