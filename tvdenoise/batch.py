@@ -501,6 +501,7 @@ def process_clip(
                 overwrite=overwrite,
                 audio_from=source if info.audio else None,
                 name=job.target_label,
+                time_base=reader.time_base,
             ) as writer:
                 chunk, overlap = chunk_for(
                     info.height,
@@ -514,7 +515,8 @@ def process_clip(
                     options["mask"] = mask_file(str(mask), (info.height, info.width))
                 record = denoise_clip(
                     reader,
-                    writer.write,
+                    # Frames come out in order: each is shown at its input frame's time.
+                    lambda frame: writer.write(frame, reader.timestamps.popleft()),
                     volume=settings.read.stack == "volume",
                     chunk=chunk,
                     overlap=overlap,
