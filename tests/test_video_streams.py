@@ -242,3 +242,98 @@ def test_constant_rate_clips_keep_their_exact_times(tmp_path: Path) -> None:
     _, times, _ = shown(target)
     assert times == pytest.approx([k * 1001 / 30000 for k in range(8)], abs=1e-4)
     assert streams_of(target)["fps"] == Fraction(30000, 1001)
+
+
+# --------------------------------------------------------------------------------------------
+# Frames and chunks larger than the memory budget
+# --------------------------------------------------------------------------------------------
+
+
+def textured_frames(
+    frames: int = 4, height: int = 288, width: int = 320, channels: int = 3
+) -> np.ndarray:
+    """Float32 frames in [0, 1]: a slowly moving pattern of bars and waves with noise."""
+    rng = np.random.default_rng(7)
+    rows, columns = np.mgrid[:height, :width].astype(np.float64)
+    clips = []
+    for t in range(frames):
+        clean = 0.35 + 0.3 * ((columns - 2 * t) % 40 < 20) + 0.2 * np.sin(rows / 23.0)
+        clips.append(clean + rng.normal(0, 0.08, clean.shape))
+    grey = np.clip(np.stack(clips), 0, 1).astype(np.float32)
+    return np.repeat(grey[..., None], channels, axis=-1) if channels > 1 else grey
+
+
+@pytest.mark.parametrize("volume", [False, True])
+def test_tiled_frames_and_chunks_match_the_whole_solve(
+    volume: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Solved in tiles of 256 (overlap 64, the default), frames and space-time chunks agree
+    # with the whole solve to the tiling error the README states for weight 0.1 (below
+    # 1e-3), and no single solve is larger than a tile (every frame of the chunk deep).
+    import tvdenoise.denoising as denoising
+    from tvdenoise.streaming import denoise_clip
+
+    frames = textured_frames(frames=4 if volume else 2, channels=1)  # one chunk, or 2 frames
+    solved: list[tuple[int, ...]] = []
+    original = denoising.denoise
+
+    def spy(image: np.ndarray, **options: object) -> object:
+        solved.append(tuple(np.shape(image)))
+        return original(image, **options)
+
+    outputs = {}
+    for tile in (None, 256):
+        pieces: list[np.ndarray] = []
+        monkeypatch.setattr(denoising, "denoise", spy)
+        solved.clear()
+        denoise_clip(
+            iter(frames), pieces.append, volume=volume, weight=0.1, tol=1e-5, chunk=4, overlap=1,
+            tile=tile, tile_overlap=64,
+        )  # fmt: skip
+        outputs[tile] = np.stack(pieces)
+        sizes = {shape[1:3] if volume else shape[:2] for shape in solved}
+        if tile is None:
+            assert sizes == {(288, 320)}
+        else:
+            assert sizes and all(max(size) <= 256 for size in sizes)
+            assert all(shape[0] == 4 for shape in solved) if volume else len(solved) == 8
+    assert outputs[256].shape == outputs[None].shape == frames.shape
+    difference = np.abs(outputs[256] - outputs[None])
+    assert difference.max() < 1e-3
+    assert difference.mean() > 0  # tiled for real: the cut moved something
+
+
+def test_space_time_tiles_keep_a_chunk_within_the_budget() -> None:
+    from tvdenoise.streaming import BYTES_PER_VALUE, CHUNK_BYTES_PER_VALUE, space_time_tile
+
+    budget = 2 * 2**30
+    for height, width in ((2160, 3840), (4320, 7680), (1080, 1920)):
+        tile = space_time_tile(height, width, 3, 4, budget, 64)
+        assert tile is not None and tile % 64 == 0
+        held = CHUNK_BYTES_PER_VALUE * 4 * height * width * 3 + BYTES_PER_VALUE * 4 * tile**2 * 3
+        assert held <= budget or tile == 256  # the smallest tile may exceed a tiny budget
+    assert space_time_tile(240, 320, 3, 16, budget, 64) is None
+
+
+@pytest.mark.parametrize("mode", ["frames", "volume"])
+def test_max_memory_tiles_the_frames_of_a_clip(tmp_path: Path, mode: str) -> None:
+    # --max-memory too small for a 288x320 frame (or a chunk): the clip is tiled, the --json
+    # line says the tile, and the output is the untiled one to rounding (lossless H.264).
+    # Four frames are one chunk at either budget (4 frames is the shortest chunk), so only
+    # the tiling differs.
+    frames = (textured_frames() * 255).round().astype(np.uint8)
+    source = write_clip(tmp_path / "clip.mp4", frames, audio=False)
+    outputs = {}
+    for budget in (None, "6MiB"):
+        target = tmp_path / f"out_{budget}.mp4"
+        args = [str(source), "-o", str(target), "--weight", "0.1", "--stack", mode]
+        args += ["--quality", "100", "--tol", "1e-5", "--json"]
+        if budget is not None:
+            args += ["--max-memory", budget]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        line = json.loads(result.stdout.splitlines()[0])
+        assert line["frames"] == 4 and line.get("tile") == (None if budget is None else 256)
+        outputs[budget] = streams_of(target)["frames"].astype(float)
+    difference = np.abs(outputs["6MiB"] - outputs[None])
+    assert difference.max() <= 2 and difference.mean() < 0.05

@@ -509,6 +509,7 @@ def process_clip(
                     3,
                     settings.tiles.budget,
                 )
+                tile = _clip_tile(info.height, info.width, chunk, settings)
                 # A --mask image applies to every frame (8-bit video has no NaN to mask).
                 mask = settings.read.mask
                 if mask not in (None, "nan"):
@@ -520,6 +521,8 @@ def process_clip(
                     volume=settings.read.stack == "volume",
                     chunk=chunk,
                     overlap=overlap,
+                    tile=tile,
+                    tile_overlap=settings.tiles.tile_overlap,
                     total=info.frames,
                     on_progress=on_progress,
                     **options,
@@ -544,6 +547,8 @@ def process_clip(
             "fps": float(info.fps),
             "audio": info.audio and writer.audio_dropped is None,
         }
+        if tile is not None:
+            result.record["tile"] = tile
         if writer.audio_dropped is not None:
             result.record["audio_dropped"] = writer.audio_dropped
         if choice is not None:
@@ -566,6 +571,18 @@ def process_clip(
             scratch.cleanup()
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _clip_tile(height: int, width: int, chunk: int, settings: RunSettings) -> int | None:
+    """The tile side for a clip's frames (frame by frame: as for an image of their size) or
+    its space-time chunks of ``chunk`` frames (--stack volume), or None to solve them whole:
+    ``--tile`` when set, else what keeps a solve within ``--max-memory``."""
+    from .streaming import space_time_tile
+
+    tiles = settings.tiles
+    if settings.read.stack != "volume" or tiles.tile > 0:
+        return tile_size((height, width, 3), settings)
+    return space_time_tile(height, width, 3, chunk, tiles.budget, tiles.tile_overlap)
 
 
 def _read(
