@@ -404,21 +404,25 @@ def _history(options: dict[str, Any], read: ReadSettings, weight: float | None) 
 
 
 def _streamed_clip(job: Job) -> str | None:
-    """The video format a job streams to, when its input and output are both clips (else the
-    clip is read whole, as any stack: for stdin, or to convert it to images)."""
+    """The video format a job streams to, when its input and output are both clips: a file,
+    or stdin spooled to one (``job.spooled``), to a file or stdout (else the clip is read
+    whole, as any stack: to convert it to images)."""
     from .io import formats
     from .io.video import is_video
 
-    if job.source is None or job.target is None:
+    if job.input_path is None:
         return None
     try:
-        with open(job.source, "rb") as stream:
+        with open(job.input_path, "rb") as stream:
             source = formats.sniff(stream.read(64))
     except OSError:
         return None  # reported by the image path
-    target = (
-        formats.by_option(job.format) if job.format else formats.by_extension(job.target.suffix)
-    )
+    if job.format:
+        target = formats.by_option(job.format)
+    elif job.target is None:
+        target = source  # stdout: the input's own format
+    else:
+        target = formats.by_extension(job.target.suffix)
     if source is None or target is None or not (is_video(source.name) and is_video(target.name)):
         return None
     return target.name
@@ -438,8 +442,13 @@ def process_clip(
     frame count, size and rate, and the audio (:class:`tvdenoise.io.video.VideoWriter`).
     Progress goes to ``on_progress`` as :class:`tvdenoise.progress.FrameProgress`. Under
     --skip-existing the output is claimed as :func:`process_job` claims an image's; the
-    space-time chunks fit ``settings.tiles.max_memory`` (:func:`tvdenoise.streaming.chunk_for`)."""
+    space-time chunks fit ``settings.tiles.max_memory`` (:func:`tvdenoise.streaming.chunk_for`).
+    A clip from stdin streams from its spooled copy (``job.spooled``); one for stdout is
+    encoded in a temporary folder and returned in ``result.data``."""
+    import tempfile
+
     from .denoising import resolve_device
+    from .io import formats
     from .io.video import VideoReader, VideoWriter
     from .streaming import chunk_for, denoise_clip
 
@@ -447,13 +456,20 @@ def process_clip(
     result = JobResult(job.label, job.target_label, "failed")
     options = settings.solve.denoise_options()
     result.settings = dict(options)
-    assert job.source is not None and job.target is not None
-    sharing = settings.output.skip_existing and not overwrite
+    source = job.input_path
+    assert source is not None
+    sharing = settings.output.skip_existing and not overwrite and job.target is not None
     claim = None
+    scratch = None  # for stdout: the folder the clip is encoded in before it is sent
     try:
         if stop is not None and stop.is_set():
             raise Interrupted
         claim = _claim_target(job, overwrite=overwrite, sharing=sharing)
+        target = job.target
+        if target is None:
+            scratch = tempfile.TemporaryDirectory(prefix="tvdenoise-stdout-")
+            extension = formats.by_name(clip_format).extensions[0]
+            target = Path(scratch.name) / f"stdout{extension}"
         device = resolve_device(settings.exec.device)
         result.device = str(device)
 
@@ -465,19 +481,20 @@ def process_clip(
         if on_progress is not None:
             volume = settings.read.stack == "volume"
             on_progress(Stage(SOLVING, "in chunks of frames" if volume else "frame by frame"))
-        with VideoReader(job.source, job.label, settings.read.pixel_limit) as reader:
+        with VideoReader(source, job.label, settings.read.pixel_limit) as reader:
             info = reader.info
             result.width, result.height, result.channels = info.width, info.height, 3
             result.dtype = "uint8"
-            _make_parent(job.target)
+            _make_parent(target)
             with VideoWriter(
-                job.target,
+                target,
                 clip_format,
                 info.fps,
                 quality=settings.output.quality,
                 overwrite=overwrite,
-                audio_from=job.source if info.audio else None,
+                audio_from=source if info.audio else None,
                 name=job.target_label,
+                time_base=reader.time_base,
             ) as writer:
                 chunk, overlap = chunk_for(
                     info.height,
@@ -485,16 +502,20 @@ def process_clip(
                     3,
                     settings.tiles.budget,
                 )
+                tile = _clip_tile(info.height, info.width, chunk, settings)
                 # A --mask image applies to every frame (8-bit video has no NaN to mask).
                 mask = settings.read.mask
                 if mask not in (None, "nan"):
                     options["mask"] = mask_file(str(mask), (info.height, info.width))
                 record = denoise_clip(
                     reader,
-                    writer.write,
+                    # Frames come out in order: each is shown at its input frame's time.
+                    lambda frame: writer.write(frame, reader.timestamps.popleft()),
                     volume=settings.read.stack == "volume",
                     chunk=chunk,
                     overlap=overlap,
+                    tile=tile,
+                    tile_overlap=settings.tiles.tile_overlap,
                     total=info.frames,
                     on_progress=on_progress,
                     **options,
@@ -502,6 +523,8 @@ def process_clip(
                     callback=callback,
                 )
                 writer.finish()
+        if scratch is not None:  # the encoded clip (compressed: far smaller than its frames)
+            result.data = target.read_bytes()
         choice = getattr(record, "weight_choice", None)
         # "weight" and "solver" are what ran, as for an image (JobResult.as_dict).
         result.record = {
@@ -517,6 +540,8 @@ def process_clip(
             "fps": float(info.fps),
             "audio": info.audio and writer.audio_dropped is None,
         }
+        if tile is not None:
+            result.record["tile"] = tile
         if writer.audio_dropped is not None:
             result.record["audio_dropped"] = writer.audio_dropped
         if choice is not None:
@@ -535,8 +560,22 @@ def process_clip(
         result.error = describe_error(job.label, error, job.target_label)
     finally:
         claims.release(claim)
+        if scratch is not None:
+            scratch.cleanup()
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _clip_tile(height: int, width: int, chunk: int, settings: RunSettings) -> int | None:
+    """The tile side for a clip's frames (frame by frame: as for an image of their size) or
+    its space-time chunks of ``chunk`` frames (--stack volume), or None to solve them whole:
+    ``--tile`` when set, else what keeps a solve within ``--max-memory``."""
+    from .streaming import space_time_tile
+
+    tiles = settings.tiles
+    if settings.read.stack != "volume" or tiles.tile > 0:
+        return tile_size((height, width, 3), settings)
+    return space_time_tile(height, width, 3, chunk, tiles.budget, tiles.tile_overlap)
 
 
 def _read(
@@ -552,6 +591,8 @@ def _read(
     from .image_io import decode_image, decode_stack, load_image, load_stack
 
     limits: dict[str, Any] = {"max_pixels": max_pixels, "allow_nan": allow_nan}
+    if job.source is None and job.spooled is not None:  # a clip from stdin, to images
+        data = job.spooled.read_bytes()
     if stack_mode == "off":
         if job.source is None:
             return None, decode_image(data or b"", "<stdin>", **limits)

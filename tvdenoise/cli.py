@@ -39,6 +39,8 @@ from .settings import RunSettings
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .batch import JobResult
     from .planning import Job
 
@@ -392,18 +394,48 @@ def _run(
     from .batch import remove_stale_temps
 
     remove_stale_temps(jobs)
-    stdin_data = None
-    if any(job.source is None for job in todo):
-        stdin_data = sys.stdin.buffer.read()
-    return _execute(
-        todo,
-        settings,
-        reporter,
-        stdin_data=stdin_data,
-        quiet=quiet,
-        err=err,
-        client=client,
-    )
+    try:
+        stdin_data, spooled = _read_stdin(todo)
+    except TVDenoiseError as error:  # the spool could not be written (disk full)
+        _error(err, str(error))
+        return EXIT_FAILURES
+    try:
+        return _execute(
+            todo if spooled is None else [_with_spool(job, spooled) for job in todo],
+            settings,
+            reporter,
+            stdin_data=stdin_data,
+            quiet=quiet,
+            err=err,
+            client=client,
+        )
+    finally:
+        if spooled is not None:
+            spooled.unlink(missing_ok=True)
+
+
+def _read_stdin(jobs: list[Job]) -> tuple[bytes | None, Path | None]:
+    """stdin for the job that reads it: its bytes, or for a video clip the file it was
+    copied to (beside the output, or in $TMPDIR for stdout) so that it streams."""
+    from pathlib import Path
+
+    from .io.video import spool_clip
+
+    job = next((job for job in jobs if job.source is None), None)
+    if job is None:
+        return None, None
+    folder = None if job.target is None else job.target.parent
+    if folder is not None and not folder.is_dir():
+        folder = None  # created later for the output; spool in $TMPDIR meanwhile
+    name = "stdin" if job.target is None else job.target.name
+    read = spool_clip(sys.stdin.buffer, folder, name)
+    return (None, read) if isinstance(read, Path) else (read, None)
+
+
+def _with_spool(job: Job, spooled: Path) -> Job:
+    from dataclasses import replace
+
+    return replace(job, spooled=spooled) if job.source is None else job
 
 
 def _estimate_noise(found: Any, settings: RunSettings, *, json_lines: bool, err: Console) -> int:

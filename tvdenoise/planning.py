@@ -162,10 +162,18 @@ class Job:
     #: For a report: the clean reference image, and whether to make pictures of this image.
     reference: Path | None = None
     pictures: bool = False
+    #: For stdin (``source`` None): the file a video clip read from stdin was copied to, so
+    #: that it streams from there (:func:`tvdenoise.io.video.spool_clip`); None otherwise.
+    spooled: Path | None = None
 
     @property
     def label(self) -> str:
         return STDIO if self.source is None else os.fspath(self.source)
+
+    @property
+    def input_path(self) -> Path | None:
+        """The file to read: the source, or where stdin was spooled (None: stdin's bytes)."""
+        return self.source if self.source is not None else self.spooled
 
     @property
     def target_label(self) -> str:

@@ -10,6 +10,11 @@ memory holds one chunk, whatever the clip's length.
   share ``overlap`` frames, blended with linear weights as tiles are
   (:mod:`tvdenoise.tiling`), so the cut between chunks does not show.
 
+A frame (or a chunk) whose solve would not fit the memory budget is cut into overlapping
+tiles, as a still image is (:mod:`tvdenoise.tiling`): ``tile`` pixels square, blended over
+``tile_overlap``; a space-time chunk is tiled in space only, each tile holding every frame
+of the chunk (:func:`space_time_tile` sizes them).
+
 The automatic weight (``weight="auto"``) is chosen once per clip, on its first frame
 (SURE on a 2-D image, as for photos), and used for every frame and chunk: a weight chosen per
 frame or chunk changes with the content and makes the smoothing flicker, which a viewer
@@ -19,6 +24,7 @@ used as it is for the 3-D problem.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -27,7 +33,14 @@ import numpy as np
 from .progress import FrameProgress
 from .values import from_float, to_float
 
-__all__ = ["DEFAULT_CHUNK", "DEFAULT_OVERLAP", "FrameProgress", "chunk_for", "denoise_clip"]
+__all__ = [
+    "DEFAULT_CHUNK",
+    "DEFAULT_OVERLAP",
+    "FrameProgress",
+    "chunk_for",
+    "denoise_clip",
+    "space_time_tile",
+]
 
 #: Frames per space-time chunk: a 1080p colour chunk of 16 float32 frames is 400 MB, and the
 #: primal-dual solver holds about ten such arrays with 3-D symmetric TV.
@@ -57,6 +70,61 @@ def chunk_for(height: int, width: int, channels: int, budget: int) -> tuple[int,
     return chunk, min(DEFAULT_OVERLAP, max(1, chunk // 4))
 
 
+#: Bytes per value of a chunk held whole around its solves when it is tiled in space: the
+#: frames gathered, their stacked copy, the blended output and the shared tail (float32).
+CHUNK_BYTES_PER_VALUE = 16
+
+
+def space_time_tile(
+    height: int, width: int, channels: int, chunk: int, budget: int, overlap: int
+) -> int | None:
+    """The side of the square space-time tiles (``chunk`` frames deep) that keep a chunk's
+    solve within ``budget`` bytes, or None when the whole chunk fits. The chunk itself is
+    held whole (:data:`CHUNK_BYTES_PER_VALUE`); the rest of the budget goes to one tile's
+    solve (:data:`BYTES_PER_VALUE`). A multiple of 64, at least ``4 * overlap`` (so tiles
+    are mostly their own pixels; a budget too small for that is exceeded, as for images).
+
+    >>> budget = 2 * 2**30
+    >>> space_time_tile(2160, 3840, 3, 4, budget, 64), space_time_tile(720, 1280, 3, 5, budget, 64)
+    (576, None)
+    """
+    values = height * width * channels * chunk
+    if BYTES_PER_VALUE * values <= budget:
+        return None
+    left = max(0, budget - CHUNK_BYTES_PER_VALUE * values)
+    side = int(math.sqrt(left / (BYTES_PER_VALUE * chunk * channels))) // 64 * 64
+    return max(4 * overlap, side)
+
+
+def _tiled_volume(
+    block: np.ndarray, mask: np.ndarray | None, tile: int, overlap: int, **options: Any
+) -> tuple[np.ndarray, Any]:
+    """Denoise a ``(T, H, W[, C])`` chunk with 3-D TV in space-time tiles of ``tile`` pixels
+    square and every frame deep, blended over ``overlap`` pixels as image tiles are."""
+    from .denoising import denoise
+    from .solvers.base import combine_records
+    from .tiling import plan_tiles
+
+    height, width = block.shape[1:3]
+    rows, columns = plan_tiles(height, tile, overlap), plan_tiles(width, tile, overlap)
+    output = np.zeros(block.shape, np.float32)
+    records = []
+    for (y0, y1), row_weight in zip(rows.spans, rows.weights, strict=True):
+        for (x0, x1), column_weight in zip(columns.spans, columns.weights, strict=True):
+            part_mask = None if mask is None else mask[:, y0:y1, x0:x1]
+            denoised, record = denoise(
+                np.ascontiguousarray(block[:, y0:y1, x0:x1]),
+                **options,
+                mask=part_mask,
+                volume=True,
+                return_record=True,
+            )
+            records.append(record)
+            weight = np.outer(row_weight, column_weight)[None]
+            output[:, y0:y1, x0:x1] += denoised * (weight[..., None] if block.ndim == 4 else weight)
+    return output, combine_records(records)
+
+
 def denoise_clip(
     frames: Iterable[np.ndarray],
     write: Callable[[np.ndarray], object],
@@ -64,6 +132,8 @@ def denoise_clip(
     volume: bool = False,
     chunk: int = DEFAULT_CHUNK,
     overlap: int = DEFAULT_OVERLAP,
+    tile: int | None = None,
+    tile_overlap: int = 64,
     total: int = 0,
     on_progress: Callable[[FrameProgress], object] | None = None,
     **options: Any,
@@ -81,6 +151,9 @@ def denoise_clip(
     chunk, overlap : int
         Frames per chunk and frames shared by consecutive chunks (volume mode);
         ``overlap < chunk``.
+    tile, tile_overlap : int or None, int
+        Denoise each frame (each chunk, in space) in tiles of ``tile`` pixels square
+        overlapping by ``tile_overlap`` (:func:`tvdenoise.tiling.denoise_tiled`); None: whole.
     total : int
         The clip's frame count, for ``on_progress`` (0 if unknown).
     on_progress : callable, optional
@@ -100,6 +173,7 @@ def denoise_clip(
     from .denoising import denoise
     from .errors import InvalidParameterError
     from .solvers.base import combine_records
+    from .tiling import denoise_tiled
 
     if volume and not 0 <= overlap < chunk:
         raise InvalidParameterError(
@@ -117,10 +191,18 @@ def denoise_clip(
         if on_progress is not None:
             on_progress(FrameProgress(written, total))
 
+    def solve_frame(values: np.ndarray, **extra: Any) -> tuple[np.ndarray, Any]:
+        if tile is None:
+            return denoise(values, **options, **extra, mask=mask, return_record=True)
+        return denoise_tiled(
+            values, tile=tile, overlap=tile_overlap, **options, **extra, mask=mask,
+            return_record=True,
+        )  # fmt: skip
+
     def settle_weight(first: np.ndarray) -> None:
         nonlocal choice, options
         if options.get("weight") == "auto":
-            _, record = denoise(first, **options, mask=mask, return_record=True)
+            _, record = solve_frame(first)
             choice = record.weight_choice
             options = {**options, "weight": choice.weight}
             options.pop("sigma", None)
@@ -131,9 +213,7 @@ def denoise_clip(
             values = to_float(frame)
             if not records:
                 settle_weight(values)
-            denoised, record = denoise(
-                values, **options, mask=mask, precision=step, return_record=True
-            )
+            denoised, record = solve_frame(values, precision=step)
             records.append(record)
             emit(denoised, frame.dtype)
     else:
@@ -158,9 +238,16 @@ def denoise_clip(
                 break  # the previous chunk's tail already holds the last frames
             block = np.stack(buffer)
             chunk_mask = None if mask is None else np.broadcast_to(mask, (len(buffer), *mask.shape))
-            denoised, record = denoise(
-                block, **options, mask=chunk_mask, volume=True, precision=step, return_record=True
-            )
+            if tile is None:
+                denoised, record = denoise(
+                    block, **options, mask=chunk_mask, volume=True, precision=step,
+                    return_record=True,
+                )  # fmt: skip
+            else:
+                denoised, record = _tiled_volume(
+                    block, chunk_mask, tile, tile_overlap, **options, precision=step
+                )
+            del block
             records.append(record)
             shared = 0 if tail is None else tail.shape[0]
             for index in range(shared):

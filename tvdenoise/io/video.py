@@ -13,17 +13,23 @@ What is written (documented in the README):
   without one, CRF 18 for H.264 (visually lossless for most material) and 31 for VP9.
 - Pixel format ``yuv420p`` (plays everywhere) when width and height are even, else
   ``yuv444p`` (4:2:0 needs even sizes; some players refuse 4:4:4).
-- The input's frame count, size and frame rate (constant rate; a variable-rate clip is
-  written at its average rate, one frame after the other, so its timing is not kept).
+- The input's frame count, size and timing: each frame keeps its presentation time (pts,
+  in the input stream's time base), so a variable-rate clip stays variable, and audio
+  copied from the input stays in step. (The table's whole-clip ``encode`` times frames
+  one after the other at ``metadata["fps"]``.)
 - Audio is copied packet for packet (no re-encoding) where the input has it and the output
   container can hold its codec (AAC, MP3, Opus, ... in MP4/MKV; Opus and Vorbis in WebM);
   otherwise it is left out and ``VideoWriter.audio_dropped`` says why.
 
-Rotation metadata of phone clips is not applied (frames stay as stored).
+Rotation metadata (a phone clip's display matrix, what ``ffprobe`` shows as
+``rotation``) is applied when reading, by the nearest quarter turn: frames are read upright,
+as a player shows them, and written upright with no rotation, so the output looks the same
+in every player (flips in a display matrix are not applied).
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import heapq
 import io
@@ -33,7 +39,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -52,6 +58,7 @@ __all__ = [
     "decode_pages",
     "encode",
     "is_video",
+    "spool_clip",
 ]
 
 #: The frame rate of a clip made from a stack that names none (TIFF pages, .npy arrays).
@@ -70,6 +77,60 @@ def is_video(image_format: str) -> bool:
     return image_format in _CONTAINERS
 
 
+#: The bytes of a stream read to sniff its format, and the piece copied at a time when spooling.
+_HEAD = 64
+_PIECE = 1 << 20
+
+
+def spool_clip(stream: BinaryIO, folder: Path | None, name: str) -> bytes | Path:
+    """Read ``stream`` (stdin) whole, or, when it starts as a video clip, copy it to a
+    temporary file and return that file's path, so that the clip streams from the file a
+    chunk of frames at a time instead of being held in memory (PyAV cannot stream an MP4
+    from a pipe: its index may come last). The file is created in ``folder`` (beside the
+    output, hidden and named as :func:`tvdenoise.io.atomic.temporary_name` names it for
+    ``name``, so a killed run's spool is cleaned as its other temporaries are) or, for None,
+    in the system's temporary folder (``$TMPDIR``); the caller removes it. Memory stays at one
+    piece of :data:`_PIECE` bytes whatever the clip's length.
+
+    Raises
+    ------
+    ImageReadError
+        When the temporary file cannot be written (disk full, no permission).
+    """
+    head = stream.read(_HEAD)
+    spec = formats.sniff(head)
+    if spec is None or not is_video(spec.name):
+        return head + stream.read()
+    import tempfile
+
+    where = Path(tempfile.gettempdir()) if folder is None else folder
+    try:
+        if folder is None:
+            descriptor, text = tempfile.mkstemp(prefix="tvdenoise-stdin-", suffix=".tmp")
+            path = Path(text)
+        else:
+            path = folder / atomic.temporary_name(Path(name))
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as error:
+        raise ImageReadError(
+            f"<stdin>: cannot copy the clip to {where} ({one_line(error)})"
+        ) from None
+    try:
+        with os.fdopen(descriptor, "wb") as spool:
+            spool.write(head)
+            while piece := stream.read(_PIECE):
+                spool.write(piece)
+    except BaseException as error:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        if isinstance(error, OSError):
+            raise ImageReadError(
+                f"<stdin>: cannot copy the clip to {where} ({one_line(error)})"
+            ) from None
+        raise
+    return path
+
+
 def _av(name: str, error: type[Exception]) -> Any:
     return require("av", "video", f"{name}: reading and writing video", error)
 
@@ -82,8 +143,10 @@ def crf_for(encoder: str, quality: int | None) -> int:
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What a clip is: frame size, rate and count (0 when the container does not say),
-    whether it has audio, and the codec of its video stream."""
+    """What a clip is: frame size as displayed (after ``rotation``), average rate and count
+    (0 when the container does not say), whether it has audio, the codec of its video
+    stream, and the rotation its display matrix asks for (degrees counter-clockwise, a
+    multiple of 90; the frames are read turned by it)."""
 
     width: int
     height: int
@@ -91,10 +154,17 @@ class VideoInfo:
     frames: int
     audio: bool
     codec: str
+    rotation: int = 0
 
 
 class VideoReader:
-    """Decode a clip's frames one at a time as ``uint8`` RGB ``(H, W, 3)`` arrays.
+    """Decode a clip's frames one at a time as ``uint8`` RGB ``(H, W, 3)`` arrays, upright.
+
+    A clip whose display matrix rotates it (phone clips filmed upright) is read turned as a
+    player shows it, by the nearest multiple of 90 degrees (flips in the matrix are not
+    applied); ``info`` gives the turned size. Each frame's presentation time (``pts`` in
+    ``time_base``) is appended to :attr:`timestamps` as the frame is yielded, for a writer
+    that keeps the clip's timing (variable frame rates included).
 
     Parameters
     ----------
@@ -124,40 +194,59 @@ class VideoReader:
             raise ImageReadError(
                 f"{name}: cannot decode video (truncated or corrupt: {_reason(error)})"
             ) from None
+        self.count = 0
+        #: Presentation times of the frames yielded so far and not yet taken by a writer.
+        self.timestamps: collections.deque[int | None] = collections.deque()
         try:
             streams = self._container.streams
             if not streams.video:
                 raise ImageReadError(f"{name}: no video stream")
             self._stream = streams.video[0]
+            self.time_base = Fraction(self._stream.time_base or Fraction(1, 90000))
             context = self._stream.codec_context
             rate = self._stream.average_rate or self._stream.guessed_rate or DEFAULT_FPS
+            width, height = int(context.width), int(context.height)
+            if width < 1 or height < 1:
+                raise ImageReadError(f"{name}: cannot decode video (no frame size)")
+            check_size(name, (height, width), max_pixels)
+            # The rotation is a frame's side data: decode the first frame to learn it.
+            self._frames = self._container.decode(self._stream)
+            self._first = self._decode_next()
+            turns = 0 if self._first is None else _quarter_turns(self._first)
+            if turns % 2:
+                width, height = height, width
+            self._turns = turns
             self.info = VideoInfo(
-                width=int(context.width),
-                height=int(context.height),
+                width=width,
+                height=height,
                 fps=Fraction(rate),
                 frames=int(self._stream.frames or 0),
                 audio=bool(streams.audio),
                 codec=str(context.name),
+                rotation=90 * turns,
             )
-            if self.info.width < 1 or self.info.height < 1:
-                raise ImageReadError(f"{name}: cannot decode video (no frame size)")
-            check_size(name, (self.info.height, self.info.width), max_pixels)
         except BaseException:
             self._container.close()
             raise
-        self.count = 0
 
-    def __iter__(self) -> Iterator[np.ndarray]:
+    def _decode_next(self) -> Any:
         try:
-            for frame in self._container.decode(self._stream):
-                self.count += 1
-                yield frame.to_ndarray(format="rgb24")
-        except ImageReadError:
-            raise
+            return next(self._frames, None)
         except Exception as error:
             raise ImageReadError(
                 f"{self.name}: cannot decode video frame {self.count + 1} ({_reason(error)})"
             ) from None
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        frame, self._first = self._first, None
+        while frame is not None:
+            self.count += 1
+            array = frame.to_ndarray(format="rgb24")
+            if self._turns:
+                array = np.ascontiguousarray(np.rot90(array, self._turns))
+            self.timestamps.append(frame.pts)
+            yield array
+            frame = self._decode_next()
         if self.count == 0:
             raise ImageReadError(f"{self.name}: cannot decode video (no frame decodes)")
         expected = self.info.frames
@@ -175,6 +264,13 @@ class VideoReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _quarter_turns(frame: Any) -> int:
+    """Counter-clockwise quarter turns that show ``frame`` as its display matrix asks
+    (``VideoFrame.rotation``, counter-clockwise degrees; 0 for PyAV without it)."""
+    degrees = float(getattr(frame, "rotation", 0) or 0)
+    return round(degrees / 90) % 4
 
 
 def _reason(error: BaseException) -> str:
@@ -207,6 +303,9 @@ class VideoWriter:
         The clip whose audio is copied.
     name : str
         What to call the output in error messages.
+    time_base : fractions.Fraction, optional
+        The unit of the ``pts`` given to :meth:`write` (the source stream's, to keep its
+        timing); None: frames are timed one after the other at ``fps``.
 
     Notes
     -----
@@ -223,6 +322,7 @@ class VideoWriter:
         overwrite: bool = False,
         audio_from: str | os.PathLike[str] | None = None,
         name: str | None = None,
+        time_base: Fraction | None = None,
     ) -> None:
         self.name = name or os.fspath(target)
         self._av = _av(self.name, ImageWriteError)
@@ -232,6 +332,8 @@ class VideoWriter:
         self.audio_from = audio_from
         self.audio_dropped: str | None = None
         self.frames = 0
+        self.time_base = Fraction(1) / self.fps if time_base is None else Fraction(time_base)
+        self._last_pts: int | None = None
         self._video_only = target.parent / atomic.temporary_name(target)
         self._container: Any = None
         self._stream: Any = None
@@ -244,7 +346,8 @@ class VideoWriter:
             stream = self._container.add_stream(encoder, rate=self.fps)
             stream.width, stream.height = width, height
             stream.pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
-            stream.time_base = Fraction(1) / self.fps
+            # The encoder's clock too: left at 1/fps it would round variable times to ticks.
+            stream.time_base = stream.codec_context.time_base = self.time_base
             options = {"crf": str(crf_for(encoder, self.quality))}
             if encoder == "libx264":
                 options["preset"] = "medium"
@@ -255,17 +358,24 @@ class VideoWriter:
         except Exception as error:
             raise ImageWriteError(f"{self.name}: cannot encode video ({_reason(error)})") from None
 
-    def write(self, frame: np.ndarray) -> None:
-        """Append one ``uint8`` frame, RGB ``(H, W, 3)`` or grey ``(H, W)``."""
+    def write(self, frame: np.ndarray, pts: int | None = None) -> None:
+        """Append one ``uint8`` frame, RGB ``(H, W, 3)`` or grey ``(H, W)``, shown at ``pts``
+        (in ``time_base``; None, or a time not after the previous frame's: the next tick)."""
         if frame.ndim == 2:
             frame = np.repeat(frame[..., None], 3, axis=-1)
         if self._container is None:
             self._open(frame)
+        if pts is None:
+            pts = self.frames if self._last_pts is None else self._last_pts + 1
+        elif self._last_pts is not None and pts <= self._last_pts:
+            pts = self._last_pts + 1  # times must increase: a repeated time is moved on
+        self._last_pts = pts
         try:
             video_frame = self._av.VideoFrame.from_ndarray(
                 np.ascontiguousarray(frame), format="rgb24"
             )
-            video_frame.pts = self.frames
+            video_frame.pts = pts
+            video_frame.time_base = self.time_base
             for packet in self._stream.encode(video_frame):
                 self._container.mux(packet)
         except Exception as error:
