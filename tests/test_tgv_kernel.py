@@ -145,3 +145,33 @@ def test_kernel_returns_an_affine_image_unchanged(shape: tuple[int, int], channe
     u, record = solve_tgv(problem, max_iter=2000, tol=1e-9, backend="native")
     np.testing.assert_allclose(u.numpy(), f.numpy(), atol=1e-9)
     assert record.energy == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("shape", "color"),
+    [
+        ((2, 3, 13, 11), "vectorial"),
+        ((1, 2, 9, 1), "channelwise"),
+        ((1, 1, 1, 7), "vectorial"),
+        ((1, 3, 20, 17), "channelwise"),
+    ],
+)
+def test_kernel_check_equals_the_torch_energy_and_certificate(
+    shape: tuple[int, int, int, int], color: str
+) -> None:
+    problem = _problem(shape, color, 5)
+    n, c, h, w = shape
+    generator = torch.Generator().manual_seed(6)
+    u = problem.f + 0.1 * torch.randn(shape, generator=generator, dtype=torch.float64)
+    field = tgv.field_mask(
+        0.1 * torch.randn((n, c, 2, h, w), generator=generator, dtype=torch.float64), 2
+    )
+    # large enough that both balls are violated and the local repair runs
+    q = 0.3 * torch.randn((n, c, 3, h, w), generator=generator, dtype=torch.float64)
+    kernel = tgv.native_kernel(problem, "native")
+    assert kernel is not None
+    runner = tgv._NativeIteration(problem, u, field, torch.zeros_like(field), q, kernel)
+    energy, lower = runner.measure()
+    torch.testing.assert_close(energy, tgv.tgv_energy(problem, u, field), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(lower, tgv.certificate(problem, q), rtol=1e-12, atol=1e-12)
+    assert torch.equal(runner.q, q)  # the check works on a copy

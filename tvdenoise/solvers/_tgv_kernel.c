@@ -205,3 +205,158 @@
 
 DEFINE_KERNELS(float, f32, sqrtf)
 DEFINE_KERNELS(double, f64, sqrt)
+
+/* The check in one call, in double precision, on double copies (q is overwritten): per image,
+ * out[2 n] = E(u, w) and out[2 n + 1] = the certificate of tgv.py's certificate(): q
+ * projected onto |q|_F <= alpha0, `passes` local repairs (where |div2 q| > alpha1, the q of
+ * the 3x3 neighbourhood scaled by its smallest alpha1 / |div2 q|), then the global scale and
+ * the L2 dual value -1/2 ||z||^2 - <f, z> of z = div(-div2 q) times that scale.
+ * scale and spare hold images * groups * h * w values, pt images * channels * 2 * h * w. */
+static void div2_pixel(const double *q0, const double *q1, const double *q2, long h, long w,
+                       long r, long j, double *s0, double *s1)
+{
+    const long i = r * w + j;
+    const int down = r < h - 1, up = r > 0, down2 = r < h - 2, up2 = r > 0 && r - 1 < h - 2;
+    const int right = j < w - 1, left = j > 0, right2 = j < w - 2, left2 = j > 0 && j - 1 < w - 2;
+    *s0 = ((down && down2 ? q0[i] : 0.0) - (up && up2 ? q0[i - w] : 0.0)) +
+          ((right ? q2[i] : 0.0) - (left ? q2[i - 1] : 0.0));
+    *s1 = ((down ? q2[i] : 0.0) - (up ? q2[i - w] : 0.0)) +
+          ((right && right2 ? q1[i] : 0.0) - (left && left2 ? q1[i - 1] : 0.0));
+    if (!down) *s0 = 0.0;
+    if (!right) *s1 = 0.0;
+}
+
+/* scale[g][i] = min(1, alpha1 / |div2 q|) per group (all channels, or one); returns whether
+ * any is below 1.  pt (if not NULL) receives -div2 q. */
+static int repair_scale(const double *q, double *scale, double *pt, long channels, long h,
+                        long w, int channelwise, double alpha1)
+{
+    const long hw = h * w, groups = channelwise ? channels : 1;
+    int violated = 0;
+    for (long g = 0; g < groups; ++g)
+        for (long i = 0; i < hw; ++i) scale[g * hw + i] = 0.0;
+    for (long c = 0; c < channels; ++c) {
+        const double *q0 = q + 3 * c * hw, *q1 = q0 + hw, *q2 = q1 + hw;
+        double *sc = scale + (channelwise ? c : 0) * hw;
+        for (long r = 0; r < h; ++r)
+            for (long j = 0; j < w; ++j) {
+                double s0, s1;
+                div2_pixel(q0, q1, q2, h, w, r, j, &s0, &s1);
+                sc[r * w + j] += s0 * s0 + s1 * s1;
+                if (pt != NULL) {
+                    pt[2 * c * hw + r * w + j] = -s0;
+                    pt[(2 * c + 1) * hw + r * w + j] = -s1;
+                }
+            }
+    }
+    for (long i = 0; i < groups * hw; ++i) {
+        const double m = sqrt(scale[i]);
+        scale[i] = m > alpha1 ? alpha1 / m : 1.0;
+        violated |= scale[i] < 1.0;
+    }
+    return violated;
+}
+
+void tgv_measure_f64(const double *u, const double *wf, double *q, const double *f,
+                     double *scale, double *spare, double *pt, long images, long channels,
+                     long h, long w, int channelwise, double alpha1, double alpha0, long passes,
+                     double *out)
+{
+    const long hw = h * w, groups = channelwise ? channels : 1;
+    for (long n = 0; n < images; ++n) {
+        const double *un = u + n * channels * hw, *fn = f + n * channels * hw;
+        const double *wn = wf + 2 * n * channels * hw;
+        double *qn = q + 3 * n * channels * hw, *sn = scale + n * groups * hw;
+        double *tn = spare + n * groups * hw, *pn = pt + 2 * n * channels * hw;
+        /* E(u, w): the fidelity, then both TV terms from per-pixel sums of squares. */
+        double fidelity = 0.0, first = 0.0, second = 0.0;
+        for (long g = 0; g < groups; ++g)
+            for (long i = 0; i < hw; ++i) sn[g * hw + i] = tn[g * hw + i] = 0.0;
+        for (long c = 0; c < channels; ++c) {
+            const double *uc = un + c * hw, *fc = fn + c * hw;
+            const double *w0 = wn + 2 * c * hw, *w1 = w0 + hw;
+            double *a = sn + (channelwise ? c : 0) * hw, *b = tn + (channelwise ? c : 0) * hw;
+            for (long r = 0; r < h; ++r)
+                for (long j = 0; j < w; ++j) {
+                    const long i = r * w + j;
+                    const int down = r < h - 1, right = j < w - 1;
+                    const double d = uc[i] - fc[i];
+                    fidelity += d * d;
+                    const double g0 = (down ? uc[i + w] - uc[i] : 0.0) - (down ? w0[i] : 0.0);
+                    const double g1 = (right ? uc[i + 1] - uc[i] : 0.0) - (right ? w1[i] : 0.0);
+                    a[i] += g0 * g0 + g1 * g1;
+                    const double e00 = r < h - 2 ? w0[i + w] - w0[i] : 0.0;
+                    const double e11 = j < w - 2 ? w1[i + 1] - w1[i] : 0.0;
+                    const double d10 = right ? (down ? w0[i + 1] : 0.0) - (down ? w0[i] : 0.0) : 0.0;
+                    const double d01 = down ? (right ? w1[i + w] : 0.0) - (right ? w1[i] : 0.0) : 0.0;
+                    const double e01 = 0.5 * (d10 + d01);
+                    b[i] += e00 * e00 + e11 * e11 + 2.0 * e01 * e01;
+                }
+        }
+        for (long i = 0; i < groups * hw; ++i) {
+            first += sqrt(sn[i]);
+            second += sqrt(tn[i]);
+        }
+        out[2 * n] = 0.5 * fidelity + alpha1 * first + alpha0 * second;
+        /* q onto its ball |q|_F <= alpha0. */
+        for (long i = 0; i < groups * hw; ++i) sn[i] = 0.0;
+        for (long c = 0; c < channels; ++c) {
+            const double *q0 = qn + 3 * c * hw, *q1 = q0 + hw, *q2 = q1 + hw;
+            double *a = sn + (channelwise ? c : 0) * hw;
+            for (long i = 0; i < hw; ++i) a[i] += q0[i] * q0[i] + q1[i] * q1[i] + 2.0 * q2[i] * q2[i];
+        }
+        for (long i = 0; i < groups * hw; ++i) {
+            const double m = sqrt(sn[i]) / alpha0;
+            sn[i] = m > 1.0 ? 1.0 / m : 1.0;
+        }
+        for (long c = 0; c < channels; ++c) {
+            const double *a = sn + (channelwise ? c : 0) * hw;
+            for (long k = 0; k < 3; ++k)
+                for (long i = 0; i < hw; ++i) qn[(3 * c + k) * hw + i] *= a[i];
+        }
+        /* The local repairs. */
+        for (long pass = 0; pass < passes; ++pass) {
+            if (!repair_scale(qn, sn, NULL, channels, h, w, channelwise, alpha1)) break;
+            for (long g = 0; g < groups; ++g) {
+                double *s = sn + g * hw, *t = tn + g * hw;
+                for (long r = 0; r < h; ++r)
+                    for (long j = 0; j < w; ++j) {
+                        const long i = r * w + j;
+                        double m = s[i];
+                        if (r > 0 && s[i - w] < m) m = s[i - w];
+                        if (r < h - 1 && s[i + w] < m) m = s[i + w];
+                        t[i] = m;
+                    }
+                for (long r = 0; r < h; ++r)
+                    for (long j = 0; j < w; ++j) {
+                        const long i = r * w + j;
+                        double m = t[i];
+                        if (j > 0 && t[i - 1] < m) m = t[i - 1];
+                        if (j < w - 1 && t[i + 1] < m) m = t[i + 1];
+                        s[i] = m;
+                    }
+            }
+            for (long c = 0; c < channels; ++c) {
+                const double *a = sn + (channelwise ? c : 0) * hw;
+                for (long k = 0; k < 3; ++k)
+                    for (long i = 0; i < hw; ++i) qn[(3 * c + k) * hw + i] *= a[i];
+            }
+        }
+        /* The global scale and the dual value of z = scale * div(-div2 q). */
+        repair_scale(qn, sn, pn, channels, h, w, channelwise, alpha1);
+        double smallest = 1.0;
+        for (long i = 0; i < groups * hw; ++i) smallest = sn[i] < smallest ? sn[i] : smallest;
+        double dual = 0.0;
+        for (long c = 0; c < channels; ++c) {
+            const double *p0 = pn + 2 * c * hw, *p1 = p0 + hw, *fc = fn + c * hw;
+            for (long r = 0; r < h; ++r)
+                for (long j = 0; j < w; ++j) {
+                    const long i = r * w + j;
+                    const double z = smallest * (((r < h - 1 ? p0[i] : 0.0) - (r > 0 ? p0[i - w] : 0.0)) +
+                                                 ((j < w - 1 ? p1[i] : 0.0) - (j > 0 ? p1[i - 1] : 0.0)));
+                    dual += -0.5 * z * z - fc[i] * z;
+                }
+        }
+        out[2 * n + 1] = dual;
+    }
+}

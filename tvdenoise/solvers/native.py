@@ -173,6 +173,9 @@ class TgvKernel:
                 size,
                 integer,
             ]
+        measure = library.tgv_measure_f64
+        measure.restype = None
+        measure.argtypes = [*(pointer,) * 7, *(size,) * 4, integer, real, real, size, pointer]
 
     def function(self, name: str, double: bool) -> Any:
         """The ctypes function ``name`` for float64 (``double``) or float32 tensors."""

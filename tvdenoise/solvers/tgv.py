@@ -341,6 +341,10 @@ class _TorchIteration:
         self.u, self.w, self.p, self.q, self.u_bar, self.w_bar = u, w, p, q, u_bar, w_bar
         step[0], step[1] = tau, sigma
 
+    def measure(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample ``E(u, w)`` and :func:`certificate` of ``q``."""
+        return tgv_energy(self.problem, self.u, self.w), certificate(self.problem, self.q)
+
     def change(self, tau: float, gamma: float) -> float:
         return relative_change(self.u, self.u_previous)
 
@@ -360,6 +364,7 @@ class _NativeIteration(_TorchIteration):
         super().__init__(problem, u.contiguous(), w.contiguous(), p.contiguous(), q.contiguous())
         self.f = problem.f.contiguous()
         self.iterate = kernel.function("tgv_cp_iterations", problem.f.dtype == torch.float64)
+        self.measure_kernel = kernel.library.tgv_measure_f64
         # Below about 64k values a second thread costs more in synchronisation than it saves.
         self.threads = torch.get_num_threads() if self.f.numel() >= 1 << 16 else 1
 
@@ -385,6 +390,36 @@ class _NativeIteration(_TorchIteration):
             self.threads,
         )
         step[0], step[1] = steps[0], steps[1]
+
+    def measure(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample ``E(u, w)`` and :func:`certificate` of ``q`` in one kernel call (in
+        double precision, on double copies)."""
+        problem = self.problem
+        n, c, h, w = self.f.shape
+        groups = c if problem.color == "channelwise" else 1
+        arrays = (
+            self.u.double().contiguous(),
+            self.w.double().contiguous(),
+            self.q.double().contiguous().clone(),
+            self.f.double().contiguous(),
+            torch.empty((n, groups, h, w), dtype=torch.float64),
+            torch.empty((n, groups, h, w), dtype=torch.float64),
+            torch.empty((n, c, 2, h, w), dtype=torch.float64),
+        )
+        out = torch.empty((n, 2), dtype=torch.float64)
+        self.measure_kernel(
+            *(array.data_ptr() for array in arrays),
+            n,
+            c,
+            h,
+            w,
+            int(problem.color == "channelwise"),
+            problem.weight,
+            problem.weight * problem.tgv_ratio,
+            REPAIR_PASSES,
+            out.data_ptr(),
+        )
+        return out[:, 0].clone(), out[:, 1].clone()
 
     def change(self, tau: float, gamma: float) -> float:
         # u_bar - u = theta (u - u_previous), theta of the last iteration
@@ -497,8 +532,7 @@ def solve_tgv(
         count = min(check_every - iteration % check_every, max_iter - iteration)
         runner.run(count, step, gamma)
         iteration += count
-        energy = tgv_energy(problem, runner.u, runner.w)
-        lower = certificate(problem, runner.q)
+        energy, lower = runner.measure()
         gap = relative_gap(energy, lower, pooled)
         precise = distance is not None and (
             certified_distance(energy, lower, values, fidelity.strong_convexity) <= distance
