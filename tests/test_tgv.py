@@ -16,6 +16,7 @@ from tvdenoise.ops import gradient
 from tvdenoise.solvers import Problem
 from tvdenoise.solvers.tgv import (
     certificate,
+    feasible_dual,
     field_mask,
     operator_norm_squared,
     solve_tgv,
@@ -233,3 +234,31 @@ def test_tgv_solves_the_other_fidelities_with_a_certified_gap(
     )
     assert record.converged and record.gap is not None and record.gap <= 1e-2
     assert np.isfinite(u).all()
+
+
+@pytest.mark.slow
+def test_precision_stop_certifies_the_distance_to_the_minimiser(reference) -> None:
+    problem, best_u, _, best = reference
+    values = best_u.numel()
+    # the reference is certified to a relative gap of 1e-6: within this RMS of u*
+    reference_error = math.sqrt(2e-6 * best / values)
+    for distance in (3e-3, 1e-3):
+        u, record = solve_tgv(problem, max_iter=20_000, tol=0.0, distance=distance)
+        assert record.stop_reason == "precision"
+        rms = float(torch.linalg.vector_norm(u - best_u)) / math.sqrt(values)
+        assert rms <= distance + reference_error
+
+
+def test_local_repair_keeps_the_dual_in_its_ball_and_the_bound_valid() -> None:
+    _, noisy = _noisy_ramp(16, seed=7)
+    problem = _problem(noisy)
+    generator = torch.Generator().manual_seed(1)
+    q = 0.5 * torch.randn((1, 1, 3, 16, 16), generator=generator, dtype=torch.float64)
+    repaired = feasible_dual(problem, q, passes=50)
+    # within both balls: |q|_F <= alpha0 and |div2 q| <= alpha1 (up to the global scale)
+    frobenius = repaired[:, :, :2].square().sum(2) + 2 * repaired[:, :, 2].square()
+    assert float(frobenius.sqrt().max()) <= problem.weight * problem.tgv_ratio * (1 + 1e-12)
+    # every certificate is a lower bound on the minimum (weak duality)
+    _, record = solve_tgv(problem, max_iter=20_000, tol=1e-7)
+    for passes in (0, 1, 8):
+        assert float(certificate(problem, q, passes)) <= record.energy * (1 + 1e-9)

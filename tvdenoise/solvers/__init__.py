@@ -141,14 +141,16 @@ def solve(
             max_iter=max_iter,
             tol=tol,
             callback=callback,
-            check_every=10 if check_every is None else check_every,
+            check_every=check_every,
             time_limit=time_limit,
             init=init,
             dual=dual,
             pooled=pooled,
         )
         if problem.tv == "tgv":
-            return solve_tgv(problem, **model_options)
+            return solve_tgv(problem, distance=distance, **model_options)
+        if check_every is None:
+            model_options["check_every"] = 10
         return solve_nonlocal(problem, distance=distance, **model_options)
     if check_every is None:
         fused = solver in ("auto", "rof") and (

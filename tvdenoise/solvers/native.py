@@ -1,10 +1,11 @@
-"""The fused C kernels of the ROF and nonlocal TV solvers, compiled and cached by
+"""The fused C kernels of the ROF, nonlocal TV and TGV solvers, compiled and cached by
 :mod:`tvdenoise.native`.
 
-The kernels (``_rof_kernel.c`` and ``_nonlocal_kernel.c`` beside this module) are plain C99
-with OpenMP pragmas. Where there is no compiler, the compilation fails, or
-``TVDENOISE_NO_NATIVE=1`` is set, :func:`load` and :func:`load_nonlocal` return None and the
-solvers use their PyTorch operations instead (same algorithm, more memory passes).
+The kernels (``_rof_kernel.c``, ``_nonlocal_kernel.c`` and ``_tgv_kernel.c`` beside this
+module) are plain C99 with OpenMP pragmas. Where there is no compiler, the compilation fails,
+or ``TVDENOISE_NO_NATIVE=1`` is set, :func:`load`, :func:`load_nonlocal` and :func:`load_tgv`
+return None and the solvers use their PyTorch operations instead (same algorithm, more memory
+passes).
 """
 
 from __future__ import annotations
@@ -17,7 +18,15 @@ from typing import Any
 from .. import native as _native
 from ..native import cache_dir
 
-__all__ = ["NativeKernel", "NonlocalKernel", "cache_dir", "load", "load_nonlocal"]
+__all__ = [
+    "NativeKernel",
+    "NonlocalKernel",
+    "TgvKernel",
+    "cache_dir",
+    "load",
+    "load_nonlocal",
+    "load_tgv",
+]
 
 SOURCE = Path(__file__).with_name("_rof_kernel.c")
 NONLOCAL_SOURCE = Path(__file__).with_name("_nonlocal_kernel.c")
@@ -135,3 +144,48 @@ def load_nonlocal() -> NonlocalKernel | None:
     if built is None:
         return None
     return NonlocalKernel(built.library, built.path, built.compile_seconds)
+
+
+TGV_SOURCE = Path(__file__).with_name("_tgv_kernel.c")
+
+
+class TgvKernel:
+    """The loaded TGV kernel (``_tgv_kernel.c``): ctypes functions for float32 and float64,
+    and how it was obtained."""
+
+    def __init__(self, library: ctypes.CDLL, path: Path, compile_seconds: float) -> None:
+        self.library = library
+        self.path = path
+        #: Seconds spent compiling in this process (0.0 when the cached library was used).
+        self.compile_seconds = compile_seconds
+        pointer, size, integer, real = ctypes.c_void_p, ctypes.c_long, ctypes.c_int, ctypes.c_double
+        for suffix in ("f32", "f64"):
+            iterations = getattr(library, f"tgv_cp_iterations_{suffix}")
+            iterations.restype = None
+            iterations.argtypes = [
+                *(pointer,) * 7,
+                *(size,) * 4,
+                integer,
+                real,
+                real,
+                pointer,
+                real,
+                size,
+                integer,
+            ]
+        measure = library.tgv_measure_f64
+        measure.restype = None
+        measure.argtypes = [*(pointer,) * 7, *(size,) * 4, integer, real, real, size, pointer]
+
+    def function(self, name: str, double: bool) -> Any:
+        """The ctypes function ``name`` for float64 (``double``) or float32 tensors."""
+        return getattr(self.library, f"{name}_{'f64' if double else 'f32'}")
+
+
+@functools.cache
+def load_tgv() -> TgvKernel | None:
+    """The compiled TGV kernel, compiling it on first use; None where it cannot be had."""
+    built = _native.build(TGV_SOURCE, "tgv_kernel", ("-fno-trapping-math",), isa=True)
+    if built is None:
+        return None
+    return TgvKernel(built.library, built.path, built.compile_seconds)

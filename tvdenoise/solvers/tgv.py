@@ -18,13 +18,25 @@ Storage: ``w`` has ``ndim`` components, the symmetric ``q`` ``ndim (ndim + 1) / 
 diagonal first, then ``(k, l)`` for ``k < l``). :func:`symmetric_gradient` is ``E`` and
 :func:`symmetric_divergence` its negative adjoint, ``<E w, q>_F = -<w, div2 q>``.
 
-Iteration (Chambolle & Pock 2011, Algorithm 1, theta = 1, fixed steps with
-``tau sigma L^2 = 1``, on ``x = (u, w)``, ``y = (p, q)``, ``K x = (D u - w, E w)``):
+Iteration (Chambolle & Pock 2011, on ``x = (u, w)``, ``y = (p, q)``, ``K x = (D u - w, E w)``,
+``tau sigma L^2 = 1`` throughout):
 
     p <- project_{|p| <= alpha1}(p + sigma (D ubar - wbar))
     q <- project_{|q|_F <= alpha0}(q + sigma E wbar)
     u <- prox_{tau G}(u + tau div p);   w <- w + tau (p + div2 q)
-    ubar, wbar <- 2 (u, w)_new - (u, w)_old
+    ubar, wbar <- (u, w)_new + theta ((u, w)_new - (u, w)_old)
+
+in two phases. Where the fidelity is strongly convex (L2), a first phase takes Algorithm 2's
+step rule (``theta = 1 / sqrt(1 + 2 gamma tau)``, ``tau *= theta``, ``sigma /= theta``) from
+``tau = ACCELERATED_BALANCE / L``: only ``u``'s part of the energy is strongly convex, so no
+theorem covers it, but it brings ``(u, w)`` close to the minimiser in a few hundred iterations.
+Once its certified gap has reached no new low for ``STALL_ITERATIONS`` iterations, the solver
+goes on from that state with Algorithm 1 (``theta = 1``, fixed ``tau = STEP_BALANCE / L``),
+which converges from any starting point: the solve converges, and the certificate below holds
+whatever the steps. On CPU with the L2 fidelity on 2-D images without grid steps the
+iterations run in a fused C kernel (``_tgv_kernel.c``, loaded by
+:func:`tvdenoise.solvers.native.load_tgv`), the same iteration as the PyTorch operations
+used elsewhere.
 
 ``L^2 = a (1 + e)`` with ``a = ||D||^2`` bound of :func:`tvdenoise.ops.difference_norm_squared`
 and ``e = (1 + sqrt(1 + 4 a)) / (2 a)``: ``||K x||^2 <= (1 + e) ||D u||^2 + (1 + 1/e) ||w||^2
@@ -38,7 +50,9 @@ Certificate (dual feasibility). The dual problem is ``max -G*(div p)`` over ``|p
 constraint, so its dual value (``fidelity.dual(f, s div p~)``) is a lower bound on the minimum
 ``E*``, and ``(E(u, w) - dual) / E(u, w)`` bounds the relative suboptimality of the iterate
 (weak duality; no bound on the domain is assumed). At the saddle point ``p* = -div2 q*`` and
-``s = 1``, so the bound closes as the iterates converge.
+``s = 1``, so the bound closes as the iterates converge. One pixel where ``|p~|`` exceeds
+``alpha1`` would shrink all of ``q`` by the global ``s``; so ``q`` is first shrunk locally
+around such pixels (:func:`feasible_dual`), which costs the dual value far less.
 
 References
 ----------
@@ -49,17 +63,31 @@ applications to imaging", J. Math. Imaging Vis. 40 (2011).
 
 from __future__ import annotations
 
+import ctypes
 import math
 
 import torch
 
+from .. import _validate
 from .._validate import DEFAULT_TGV_RATIO
 from ..errors import InvalidParameterError
 from ..ops import difference_norm_squared, divergence, gradient
-from .base import Callback, Monitor, Problem, SolveRecord, relative_change, relative_gap
+from . import native
+from .base import (
+    Callback,
+    Monitor,
+    Problem,
+    SolveRecord,
+    certified_distance,
+    precision_gap,
+    relative_change,
+    relative_gap,
+)
+from .rof import _last_theta
 
 __all__ = [
     "DEFAULT_TGV_RATIO",
+    "native_kernel",
     "operator_norm_squared",
     "solve_tgv",
     "symmetric_components",
@@ -69,12 +97,30 @@ __all__ = [
 ]
 
 
-#: Primal step as a multiple of 1 / L (sigma = 1 / (tau L^2)). Measured on a 128x128 camera
-#: crop (sigma 25, weight 0.08, ratio 2) to a certified relative gap of 3e-4: 1,180
-#: iterations at 0.1, 1,670 at 0.3, 3,170 at 1; 0.03 does not reach it in 3,000. Accelerating
-#: (Algorithm 2 on u; no theorem covers w) brings the energy to within 3e-4 of the minimum in
-#: about 300 iterations, but the certificate then lags (1,500 to over 3,000), so it is not used.
+BACKENDS = ("auto", "native", "torch")
+
+#: Primal step of the plain phase as a multiple of 1 / L (sigma = 1 / (tau L^2)). Measured
+#: with the global certificate alone on a 128x128 camera crop (sigma 25, weight 0.08, ratio
+#: 2) to a certified relative gap of 3e-4: 1,180 iterations at 0.1, 1,670 at 0.3, 3,170 at 1;
+#: 0.03 does not reach it in 3,000. On the 256x256 crop of benchmarks/RESULTS.md (weight 0.09)
+#: with the local repair: 640 at 0.1, 940 at 0.2, 1,580 at 0.05.
 STEP_BALANCE = 0.1
+#: Local repair passes of the dual iterate before the certificate's global scale
+#: (:func:`feasible_dual`). Plain phase only, 256x256 crop to a gap of 3e-4: 1,320 iterations
+#: with the global scale alone, 870 after 3 passes, 640 after 8, 610 after 30.
+REPAIR_PASSES = 8
+#: The accelerated first phase: Algorithm 2's step rule with ``gamma = ACCELERATION * mu``
+#: from ``tau = ACCELERATED_BALANCE / L``, until the certified gap has not reached a new
+#: low for ``STALL_ITERATIONS`` iterations; then the plain iteration at ``STEP_BALANCE``.
+#: Same crop: 580 iterations (switch at 281); switching at a fixed 150, 250, 300 or 400 gave
+#: 1,020, 610, 490, 520; the whole solve at Algorithm 2's rule stalls at a gap of 6e-3.
+ACCELERATION = 0.25
+ACCELERATED_BALANCE = 0.3
+STALL_ITERATIONS = 50
+#: Iterations between checks (energy, certificate, callback): a check costs about as much as
+#: 10 of the kernel's iterations, so the kernel checks less often.
+CHECK_EVERY = 10
+KERNEL_CHECK_EVERY = 20
 
 
 def symmetric_components(ndim: int) -> int:
@@ -189,9 +235,52 @@ def operator_norm_squared(ndim: int, spacing: tuple[float, ...] | None = None) -
     return a * (1.0 + e)
 
 
-def certificate(problem: Problem, q: torch.Tensor) -> torch.Tensor:
-    """Per-sample lower bound on ``E*`` from the dual iterate ``q`` (module docstring)."""
+def _neighbourhood_minimum(x: torch.Tensor, ndim: int) -> torch.Tensor:
+    """The minimum of ``x`` over each entry's 3x3 (3x3x3) neighbourhood of its last ``ndim``
+    axes, one axis at a time (the entries past the border left out)."""
+    for dim in range(x.dim() - ndim, x.dim()):
+        n = x.shape[dim]
+        if n < 2:
+            continue
+        out = x.clone()
+        out.narrow(dim, 0, n - 1).copy_(
+            torch.minimum(x.narrow(dim, 0, n - 1), x.narrow(dim, 1, n - 1))
+        )
+        tail = out.narrow(dim, 1, n - 1)
+        tail.copy_(torch.minimum(tail, x.narrow(dim, 0, n - 1)))
+        x = out
+    return x
+
+
+def feasible_dual(problem: Problem, q: torch.Tensor, passes: int = REPAIR_PASSES) -> torch.Tensor:
+    """``q`` made closer to dual feasible, ``|div2 q| <= alpha1``, by local shrinking.
+
+    ``q`` is first projected onto ``|q|_F <= alpha0``; then, ``passes`` times, where ``p~ =
+    -div2 q`` exceeds ``alpha1`` at a pixel, the ``q`` entries of its 3x3 (3x3x3)
+    neighbourhood, which hold every entry of its stencil, are scaled by ``alpha1 / |p~|``
+    (the smallest such factor over the neighbourhood). Shrinking keeps ``|q|_F <= alpha0``;
+    what violation is left is removed by :func:`certificate`'s global scale, which alone
+    would shrink every pixel for the worst one.
+    """
+    ndim, spacing, color = problem.ndim, problem.spacing, problem.color
+    alpha1 = problem.weight
+    q = _project(q, alpha1 * problem.tgv_ratio, ndim, color, True)
+    for _ in range(passes):
+        p = symmetric_divergence(q, ndim, spacing)
+        scale = (alpha1 / _squared_norm(p, ndim, color, False).sqrt().clamp(min=1e-300)).clamp(
+            max=1.0
+        )
+        if bool((scale >= 1.0).all()):
+            break
+        q = q * _neighbourhood_minimum(scale, ndim)
+    return q
+
+
+def certificate(problem: Problem, q: torch.Tensor, passes: int = REPAIR_PASSES) -> torch.Tensor:
+    """Per-sample lower bound on ``E*`` from the dual iterate ``q`` (module docstring), after
+    :func:`feasible_dual`'s local repair."""
     ndim, spacing = problem.ndim, problem.spacing
+    q = feasible_dual(problem, q, passes)
     p = -symmetric_divergence(q, ndim, spacing)
     largest = _squared_norm(p, ndim, problem.color, False).sqrt()
     largest = largest.amax(dim=tuple(range(1, largest.dim())))
@@ -208,18 +297,176 @@ def tgv_dual_components(ndim: int) -> int:
     return 2 * ndim + symmetric_components(ndim)
 
 
+class _TorchIteration:
+    """The iteration in PyTorch operations (module docstring)."""
+
+    def __init__(
+        self, problem: Problem, u: torch.Tensor, w: torch.Tensor, p: torch.Tensor, q: torch.Tensor
+    ) -> None:
+        self.problem = problem
+        self.u, self.w, self.p, self.q = u, w, p, q
+        self.u_bar, self.w_bar = u.clone(), w.clone()
+        self.u_previous = u
+
+    def run(self, iterations: int, step: list[float], gamma: float) -> None:
+        problem = self.problem
+        f, ndim, spacing, color = problem.f, problem.ndim, problem.spacing, problem.color
+        alpha1 = problem.weight
+        alpha0 = alpha1 * problem.tgv_ratio
+        tau, sigma = step
+        u, w, p, q, u_bar, w_bar = self.u, self.w, self.p, self.q, self.u_bar, self.w_bar
+        for _ in range(iterations):
+            p = _project(
+                p.add_(gradient(u_bar, ndim, spacing) - w_bar, alpha=sigma),
+                alpha1,
+                ndim,
+                color,
+                False,
+            )
+            q = _project(
+                q.add_(symmetric_gradient(w_bar, ndim, spacing), alpha=sigma),
+                alpha0,
+                ndim,
+                color,
+                True,
+            )
+            u_previous, w_previous = u, w
+            u = problem.fidelity.prox(u + tau * divergence(p, ndim, spacing), f, tau)
+            w = w + tau * field_mask(p + symmetric_divergence(q, ndim, spacing), ndim)
+            theta = 1.0 / math.sqrt(1.0 + 2.0 * gamma * tau) if gamma > 0 else 1.0
+            tau, sigma = tau * theta, sigma / theta
+            u_bar = u + theta * (u - u_previous)
+            w_bar = w + theta * (w - w_previous)
+            self.u_previous = u_previous
+        self.u, self.w, self.p, self.q, self.u_bar, self.w_bar = u, w, p, q, u_bar, w_bar
+        step[0], step[1] = tau, sigma
+
+    def measure(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample ``E(u, w)`` and :func:`certificate` of ``q``."""
+        return tgv_energy(self.problem, self.u, self.w), certificate(self.problem, self.q)
+
+    def change(self, tau: float, gamma: float) -> float:
+        return relative_change(self.u, self.u_previous)
+
+
+class _NativeIteration(_TorchIteration):
+    """The same iteration through the fused kernel, in place on contiguous buffers."""
+
+    def __init__(
+        self,
+        problem: Problem,
+        u: torch.Tensor,
+        w: torch.Tensor,
+        p: torch.Tensor,
+        q: torch.Tensor,
+        kernel: native.TgvKernel,
+    ) -> None:
+        super().__init__(problem, u.contiguous(), w.contiguous(), p.contiguous(), q.contiguous())
+        self.f = problem.f.contiguous()
+        self.iterate = kernel.function("tgv_cp_iterations", problem.f.dtype == torch.float64)
+        self.measure_kernel = kernel.library.tgv_measure_f64
+        # Below about 64k values a second thread costs more in synchronisation than it saves.
+        self.threads = torch.get_num_threads() if self.f.numel() >= 1 << 16 else 1
+
+    def run(self, iterations: int, step: list[float], gamma: float) -> None:
+        problem = self.problem
+        n, c, h, w = self.f.shape
+        steps = (ctypes.c_double * 2)(*step)
+        self.iterate(
+            *(
+                t.data_ptr()
+                for t in (self.u, self.u_bar, self.w, self.w_bar, self.p, self.q, self.f)
+            ),
+            n,
+            c,
+            h,
+            w,
+            int(problem.color == "channelwise"),
+            problem.weight,
+            problem.weight * problem.tgv_ratio,
+            ctypes.addressof(steps),
+            gamma,
+            iterations,
+            self.threads,
+        )
+        step[0], step[1] = steps[0], steps[1]
+
+    def measure(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample ``E(u, w)`` and :func:`certificate` of ``q`` in one kernel call (in
+        double precision, on double copies)."""
+        problem = self.problem
+        n, c, h, w = self.f.shape
+        groups = c if problem.color == "channelwise" else 1
+        arrays = (
+            self.u.double().contiguous(),
+            self.w.double().contiguous(),
+            self.q.double().contiguous().clone(),
+            self.f.double().contiguous(),
+            torch.empty((n, groups, h, w), dtype=torch.float64),
+            torch.empty((n, groups, h, w), dtype=torch.float64),
+            torch.empty((n, c, 2, h, w), dtype=torch.float64),
+        )
+        out = torch.empty((n, 2), dtype=torch.float64)
+        self.measure_kernel(
+            *(array.data_ptr() for array in arrays),
+            n,
+            c,
+            h,
+            w,
+            int(problem.color == "channelwise"),
+            problem.weight,
+            problem.weight * problem.tgv_ratio,
+            REPAIR_PASSES,
+            out.data_ptr(),
+        )
+        return out[:, 0].clone(), out[:, 1].clone()
+
+    def change(self, tau: float, gamma: float) -> float:
+        # u_bar - u = theta (u - u_previous), theta of the last iteration
+        theta = _last_theta(tau, gamma) if gamma > 0 else 1.0
+        difference = float(torch.linalg.vector_norm(self.u_bar - self.u, dtype=torch.float64))
+        norm = float(torch.linalg.vector_norm(self.u, dtype=torch.float64))
+        change = difference / theta
+        return change / norm if norm > 0 else change
+
+
+def native_kernel(problem: Problem, backend: str = "auto") -> native.TgvKernel | None:
+    """The fused kernel for ``problem`` (CPU, float32/float64, L2 fidelity, 2-D images without
+    grid steps), or None where the PyTorch operations run; ``backend="native"`` raises
+    instead of returning None."""
+    if backend == "torch":
+        return None
+    f = problem.f
+    usable = (
+        f.device.type == "cpu"
+        and f.dtype in (torch.float32, torch.float64)
+        and problem.fidelity.name == "l2"
+        and problem.ndim == 2
+        and problem.spacing is None
+    )
+    kernel = native.load_tgv() if usable else None
+    if backend == "native" and kernel is None:
+        raise InvalidParameterError(
+            "backend native needs a CPU float32/float64 2-D problem with the l2 fidelity, no "
+            "spacing and a working C compiler (or a cached kernel); use backend auto"
+        )
+    return kernel
+
+
 def solve_tgv(
     problem: Problem,
     *,
     max_iter: int,
     tol: float,
     callback: Callback | None = None,
-    check_every: int = 10,
+    check_every: int | None = None,
     time_limit: float | None = None,
     init: torch.Tensor | None = None,
     dual: torch.Tensor | None = None,
     tau: float | None = None,
+    distance: float | None = None,
     pooled: bool = False,
+    backend: str = "auto",
 ) -> tuple[torch.Tensor, SolveRecord]:
     """Minimise the TGV energy exactly; stop when the certified relative gap <= tol.
 
@@ -228,16 +475,29 @@ def solve_tgv(
     the final state, so a solve at a nearby weight can start from it. Without it, ``w``
     starts at ``D u``. The record's energy is ``E(u, w)`` at the returned ``u`` and its ``w``.
 
+    ``tau`` fixes the primal step of the plain iteration throughout (no accelerated phase).
+
+    ``distance`` (strongly convex fidelities: L2): stop also when the certified RMS distance
+    to the minimiser, ``sqrt(2 gap / n)``, is at most this. ``E(u, w) - E* >= F(u) - F* >=
+    ||u - u*||^2 / 2`` for ``F(u) = min_w E(u, w)``, the 1-strongly convex energy in ``u``,
+    so the gap bounds the distance as for the ROF solvers.
+
     ``pooled``: stop on the batch's total gap over its total energy (see
     :func:`tvdenoise.solvers.solve`).
+
+    ``backend``: ``"native"`` the fused C kernel (CPU, L2, 2-D images), ``"torch"`` PyTorch
+    operations, ``"auto"`` the kernel where it is available.
     """
-    f, ndim, spacing, color = problem.f, problem.ndim, problem.spacing, problem.color
-    alpha1 = problem.weight
-    alpha0 = alpha1 * problem.tgv_ratio
+    backend = _validate.choice("backend", backend, BACKENDS)
+    f, ndim, spacing = problem.f, problem.ndim, problem.spacing
     fidelity = problem.fidelity
-    norm = math.sqrt(operator_norm_squared(ndim, spacing))
-    tau = STEP_BALANCE / norm if tau is None else tau
-    sigma = 1.0 / (tau * norm * norm)
+    norm_squared = operator_norm_squared(ndim, spacing)
+    norm = math.sqrt(norm_squared)
+    # Accelerated first phase where the fidelity is strongly convex (module docstring).
+    gamma = ACCELERATION * fidelity.strong_convexity if tau is None else 0.0
+    plain_tau = STEP_BALANCE / norm if tau is None else tau
+    first_tau = ACCELERATED_BALANCE / norm if gamma > 0 else plain_tau
+    step = [first_tau, 1.0 / (first_tau * norm_squared)]
     u = f.clone() if init is None else init.to(f).clone()
     nsym = symmetric_components(ndim)
     if dual is None:
@@ -256,27 +516,37 @@ def solve_tgv(
             state[:, :, ndim : ndim + nsym].clone(),
             field_mask(state[:, :, ndim + nsym :], ndim),
         )
-    u_bar, w_bar = u.clone(), w.clone()
+    kernel = native_kernel(problem, backend)
+    runner = (
+        _TorchIteration(problem, u, w, p, q)
+        if kernel is None
+        else _NativeIteration(problem, u, w, p, q, kernel)
+    )
+    if check_every is None:
+        check_every = CHECK_EVERY if kernel is None else KERNEL_CHECK_EVERY
     monitor = Monitor("tgv", max_iter, tol, callback, check_every, time_limit)
+    values = f[0].numel()
+    best_gap, best_iteration = math.inf, 0
     iteration = 0
-    for iteration in range(1, max_iter + 1):
-        p = _project(
-            p.add_(gradient(u_bar, ndim, spacing) - w_bar, alpha=sigma), alpha1, ndim, color, False
+    while iteration < max_iter:
+        count = min(check_every - iteration % check_every, max_iter - iteration)
+        runner.run(count, step, gamma)
+        iteration += count
+        energy, lower = runner.measure()
+        gap = relative_gap(energy, lower, pooled)
+        precise = distance is not None and (
+            certified_distance(energy, lower, values, fidelity.strong_convexity) <= distance
         )
-        q = _project(
-            q.add_(symmetric_gradient(w_bar, ndim, spacing), alpha=sigma), alpha0, ndim, color, True
-        )
-        u_previous, w_previous = u, w
-        u = fidelity.prox(u + tau * divergence(p, ndim, spacing), f, tau)
-        w = w + tau * field_mask(p + symmetric_divergence(q, ndim, spacing), ndim)
-        u_bar = 2.0 * u - u_previous
-        w_bar = 2.0 * w - w_previous
-        if monitor.due(iteration):
-            energy = tgv_energy(problem, u, w)
-            lower = certificate(problem, q)
-            gap = relative_gap(energy, lower, pooled)
-            if monitor.report(iteration, energy, gap, relative_change(u, u_previous), gap):
-                break
+        precision = precision_gap(energy, values, fidelity.strong_convexity, distance)
+        change = runner.change(step[0], gamma)
+        if monitor.report(iteration, energy, gap, change, gap, precise, precision):
+            break
+        if gamma > 0:
+            if gap < best_gap:
+                best_gap, best_iteration = gap, iteration
+            elif iteration - best_iteration >= STALL_ITERATIONS:
+                gamma = 0.0
+                step = [plain_tau, 1.0 / (plain_tau * norm_squared)]
     if dual is not None:
-        dual.copy_(torch.cat([p, q, w], dim=2))
-    return u, monitor.record(iteration, eps=0.0)
+        dual.copy_(torch.cat([runner.p, runner.q, runner.w], dim=2))
+    return runner.u, monitor.record(iteration, eps=0.0)
