@@ -301,6 +301,19 @@ class _Pool:
     def close(self, wait_for_workers: bool) -> None:
         with contextlib.suppress(Exception):
             self.executor.shutdown(wait=wait_for_workers, cancel_futures=True)
+        if wait_for_workers:
+            return
+        # A broken pool: end what is left of it. A worker killed while it held the call
+        # queue's read end can leave the queue's feeder thread blocked on a pipe nobody
+        # reads, and the interpreter joins that thread at exit: the command then printed its
+        # summary and never exited (seen once in CI). So the survivors are killed and that
+        # thread is not joined.
+        with contextlib.suppress(Exception):
+            for process in self.processes.values():
+                if process.exitcode is None:
+                    process.kill()
+        with contextlib.suppress(Exception):
+            self.executor._call_queue.cancel_join_thread()  # type: ignore[attr-defined]
 
 
 def _run_in_pool(
